@@ -1,0 +1,61 @@
+"""One exception tree. Each class fixes the CLI exit code, so the mapping lives in one place.
+
+Messages name the thing and say what to do; they never contain a secret value
+(house rule 11): build them from UUIDs, usages, URIs and paths only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class MigcoordError(Exception):
+    """Base class. ``exit_code`` is what ``migcoord`` exits with when this escapes."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, hint: str | None = None, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class BadInput(MigcoordError):
+    """Usage error or unusable input (malformed XML, bad URI, unreadable key file): nothing changed."""
+
+    exit_code = 2
+
+
+class Blocked(MigcoordError):
+    """A pre-flight condition forbids the migration; nothing was changed anywhere."""
+
+    exit_code = 1
+
+
+class SecretUnavailable(Blocked):
+    """No configured value source can supply a secret's value (e.g. private on the source)."""
+
+
+class SecretMismatch(Blocked):
+    """The destination holds a secret with the same UUID but different usage, flags or value."""
+
+
+class HostUnreachable(MigcoordError):
+    """A libvirt or SSH endpoint could not be reached (after retries where retrying is safe)."""
+
+    exit_code = 3
+
+
+class MigrationFailed(MigcoordError):
+    """migrateToURI3 failed for good; the VM is still on the source (``data['outcome']``)."""
+
+    exit_code = 3
+
+
+class Busy(MigcoordError):
+    """Another migcoord run holds the lock for this domain or host."""
+
+    exit_code = 1

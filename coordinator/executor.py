@@ -1,0 +1,287 @@
+"""Migrate one domain: pre-flight → secrets → migrateToURI3 (retried) → verify.
+
+Connections and time are injected (``connect``, ``sleep``) so the library can be
+pointed at any host and tests never wait on real clocks (house rule 8).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import tenacity
+
+from . import domxml
+from .errors import BadInput, Blocked, Busy, HostUnreachable, MigcoordError, MigrationFailed
+from .hypervisor import Guest, Host, check_uri, error_summary, is_transient
+from .journal import Journal
+from .keys import KeyRing
+from .model import MigrationResult, SecretAction, SecretPlan
+from .params import MigrationPolicy, migration_flags, migration_params
+from .secrets import SecretPolicy, SecretProvisioner, blocked_by, check_transport, wanted_flags
+
+log = logging.getLogger("migcoord")
+
+DEFAULT_LOCK_DIR = Path(os.environ.get("MIGCOORD_LOCK_DIR", "/run/migcoord"))
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries of transient failures: attempts and total time, exponential backoff + jitter."""
+
+    attempts: int = 4
+    max_seconds: float = 120.0
+    initial_wait: float = 1.0
+    max_wait: float = 15.0
+
+
+def retryable(exc: BaseException) -> bool:
+    """Transient libvirt errors, and connection failures the hypervisor layer marked transient."""
+    if isinstance(exc, HostUnreachable):
+        return bool(exc.data.get("transient"))
+    return is_transient(exc)
+
+
+def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None]) -> tenacity.Retrying:
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(retryable),
+        stop=tenacity.stop_after_attempt(rp.attempts) | tenacity.stop_after_delay(rp.max_seconds),
+        wait=tenacity.wait_exponential_jitter(initial=rp.initial_wait, max=rp.max_wait),
+        sleep=sleep, reraise=True)
+
+
+@contextlib.contextmanager
+def domain_lock(lock_dir: Path, uuid: str, name: str) -> Iterator[None]:
+    """One migcoord run per domain at a time (flock: released by the kernel if we die)."""
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock_dir / f"{uuid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"another migcoord run is already working on domain {name} ({uuid})",
+                       hint="wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def connect_retrying(uri: str, connect: Callable[[str], Host], retrying: tenacity.Retrying) -> Host:
+    return retrying(connect, uri)
+
+
+class ProgressWatcher:
+    """Polls virDomainGetJobStats while the migration runs and emits progress events."""
+
+    def __init__(self, guest: Guest, sink: EventSink | None, interval: float = 0.5) -> None:
+        self.guest, self.sink, self.interval = guest, sink, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ProgressWatcher":
+        if self.sink:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                job = self.guest.job()
+            except Exception:  # the domain may vanish from the source at the end
+                return
+            if job.active and self.sink:
+                self.sink({"event": "progress", "percent": round(job.percent, 1),
+                           "data_processed": job.data_processed, "data_remaining": job.data_remaining,
+                           "data_total": job.data_total, "rate_bps": job.mem_bps,
+                           "elapsed_ms": job.elapsed_ms})
+
+
+def where_is(src: Host, dst: Host, uuid: str) -> str:
+    """'source' if active there, 'destination' if active there (and not on source), else 'nowhere'."""
+    s = src.find_guest(uuid)
+    if s is not None and s.is_active():
+        return "source"
+    d = dst.find_guest(uuid)
+    if d is not None and d.is_active():
+        return "destination"
+    return "nowhere"
+
+
+def migrate(domain: str, source_uri: str, dest_uri: str, *,
+            policy: MigrationPolicy = MigrationPolicy(),
+            secret_policy: SecretPolicy = SecretPolicy(),
+            keyring: KeyRing | None = None,
+            retry: RetryPolicy = RetryPolicy(),
+            journal: Journal | None = None,
+            dry_run: bool = False,
+            connect: Callable[[str], Host] = Host.open,
+            sleep: Callable[[float], None] = time.sleep,
+            lock_dir: Path = DEFAULT_LOCK_DIR,
+            on_event: EventSink | None = None) -> MigrationResult:
+    """Migrate ``domain`` (name, UUID or id) from ``source_uri`` to ``dest_uri``.
+
+    Raises ``Blocked`` (nothing changed), ``BadInput``, ``MigrationFailed`` (VM still on the
+    source; secrets this run created on the destination were removed) or ``Busy``.
+    """
+    check_uri(source_uri)
+    check_uri(dest_uri)
+    if source_uri == dest_uri:
+        raise BadInput("source and destination URIs are the same", hint="give a different --to")
+    check_transport(source_uri, dest_uri, allow_plaintext=secret_policy.allow_plaintext)
+    flags, params = migration_flags(policy), migration_params(policy)  # validate before connecting
+    journal = journal or Journal()
+    keyring = keyring or KeyRing()
+    emit = on_event or (lambda _e: None)
+    retrying = build_retrying(retry, sleep)
+    t0 = time.monotonic()
+    src = connect_retrying(source_uri, connect, retrying)
+    try:
+        dst = connect_retrying(dest_uri, connect, retrying)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        if src.host_uuid() == dst.host_uuid():
+            raise Blocked(f"{dest_uri} is the same host as {source_uri} (host UUID {src.host_uuid()})",
+                          hint="pick another destination", check_id="HOST-SAME")
+        guest = src.find_guest(domain)
+        if guest is None or not guest.is_active():
+            there = dst.find_guest(domain)
+            if there is not None and there.is_active() and (guest is None or policy.live):
+                return MigrationResult(domain=there.name, uuid=there.uuid, source_uri=source_uri,
+                                       dest_uri=dest_uri, state="already-on-destination", attempts=0,
+                                       duration_s=time.monotonic() - t0, dest_state=there.state())
+        if guest is None:
+            raise BadInput(f"domain {domain!r} not found on {source_uri}",
+                           hint="give its name, UUID or id as virsh list shows it")
+        with domain_lock(lock_dir, guest.uuid, guest.name):
+            return _migrate_locked(guest, src, dst, policy, flags, params, secret_policy, keyring,
+                                   journal, dry_run, retrying, emit, connect, t0)
+    finally:
+        src.close()
+        dst.close()
+
+
+def _preflight(guest: Guest, dst: Host, policy: MigrationPolicy) -> None:
+    state = guest.state()
+    if policy.live and state not in ("running", "paused"):
+        raise Blocked(f"domain {guest.name} is {state}; live migration needs it running or paused",
+                      hint="start it, or use --offline for a shut-off persistent domain",
+                      check_id="DOMAIN-STATE")
+    if not policy.live and (state != "shutoff" or not guest.is_persistent()):
+        raise Blocked(f"domain {guest.name} is {state}; offline migration needs a shut-off persistent domain",
+                      check_id="DOMAIN-STATE")
+    for ident in (guest.uuid, guest.name):
+        other = dst.find_guest(ident)
+        if other is not None:
+            raise Blocked(f"a domain {other.name} ({other.uuid}) already exists on {dst.uri}",
+                          hint="remove or rename it there first", check_id="DOMAIN-EXISTS-ON-DEST")
+
+
+def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy, flags: frozenset[str],
+                    params: dict[str, Any], secret_policy: SecretPolicy, keyring: KeyRing,
+                    journal: Journal, dry_run: bool, retrying: tenacity.Retrying, emit: EventSink,
+                    connect: Callable[[str], Host], t0: float) -> MigrationResult:
+    _preflight(guest, dst, policy)
+    xmls = [guest.xml()] + ([guest.xml(inactive=True)] if guest.is_persistent() else [])
+    refs = domxml.union_refs(*xmls)
+    prov = SecretProvisioner(src, dst, keyring=keyring, policy=secret_policy, journal=journal)
+    plans = prov.plan(refs)
+    emit({"event": "secrets-planned", "secrets": [p.as_dict() for p in plans]})
+    _warn_ephemeral(plans, prov, policy)
+    blockers = [p for p in plans if p.action is SecretAction.BLOCK]
+    if blockers:
+        journal.record("blocked", domain=guest.name, uuid=guest.uuid, reasons=[p.reason for p in blockers])
+        raise blocked_by(blockers)
+    base = dict(domain=guest.name, uuid=guest.uuid, source_uri=src.uri, dest_uri=dst.uri)
+    if dry_run:
+        return MigrationResult(**base, state="dry-run", attempts=0, duration_s=time.monotonic() - t0,
+                               secrets=tuple(plans))
+    journal.record("migration-start", domain=guest.name, uuid=guest.uuid, source=src.uri, dest=dst.uri,
+                   flags=sorted(flags))
+    prov.apply(plans)
+    attempts = 0
+    state = {"src": src}
+
+    def attempt() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            if not state["src"].alive():
+                state["src"] = connect(src.uri)
+            where = where_is(state["src"], dst, guest.uuid)
+            journal.record("migration-retry-check", uuid=guest.uuid, attempt=attempts, where=where)
+            if where == "destination":
+                return "completed-earlier"
+        journal.record("migration-attempt", uuid=guest.uuid, attempt=attempts)
+        emit({"event": "migration-attempt", "attempt": attempts})
+        g = state["src"].find_guest(guest.uuid) or guest
+        with ProgressWatcher(g, emit):
+            g.migrate(dst.uri, params, flags)
+        return "migrated"
+
+    try:
+        retrying(attempt)
+    except Exception as e:
+        reason = error_summary(e)
+        journal.record("migration-failed", uuid=guest.uuid, attempts=attempts, error=reason)
+        where = _safe_where(state["src"], dst, guest.uuid)
+        if where != "destination":
+            removed = prov.rollback(g.xml() for g in dst.guests())
+            raise MigrationFailed(f"migration of {guest.name} to {dst.uri} failed after {attempts} "
+                                  f"attempt(s): {reason}; the VM is still on {src.uri}"
+                                  + (f"; removed {len(removed)} secret(s) this run created" if removed else ""),
+                                  where=where, attempts=attempts, rolled_back=removed) from None
+    result = MigrationResult(**base, state="migrated", attempts=attempts,
+                             duration_s=time.monotonic() - t0, secrets=tuple(plans))
+    verify(result, state["src"], dst, policy, plans)
+    journal.record("migration-done", uuid=guest.uuid, attempts=attempts, duration_s=round(result.duration_s, 3))
+    return replace(result, dest_state=dst.find_guest(guest.uuid).state())  # type: ignore[union-attr]
+
+
+def _safe_where(src: Host, dst: Host, uuid: str) -> str:
+    try:
+        return where_is(src, dst, uuid)
+    except Exception:
+        return "unknown"
+
+
+def _warn_ephemeral(plans: list[SecretPlan], prov: SecretProvisioner, policy: MigrationPolicy) -> None:
+    for p in plans:
+        info = prov._src_info.get(p.uuid or "")
+        if info and p.action is SecretAction.PROVISION and policy.persist and wanted_flags(info, prov.policy)[1]:
+            log.warning("secret %s will be ephemeral on the destination but backs a persistent domain: "
+                        "the domain will not start there after a libvirtd restart", p.uuid)
+
+
+def verify(result: MigrationResult, src: Host, dst: Host, policy: MigrationPolicy,
+           plans: list[SecretPlan]) -> None:
+    """After success: running on the destination, persistent if asked, gone from the source if asked,
+    and every secret still on the source (we never delete those by ourselves)."""
+    problems = []
+    d = dst.find_guest(result.uuid)
+    if d is None or (policy.live and not d.is_active()):
+        problems.append(f"not active on {dst.uri}")
+    elif policy.persist and not d.is_persistent():
+        problems.append(f"not persistent on {dst.uri}")
+    s = src.find_guest(result.uuid)
+    if s is not None and (policy.undefine_source or s.is_active()):
+        problems.append(f"still {'defined' if not s.is_active() else 'active'} on {src.uri}")
+    for p in plans:
+        if p.uuid and src.secret_info(p.uuid) is None:
+            problems.append(f"secret {p.uuid} no longer on {src.uri}")
+    if problems:
+        raise MigcoordError(f"migration of {result.domain} reported success but verification failed: "
+                            + "; ".join(problems), hint="inspect both hosts with virsh")

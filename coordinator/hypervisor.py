@@ -1,0 +1,298 @@
+"""The only module that imports libvirt (house rule 1).
+
+``Host`` wraps one connection, ``Guest`` one domain. Symbolic flag names from
+``params.py`` become ``VIR_*`` constants here. ``classify`` is the one place that
+decides whether a ``libvirtError`` is worth retrying (house rule 3).
+"""
+from __future__ import annotations
+
+import enum
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import libvirt
+
+from .errors import BadInput, HostUnreachable, SecretUnavailable
+from .model import SecretInfo
+
+
+class Retry(str, enum.Enum):
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+# (error code, error domain or None for "any domain") -> why it is transient.
+# Everything not listed is PERMANENT: we never retry blindly. A wrong secret value
+# (VIR_ERR_OPERATION_FAILED from QEMU), a missing secret (VIR_ERR_NO_SECRET), an unsafe
+# migration, an incompatible CPU... would fail the same way again.
+TRANSIENT_ERRORS: dict[tuple[int, int | None], str] = {
+    (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC): "cannot connect / connection reset",
+    (libvirt.VIR_ERR_RPC, libvirt.VIR_FROM_RPC): "RPC failure (peer went away)",
+    (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC): "client socket is closed",
+    (libvirt.VIR_ERR_NO_CONNECT, None): "no connection to the hypervisor",
+    (libvirt.VIR_ERR_OPERATION_TIMEOUT, None): "cannot acquire state change lock (job busy)",
+    (libvirt.VIR_ERR_AUTH_UNAVAILABLE, None): "authentication backend temporarily unavailable",
+    (libvirt.VIR_ERR_NO_SERVER, None): "daemon server not (yet) available",
+}
+
+
+def classify_code(code: int, domain: int) -> Retry:
+    """Pure decision on (code, domain): TRANSIENT only when listed in TRANSIENT_ERRORS."""
+    if (code, domain) in TRANSIENT_ERRORS or (code, None) in TRANSIENT_ERRORS:
+        return Retry.TRANSIENT
+    return Retry.PERMANENT
+
+
+def classify(exc: BaseException) -> Retry:
+    """Classify any exception; only libvirt errors can be transient."""
+    if isinstance(exc, libvirt.libvirtError):
+        return classify_code(exc.get_error_code() or 0, exc.get_error_domain() or 0)
+    return Retry.PERMANENT
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The predicate handed to tenacity's ``retry_if_exception``."""
+    return classify(exc) is Retry.TRANSIENT
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line with libvirt's message and its code/domain names (no secret can be in it:
+    libvirt never puts secret values in error messages)."""
+    if isinstance(exc, libvirt.libvirtError):
+        code, dom = exc.get_error_code(), exc.get_error_domain()
+        msg = (exc.get_error_message() or str(exc)).strip().splitlines()[0]
+        return f"{msg} [{_const_name('VIR_ERR_', code)}/{_const_name('VIR_FROM_', dom)}]"
+    return str(exc)
+
+
+def _const_name(prefix: str, value: int | None) -> str:
+    for k in dir(libvirt):
+        if k.startswith(prefix) and getattr(libvirt, k) == value:
+            return k
+    return str(value)
+
+
+_URI_RE = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s]*/(system|session)(\?[^\s]*)?$")
+
+
+def check_uri(uri: str) -> str:
+    """Reject what cannot be a QEMU libvirt URI before any connection attempt."""
+    if not _URI_RE.match(uri or "") or not uri.startswith("qemu"):
+        raise BadInput(f"not a libvirt QEMU URI: {uri!r}",
+                       hint="use e.g. qemu:///system, qemu+ssh://HOST/system, qemu+tls://HOST/system")
+    return uri
+
+
+_SILENCED = False
+
+
+def _silence_default_handler() -> None:
+    # NOTE: libvirt's default error handler prints every error to stderr, even handled ones.
+    global _SILENCED
+    if not _SILENCED:
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        _SILENCED = True
+
+
+USAGE_TYPES = {
+    "volume": libvirt.VIR_SECRET_USAGE_TYPE_VOLUME,
+    "ceph": libvirt.VIR_SECRET_USAGE_TYPE_CEPH,
+    "iscsi": libvirt.VIR_SECRET_USAGE_TYPE_ISCSI,
+    "tls": libvirt.VIR_SECRET_USAGE_TYPE_TLS,
+    "vtpm": getattr(libvirt, "VIR_SECRET_USAGE_TYPE_VTPM", 5),
+}
+
+# XML element under <usage> that carries the usage id, per usage type (formatsecret).
+USAGE_ID_ELEMENT = {"volume": "volume", "ceph": "name", "iscsi": "target", "tls": "name", "vtpm": "name"}
+
+
+def parse_secret_xml(xml: str) -> SecretInfo:
+    root = ET.fromstring(xml)
+    usage = root.find("usage")
+    utype = usage.get("type", "none") if usage is not None else "none"
+    uid = usage.findtext(USAGE_ID_ELEMENT.get(utype, "name")) if usage is not None else None
+    return SecretInfo(uuid=(root.findtext("uuid") or "").lower(), usage_type=utype, usage_id=uid,
+                      ephemeral=root.get("ephemeral") == "yes", private=root.get("private") == "yes",
+                      xml=xml)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A snapshot of ``virDomainGetJobStats`` for progress display."""
+
+    active: bool
+    data_total: int
+    data_processed: int
+    data_remaining: int
+    elapsed_ms: int
+    mem_bps: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.data_processed / self.data_total if self.data_total else 0.0
+
+
+class Guest:
+    """One domain on one host."""
+
+    def __init__(self, dom: Any) -> None:
+        self._dom = dom
+
+    @property
+    def name(self) -> str:
+        return self._dom.name()
+
+    @property
+    def uuid(self) -> str:
+        return self._dom.UUIDString()
+
+    def xml(self, inactive: bool = False) -> str:
+        """virDomainGetXMLDesc; with VIR_DOMAIN_XML_INACTIVE for the persistent config."""
+        return self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
+
+    def state(self) -> str:
+        st, _reason = self._dom.state()
+        return {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+                libvirt.VIR_DOMAIN_SHUTOFF: "shutoff", libvirt.VIR_DOMAIN_CRASHED: "crashed",
+                libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended", libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+                libvirt.VIR_DOMAIN_BLOCKED: "blocked"}.get(st, "unknown")
+
+    def is_active(self) -> bool:
+        return bool(self._dom.isActive())
+
+    def is_persistent(self) -> bool:
+        return bool(self._dom.isPersistent())
+
+    def job(self) -> JobInfo:
+        """virDomainGetJobStats(0): the current job, e.g. an outgoing migration."""
+        s = self._dom.jobStats(0)
+        return JobInfo(active=s.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE,
+                       data_total=s.get("data_total", 0), data_processed=s.get("data_processed", 0),
+                       data_remaining=s.get("data_remaining", 0), elapsed_ms=s.get("time_elapsed", 0),
+                       mem_bps=s.get("memory_bps", 0))
+
+    def migrate(self, dest_uri: str, params: dict[str, Any], flags: Iterable[str]) -> None:
+        """virDomainMigrateToURI3(dconnuri, params, flags). ``flags`` are names without the
+        VIR_MIGRATE_ prefix (e.g. "LIVE", "PEER2PEER"), built by params.migration_flags."""
+        value = 0
+        for f in flags:
+            value |= getattr(libvirt, f"VIR_MIGRATE_{f}")
+        self._dom.migrateToURI3(dest_uri, params, value)
+
+
+class Host:
+    """One libvirt connection. Open with ``Host.open(uri)``; close with ``close()`` or ``with``."""
+
+    def __init__(self, uri: str, conn: Any) -> None:
+        self.uri = uri
+        self._conn = conn
+
+    @classmethod
+    def open(cls, uri: str) -> "Host":
+        """virConnectOpen (read-write). Connection errors are transient for the retry layer."""
+        check_uri(uri)
+        _silence_default_handler()
+        try:
+            return cls(uri, libvirt.open(uri))
+        except libvirt.libvirtError as e:
+            raise HostUnreachable(f"cannot connect to {uri}: {error_summary(e)}",
+                                  hint="is libvirtd running there and the URI right?",
+                                  transient=is_transient(e)) from e
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except libvirt.libvirtError:
+            pass
+
+    def __enter__(self) -> "Host":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- identity -------------------------------------------------------
+    def host_uuid(self) -> str:
+        root = ET.fromstring(self._conn.getCapabilities())
+        return (root.findtext("host/uuid") or "").lower()
+
+    def hostname(self) -> str:
+        return self._conn.getHostname()
+
+    def lib_version(self) -> int:
+        return self._conn.getLibVersion()
+
+    def alive(self) -> bool:
+        try:
+            return bool(self._conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    # -- domains --------------------------------------------------------
+    def find_guest(self, ident: str) -> Guest | None:
+        """Like virsh: by name, then UUID, then numeric id. None when absent."""
+        lookups: list[Callable[[], Any]] = [lambda: self._conn.lookupByName(ident)]
+        if re.fullmatch(r"[0-9a-fA-F-]{32,36}", ident):
+            lookups.append(lambda: self._conn.lookupByUUIDString(ident))
+        if ident.isdigit():
+            lookups.append(lambda: self._conn.lookupByID(int(ident)))
+        for lookup in lookups:
+            try:
+                return Guest(lookup())
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+        return None
+
+    def guests(self) -> list[Guest]:
+        return [Guest(d) for d in self._conn.listAllDomains(0)]
+
+    # -- secrets --------------------------------------------------------
+    def secret_info(self, uuid: str) -> SecretInfo | None:
+        """virSecretLookupByUUIDString + virSecretGetXMLDesc; None when not defined."""
+        try:
+            return parse_secret_xml(self._conn.secretLookupByUUIDString(uuid).XMLDesc(0))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+                return None
+            raise
+
+    def secret_by_usage(self, usage_type: str, usage_id: str) -> SecretInfo | None:
+        """virSecretLookupByUsage; None when no secret has that usage."""
+        if usage_type not in USAGE_TYPES:
+            raise BadInput(f"unknown secret usage type {usage_type!r}")
+        try:
+            sec = self._conn.secretLookupByUsage(USAGE_TYPES[usage_type], usage_id)
+            return parse_secret_xml(sec.XMLDesc(0))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+                return None
+            raise
+
+    def secret_value(self, uuid: str) -> bytes:
+        """virSecretGetValue. Private secrets refuse (VIR_ERR_INVALID_SECRET / OPERATION_DENIED)."""
+        try:
+            return self._conn.secretLookupByUUIDString(uuid).value(0)
+        except libvirt.libvirtError as e:
+            raise SecretUnavailable(f"secret {uuid} value cannot be read on {self.uri}: "
+                                    f"{error_summary(e)}") from None
+
+    def define_secret(self, xml: str) -> None:
+        """virSecretDefineXML (the XML carries UUID, usage and the ephemeral/private flags)."""
+        self._conn.secretDefineXML(xml, 0)
+
+    def set_secret_value(self, uuid: str, value: bytes) -> None:
+        """virSecretSetValue: the bytes go over the libvirt connection only (never argv/disk here)."""
+        self._conn.secretLookupByUUIDString(uuid).setValue(bytes(value), 0)
+
+    def undefine_secret(self, uuid: str) -> None:
+        try:
+            self._conn.secretLookupByUUIDString(uuid).undefine()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                raise
+
+    def secret_uuids(self) -> list[str]:
+        return [s.lower() for s in self._conn.listSecrets()]

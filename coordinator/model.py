@@ -1,0 +1,129 @@
+"""Frozen value types shared by the planner, the secrets work, the checks and the CLI. No I/O here."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SecretKind(str, enum.Enum):
+    """Why a domain needs a secret (where in the domain XML it was found)."""
+
+    VTPM = "vtpm"
+    DISK_ENCRYPTION = "disk-encryption"
+    DISK_AUTH = "disk-auth"
+    HOSTDEV_AUTH = "hostdev-auth"
+    NVRAM_AUTH = "nvram-auth"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """One reference to a libvirt secret in a domain XML.
+
+    ``uuid`` is canonical (lowercase, dashed) or None when the XML references the secret
+    by usage; ``usage_type`` is what libvirt will require of the secret (vtpm, volume,
+    ceph, iscsi); ``usage_id`` is the usage string for ``usage=`` references.
+    ``location`` is an XPath-like path to the element, ``target`` the device it belongs
+    to (e.g. the disk's target dev) when there is one.
+    """
+
+    uuid: str | None
+    usage_type: str
+    kind: SecretKind
+    location: str
+    usage_id: str | None = None
+    target: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity for de-duplication: by UUID, else by usage."""
+        return ("uuid", self.uuid) if self.uuid else ("usage", f"{self.usage_type}:{self.usage_id}")
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A secret as one host's libvirt reports it (definition only, never the value)."""
+
+    uuid: str
+    usage_type: str
+    usage_id: str | None
+    ephemeral: bool
+    private: bool
+    xml: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SecretValue:
+    """A secret's bytes and where they came from. The bytes never appear in repr/str."""
+
+    data: bytes = field(repr=False)
+    source: str  # "source-api", "file:PATH", "dir:PATH", "command:NAME", "stdin"
+
+    def __str__(self) -> str:
+        return f"<secret value from {self.source}>"
+
+    def __reduce__(self) -> Any:  # never pickled into a file or another process by accident
+        raise TypeError("SecretValue cannot be pickled")
+
+
+class SecretAction(str, enum.Enum):
+    """What the run does (or did) about one secret on the destination."""
+
+    REUSE = "reuse"          # present and verified (or unverifiable but accepted)
+    PROVISION = "provision"  # missing: define + set value
+    RESET_VALUE = "reset-value"  # present, private on dst, value re-set on request
+    BLOCK = "block"          # cannot proceed
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class SecretPlan:
+    """The decision for one secret the domain depends on."""
+
+    ref: SecretRef
+    uuid: str | None
+    action: SecretAction
+    source_status: str  # e.g. "readable", "private", "missing"
+    dest_status: str    # e.g. "missing", "match", "value-mismatch", "unverifiable"
+    reason: str = ""
+    value_source: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid, "kind": str(self.ref.kind), "usage_type": self.ref.usage_type,
+            "usage_id": self.ref.usage_id, "location": self.ref.location, "target": self.ref.target,
+            "source_status": self.source_status, "dest_status": self.dest_status,
+            "action": str(self.action), "reason": self.reason, "value_source": self.value_source,
+        }
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What ``migrate`` did. ``secrets`` lists each secret's plan as carried out."""
+
+    domain: str
+    uuid: str
+    source_uri: str
+    dest_uri: str
+    state: str  # "migrated" | "already-on-destination" | "dry-run"
+    attempts: int
+    duration_s: float
+    secrets: tuple[SecretPlan, ...] = ()
+    dest_state: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("migrated", "already-on-destination", "dry-run")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain, "uuid": self.uuid, "source": self.source_uri,
+            "destination": self.dest_uri, "state": self.state, "attempts": self.attempts,
+            "duration_s": round(self.duration_s, 3), "dest_state": self.dest_state,
+            "secrets": [s.as_dict() for s in self.secrets],
+        }

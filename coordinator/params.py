@@ -1,0 +1,78 @@
+"""Pure: a migration policy → migrateToURI3 flags (symbolic names) and typed params.
+
+Flag names omit the ``VIR_MIGRATE_`` prefix; ``hypervisor.Guest.migrate`` turns them into
+constants, so this module stays free of libvirt and is tested as a table of cases.
+Param keys are libvirt's stable ``VIR_MIGRATE_PARAM_*`` string values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadInput
+
+
+@dataclass(frozen=True)
+class MigrationPolicy:
+    live: bool = True                 # False: offline migration of a shut-off persistent domain
+    persist: bool = True              # VIR_MIGRATE_PERSIST_DEST
+    undefine_source: bool = True      # VIR_MIGRATE_UNDEFINE_SOURCE (opt-out: --keep-source)
+    tls: bool = False                 # VIR_MIGRATE_TLS: encrypt the QEMU migration stream
+    bandwidth_mib: int | None = None  # MiB/s
+    parallel: int | None = None       # parallel connections
+    compression: str | None = None    # e.g. "zlib", "zstd", "xbzrle"
+    auto_converge: bool = False
+    postcopy: bool = False            # allow a switch to post-copy (opt-in)
+    migrate_uri: str | None = None    # e.g. tcp://dst-migration-net
+    listen_address: str | None = None
+    copy_storage: bool = False        # VIR_MIGRATE_NON_SHARED_DISK for local disks
+    unsafe: bool = False              # VIR_MIGRATE_UNSAFE (shared storage libvirt cannot detect)
+
+
+def migration_flags(p: MigrationPolicy) -> frozenset[str]:
+    """Always peer-to-peer: the source daemon talks to the destination directly, so the
+    migration survives this client's connection and the stream never passes through us."""
+    if not p.live and not p.persist:
+        raise BadInput("offline migration needs a persistent destination (do not combine with --no-persist)")
+    flags = {"PEER2PEER"}
+    flags.add("LIVE" if p.live else "OFFLINE")
+    if p.persist:
+        flags.add("PERSIST_DEST")
+    if p.undefine_source:
+        flags.add("UNDEFINE_SOURCE")
+    if p.tls:
+        flags.add("TLS")
+    if p.parallel:
+        flags.add("PARALLEL")
+    if p.compression:
+        flags.add("COMPRESSED")
+    if p.auto_converge and p.live:
+        flags.add("AUTO_CONVERGE")
+    if p.postcopy and p.live:
+        flags.add("POSTCOPY")
+    if p.copy_storage and p.live:
+        flags.add("NON_SHARED_DISK")
+    if p.unsafe:
+        flags.add("UNSAFE")
+    return frozenset(flags)
+
+
+def migration_params(p: MigrationPolicy, dest_name: str | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if dest_name:
+        params["destination_name"] = dest_name
+    if p.bandwidth_mib is not None:
+        if p.bandwidth_mib <= 0:
+            raise BadInput(f"bandwidth must be a positive number of MiB/s, got {p.bandwidth_mib}")
+        params["bandwidth"] = int(p.bandwidth_mib)
+    if p.parallel:
+        if p.parallel < 1:
+            raise BadInput(f"parallel connections must be ≥ 1, got {p.parallel}")
+        params["parallel.connections"] = int(p.parallel)
+    if p.compression:
+        params["compression"] = p.compression
+    if p.migrate_uri:
+        params["migrate_uri"] = p.migrate_uri
+    if p.listen_address:
+        params["listen_address"] = p.listen_address
+    return params

@@ -1,0 +1,227 @@
+"""Confirm or provision every secret a domain needs on the destination; undo what we created.
+
+The decision per secret is made in ``SecretProvisioner.plan`` (reads only), carried out
+in ``apply`` and undone in ``rollback``. Values stay in memory (``SecretValue``), travel
+only through libvirt API calls, and are compared by SHA-256 digest. Nothing on the source
+is ever changed here, except by the explicit, opt-in ``cleanup_source``.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import domxml
+from .errors import Blocked, SecretMismatch, SecretUnavailable
+from .hypervisor import Host
+from .journal import Journal
+from .keys import KeyRing
+from .model import SecretAction, SecretInfo, SecretPlan, SecretRef, SecretValue
+from .uris import uri_facts
+
+log = logging.getLogger("migcoord")
+
+
+@dataclass(frozen=True)
+class SecretPolicy:
+    """How secrets are treated on the destination.
+
+    ``dest_private`` / ``dest_ephemeral``: None mirrors the source secret's flag.
+    ``reset_values``: when the destination copy is private (unverifiable), set our value.
+    ``allow_plaintext``: permit sending values over a plaintext remote transport.
+    ``use_source_api``: read non-private values from the source host.
+    """
+
+    dest_private: bool | None = None
+    dest_ephemeral: bool | None = None
+    reset_values: bool = False
+    allow_plaintext: bool = False
+    use_source_api: bool = True
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def same_value(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(digest(a), digest(b))
+
+
+def check_transport(*uris: str, allow_plaintext: bool) -> None:
+    """Refuse (Blocked) before any value is read when a connection carrying it is plaintext."""
+    for uri in uris:
+        if uri_facts(uri).plaintext_remote and not allow_plaintext:
+            raise Blocked(f"secret values would cross the network unencrypted over {uri}",
+                          hint="use qemu+tls:// or qemu+ssh://, or pass --allow-plaintext-secrets",
+                          check_id="SECRET-PLAINTEXT-TRANSPORT")
+
+
+def wanted_flags(info: SecretInfo, policy: SecretPolicy) -> tuple[bool, bool]:
+    """(private, ephemeral) for the destination copy: the policy's, else mirrored from the source."""
+    return (info.private if policy.dest_private is None else policy.dest_private,
+            info.ephemeral if policy.dest_ephemeral is None else policy.dest_ephemeral)
+
+
+def wanted_xml(info: SecretInfo, policy: SecretPolicy) -> str:
+    """The source secret's XML with the destination flags the policy asks for."""
+    root = ET.fromstring(info.xml)
+    private, ephemeral = wanted_flags(info, policy)
+    root.set("private", "yes" if private else "no")
+    root.set("ephemeral", "yes" if ephemeral else "no")
+    return ET.tostring(root, encoding="unicode")
+
+
+@dataclass
+class SecretProvisioner:
+    """One run's secret work between a source and a destination host."""
+
+    src: Host
+    dst: Host
+    keyring: KeyRing = field(default_factory=KeyRing)
+    policy: SecretPolicy = field(default_factory=SecretPolicy)
+    journal: Journal = field(default_factory=Journal)
+    created: list[str] = field(default_factory=list)
+    _values: dict[str, SecretValue] = field(default_factory=dict, repr=False)
+    _src_info: dict[str, SecretInfo] = field(default_factory=dict, repr=False)
+
+    # -- reading ----------------------------------------------------------
+    def value(self, uuid: str, src_info: SecretInfo) -> SecretValue | None:
+        """The authoritative value: the source API for non-private secrets, then the keyring."""
+        if uuid in self._values:
+            return self._values[uuid]
+        value = None
+        if self.policy.use_source_api and not src_info.private:
+            value = SecretValue(data=self.src.secret_value(uuid), source="source-api")
+        if value is None:
+            value = self.keyring.value_for(uuid)
+        if value is not None:
+            self._values[uuid] = value
+        return value
+
+    def resolve(self, ref: SecretRef) -> SecretInfo | None:
+        """The source host's secret for a reference (usage references → UUID)."""
+        if ref.uuid:
+            return self.src.secret_info(ref.uuid)
+        return self.src.secret_by_usage(ref.usage_type, ref.usage_id or "")
+
+    def plan(self, refs: Iterable[SecretRef]) -> list[SecretPlan]:
+        """Decide, per unique secret, what the destination needs. Reads only."""
+        plans, seen = [], set()
+        for ref in domxml.unique_secret_refs(list(refs)):
+            p = self._plan_one(ref)
+            if p.uuid in seen and p.uuid is not None:
+                continue
+            seen.add(p.uuid)
+            plans.append(p)
+        return plans
+
+    def _plan_one(self, ref: SecretRef) -> SecretPlan:
+        def plan(action: SecretAction, src_st: str, dst_st: str, reason: str = "",
+                 uuid: str | None = None) -> SecretPlan:
+            v = self._values.get(uuid or "")
+            return SecretPlan(ref=ref, uuid=uuid, action=action, source_status=src_st,
+                              dest_status=dst_st, reason=reason, value_source=v.source if v else None)
+
+        info = self.resolve(ref)
+        if info is None:
+            what = ref.uuid or f"with usage {ref.usage_type} {ref.usage_id!r}"
+            return plan(SecretAction.BLOCK, "missing", "unknown", uuid=ref.uuid,
+                        reason=f"secret {what} is not defined on the source {self.src.uri}")
+        uuid = info.uuid
+        self._src_info[uuid] = info
+        src_st = "private" if info.private else "readable"
+        if info.usage_type != ref.usage_type:
+            return plan(SecretAction.BLOCK, f"{src_st}, usage {info.usage_type}", "unknown", uuid=uuid,
+                        reason=f"secret {uuid} has usage type {info.usage_type} on {self.src.uri} "
+                               f"but the domain needs {ref.usage_type}")
+        dst_info = self.dst.secret_info(uuid)
+        value = self.value(uuid, info)
+        if dst_info is None:
+            if value is None:
+                return plan(SecretAction.BLOCK, src_st, "missing", uuid=uuid,
+                            reason=f"secret {uuid} is private on {self.src.uri} and no value source "
+                                   f"has it; give --secret-file/--secret-dir/--secret-command/--secret-stdin")
+            return plan(SecretAction.PROVISION, src_st, "missing", uuid=uuid)
+        if (dst_info.usage_type, dst_info.usage_id) != (info.usage_type, info.usage_id):
+            return plan(SecretAction.BLOCK, src_st, "usage-mismatch", uuid=uuid,
+                        reason=f"secret {uuid} has usage {dst_info.usage_type}:{dst_info.usage_id!r} on "
+                               f"{self.dst.uri} but {info.usage_type}:{info.usage_id!r} on {self.src.uri}")
+        for flag, wanted in (("private", self.policy.dest_private), ("ephemeral", self.policy.dest_ephemeral)):
+            if wanted is not None and getattr(dst_info, flag) != wanted:
+                return plan(SecretAction.BLOCK, src_st, f"{flag}-mismatch", uuid=uuid,
+                            reason=f"secret {uuid} on {self.dst.uri} has {flag}="
+                                   f"{'yes' if getattr(dst_info, flag) else 'no'}, the policy asks for "
+                                   f"{'yes' if wanted else 'no'}")
+        if value is None:
+            return plan(SecretAction.REUSE, src_st, "unverifiable", uuid=uuid,
+                        reason="no value available here to compare with; reusing the destination copy")
+        if dst_info.private:
+            if self.policy.reset_values:
+                return plan(SecretAction.RESET_VALUE, src_st, "unverifiable", uuid=uuid,
+                            reason="destination copy is private; its value will be set (--reset-secret-values)")
+            return plan(SecretAction.REUSE, src_st, "unverifiable", uuid=uuid,
+                        reason="destination copy is private and cannot be compared; "
+                               "pass --reset-secret-values to set the authoritative value")
+        if same_value(self.dst.secret_value(uuid), value.data):
+            return plan(SecretAction.REUSE, src_st, "match", uuid=uuid)
+        return plan(SecretAction.BLOCK, src_st, "value-mismatch", uuid=uuid,
+                    reason=f"secret {uuid} has a different value on {self.dst.uri} than on {self.src.uri}; "
+                           f"the migration would fail late in swtpm")
+
+    # -- writing ----------------------------------------------------------
+    def apply(self, plans: list[SecretPlan]) -> None:
+        """Carry out PROVISION / RESET_VALUE plans. Raises before writing if any plan blocks."""
+        blockers = [p for p in plans if p.action is SecretAction.BLOCK]
+        if blockers:
+            raise blocked_by(blockers)
+        for p in plans:
+            if p.action is SecretAction.PROVISION:
+                self._provision(p)
+            elif p.action is SecretAction.RESET_VALUE:
+                assert p.uuid
+                self.dst.set_secret_value(p.uuid, self._values[p.uuid].data)
+                self.journal.record("secret-value-reset", uuid=p.uuid, host=self.dst.uri,
+                                    value_source=self._values[p.uuid].source)
+            else:
+                self.journal.record("secret-reused", uuid=p.uuid, host=self.dst.uri, status=p.dest_status)
+
+    def _provision(self, p: SecretPlan) -> None:
+        assert p.uuid
+        info, value = self._src_info[p.uuid], self._values[p.uuid]
+        private, ephemeral = wanted_flags(info, self.policy)
+        self.dst.define_secret(wanted_xml(info, self.policy))
+        self.created.append(p.uuid)
+        self.journal.record("secret-defined", uuid=p.uuid, host=self.dst.uri, usage_type=info.usage_type,
+                            usage_id=info.usage_id, private=private, ephemeral=ephemeral)
+        self.dst.set_secret_value(p.uuid, value.data)
+        self.journal.record("secret-value-set", uuid=p.uuid, host=self.dst.uri, value_source=value.source)
+        dst_info = self.dst.secret_info(p.uuid)
+        if dst_info is not None and not dst_info.private:
+            if not same_value(self.dst.secret_value(p.uuid), value.data):
+                raise SecretMismatch(f"secret {p.uuid} reads back differently on {self.dst.uri}")
+
+    def rollback(self, dst_domains_xml: Iterable[str]) -> list[str]:
+        """Undefine the secrets this run created that no destination domain references."""
+        still_used = {r.uuid for xml in dst_domains_xml for r in domxml.secret_refs(xml) if r.uuid}
+        removed = []
+        for uuid in reversed(self.created):
+            if uuid in still_used:
+                self.journal.record("secret-kept", uuid=uuid, host=self.dst.uri,
+                                    reason="referenced by a destination domain")
+                continue
+            self.dst.undefine_secret(uuid)
+            self.journal.record("secret-undefined", uuid=uuid, host=self.dst.uri, reason="rollback")
+            removed.append(uuid)
+        self.created = [u for u in self.created if u not in removed]
+        return removed
+
+
+def blocked_by(blockers: list[SecretPlan]) -> Blocked:
+    first = blockers[0]
+    cls = SecretUnavailable if first.source_status == "private" and first.dest_status == "missing" \
+        else SecretMismatch if "mismatch" in first.dest_status else Blocked
+    more = f" (and {len(blockers) - 1} more)" if len(blockers) > 1 else ""
+    return cls(first.reason + more, plans=blockers)
