@@ -199,7 +199,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         print(json.dumps([p.as_dict() for p in plans], indent=2, sort_keys=True))
     else:
         rows = [("UUID", "KIND", "USAGE", "SOURCE", "DESTINATION", "ACTION")]
-        rows += [(p.uuid or "-", str(p.ref.kind), f"{p.ref.usage_type}:{p.ref.usage_id or ''}".rstrip(":"),
+        rows += [(p.uuid or "-", str(p.ref.kind), f"{p.ref.usage_type}:{p.usage_id or p.ref.usage_id or ''}".rstrip(":"),
                   p.source_status, p.dest_status, str(p.action)) for p in plans]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:

@@ -53,7 +53,8 @@ def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None]) -> tenacity.
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(retryable),
         stop=tenacity.stop_after_attempt(rp.attempts) | tenacity.stop_after_delay(rp.max_seconds),
-        wait=tenacity.wait_exponential_jitter(initial=rp.initial_wait, max=rp.max_wait),
+        wait=tenacity.wait_exponential_jitter(multiplier=rp.initial_wait, max=rp.max_wait,
+                                               jitter=rp.initial_wait),
         sleep=sleep, reraise=True)
 
 

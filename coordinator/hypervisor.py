@@ -74,12 +74,12 @@ def _const_name(prefix: str, value: int | None) -> str:
     return str(value)
 
 
-_URI_RE = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s]*/(system|session)(\?[^\s]*)?$")
+_URI_RE = re.compile(r"^qemu(\+[a-z0-9]+)?://[^/\s]*/(system|session)(\?\S*)?$")
 
 
 def check_uri(uri: str) -> str:
     """Reject what cannot be a QEMU libvirt URI before any connection attempt."""
-    if not _URI_RE.match(uri or "") or not uri.startswith("qemu"):
+    if not _URI_RE.match(uri or ""):
         raise BadInput(f"not a libvirt QEMU URI: {uri!r}",
                        hint="use e.g. qemu:///system, qemu+ssh://HOST/system, qemu+tls://HOST/system")
     return uri

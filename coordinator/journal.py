@@ -15,6 +15,11 @@ from typing import Any
 DEFAULT_JOURNAL = Path(os.environ.get("MIGCOORD_JOURNAL", "/var/log/migcoord/journal.jsonl"))
 
 
+def _refuse(obj: object) -> None:
+    raise TypeError(f"journal fields must be plain JSON values, not {type(obj).__name__} "
+                    "(secret values never go here)")
+
+
 class Journal:
     """Records events in memory and, when ``path`` is set, in the journal file."""
 
@@ -26,13 +31,11 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def record(self, event: str, **fields: Any) -> None:
-        for v in fields.values():
-            if isinstance(v, (bytes, bytearray)):
-                raise TypeError("journal fields must not carry bytes (secret values never go here)")
-        entry = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **fields}
+        entry = {**fields, "ts": round(time.time(), 3), "run": self.run_id, "event": event}
+        # Serialise first: bytes anywhere (even nested) are refused before anything is kept.
+        line = (json.dumps(entry, sort_keys=True, default=_refuse) + "\n").encode()
         self.events.append(entry)
         if self.path:
-            line = (json.dumps(entry, sort_keys=True) + "\n").encode()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line)

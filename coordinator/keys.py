@@ -135,7 +135,10 @@ class KeyRing:
             if src.uuid != uuid:
                 return None
             stream = self._stdin if self._stdin is not None else sys.stdin.buffer
-            return stream.read(MAX_VALUE_BYTES + 1)[:MAX_VALUE_BYTES]
+            data = stream.read(MAX_VALUE_BYTES + 1)
+            if len(data) > MAX_VALUE_BYTES:
+                raise BadInput(f"secret {uuid}: stdin gave more than {MAX_VALUE_BYTES} bytes")
+            return data
         raise BadInput(f"unknown value source kind {src.kind!r}")
 
     @staticmethod
@@ -146,6 +149,9 @@ class KeyRing:
                                timeout=COMMAND_TIMEOUT_S, check=False)
         except FileNotFoundError:
             raise BadInput(f"--secret-command: {argv[0]} not found") from None
+        except OSError as e:
+            raise BadInput(f"--secret-command: {argv[0]} cannot be run ({e.strerror})",
+                           hint="make it executable") from None
         except subprocess.TimeoutExpired:
             raise SecretUnavailable(f"secret {uuid}: command {argv[0]} timed out "
                                     f"after {COMMAND_TIMEOUT_S:.0f}s") from None
@@ -153,4 +159,6 @@ class KeyRing:
             # NOTE: stderr is not echoed: a helper might print what it should not.
             raise SecretUnavailable(f"secret {uuid}: command {argv[0]} exited with {r.returncode}",
                                     hint="run the helper by hand to see its error")
+        if len(r.stdout) > MAX_VALUE_BYTES:
+            raise BadInput(f"secret {uuid}: command {argv[0]} printed more than {MAX_VALUE_BYTES} bytes")
         return r.stdout or None

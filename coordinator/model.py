@@ -92,11 +92,12 @@ class SecretPlan:
     dest_status: str    # e.g. "missing", "match", "value-mismatch", "unverifiable"
     reason: str = ""
     value_source: str | None = None
+    usage_id: str | None = None  # as resolved on the source (a UUID reference carries none)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "uuid": self.uuid, "kind": str(self.ref.kind), "usage_type": self.ref.usage_type,
-            "usage_id": self.ref.usage_id, "location": self.ref.location, "target": self.ref.target,
+            "usage_id": self.usage_id or self.ref.usage_id, "location": self.ref.location, "target": self.ref.target,
             "source_status": self.source_status, "dest_status": self.dest_status,
             "action": str(self.action), "reason": self.reason, "value_source": self.value_source,
         }

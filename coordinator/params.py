@@ -29,11 +29,23 @@ class MigrationPolicy:
     unsafe: bool = False              # VIR_MIGRATE_UNSAFE (shared storage libvirt cannot detect)
 
 
+def validate(p: MigrationPolicy) -> None:
+    """Combinations libvirt would reject only at migration time are refused up front."""
+    if p.parallel is not None and p.parallel < 1:
+        raise BadInput(f"parallel connections must be ≥ 1, got {p.parallel}")
+    if p.compression in ("zlib", "zstd") and not p.parallel:
+        raise BadInput(f"{p.compression} compression needs parallel migration",
+                       hint="add --parallel-connections N")
+    if p.bandwidth_mib is not None and p.bandwidth_mib <= 0:
+        raise BadInput(f"bandwidth must be a positive number of MiB/s, got {p.bandwidth_mib}")
+
+
 def migration_flags(p: MigrationPolicy) -> frozenset[str]:
     """Always peer-to-peer: the source daemon talks to the destination directly, so the
     migration survives this client's connection and the stream never passes through us."""
     if not p.live and not p.persist:
         raise BadInput("offline migration needs a persistent destination (do not combine with --no-persist)")
+    validate(p)
     flags = {"PEER2PEER"}
     flags.add("LIVE" if p.live else "OFFLINE")
     if p.persist:
@@ -58,16 +70,13 @@ def migration_flags(p: MigrationPolicy) -> frozenset[str]:
 
 
 def migration_params(p: MigrationPolicy, dest_name: str | None = None) -> dict[str, Any]:
+    validate(p)
     params: dict[str, Any] = {}
     if dest_name:
         params["destination_name"] = dest_name
     if p.bandwidth_mib is not None:
-        if p.bandwidth_mib <= 0:
-            raise BadInput(f"bandwidth must be a positive number of MiB/s, got {p.bandwidth_mib}")
         params["bandwidth"] = int(p.bandwidth_mib)
     if p.parallel:
-        if p.parallel < 1:
-            raise BadInput(f"parallel connections must be ≥ 1, got {p.parallel}")
         params["parallel.connections"] = int(p.parallel)
     if p.compression:
         params["compression"] = p.compression

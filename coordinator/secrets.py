@@ -122,8 +122,9 @@ class SecretProvisioner:
         def plan(action: SecretAction, src_st: str, dst_st: str, reason: str = "",
                  uuid: str | None = None) -> SecretPlan:
             v = self._values.get(uuid or "")
-            return SecretPlan(ref=ref, uuid=uuid, action=action, source_status=src_st,
-                              dest_status=dst_st, reason=reason, value_source=v.source if v else None)
+            usage_id = info.usage_id if info is not None else None
+            return SecretPlan(ref=ref, uuid=uuid, action=action, source_status=src_st, dest_status=dst_st,
+                              reason=reason, value_source=v.source if v else None, usage_id=usage_id)
 
         info = self.resolve(ref)
         if info is None:

@@ -1,0 +1,101 @@
+"""Walking skeleton on the real lab: secrets provisioned or reused, then a real live migration."""
+from __future__ import annotations
+
+import json
+import os
+
+from labkit import assert_no_value
+
+
+def test_missing_secret_is_provisioned_and_vm_migrates(clean, name, migcoord):
+    lab = clean
+    vm = lab.vm(name, on="src", secret="readable")
+    sid = vm["secret"]
+    assert sid not in lab.secret_uuids("dst")
+
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json")
+
+    assert r.returncode == 0, r.stderr_text
+    out = json.loads(r.stdout_text)
+    assert out["state"] == "migrated" and out["dest_state"] == "running"
+    assert [(s["uuid"], s["action"], s["kind"]) for s in out["secrets"]] == [(sid, "provision", "vtpm")]
+    assert lab.where(name) == {"dst": "running"}
+    assert lab.tpm_state_present("dst", name)
+    # Same UUID, usage and flags on both sides; byte-identical value (compared by digest).
+    assert lab.secret_xml("dst", sid) == lab.secret_xml("src", sid)
+    assert lab.digest("dst", sid) == lab.digest("src", sid) is not None
+    # Never deleted on the source by itself.
+    assert sid in lab.secret_uuids("src")
+    value = lab.stored_value("src", sid)
+    assert_no_value(value, r.stdout, r.stderr, migcoord.journal.read_bytes())
+    events = [json.loads(line)["event"] for line in migcoord.journal.read_text().splitlines()]
+    assert events[:3] == ["migration-start", "secret-defined", "secret-value-set"]
+    assert events[-1] == "migration-done"
+    assert oct(os.stat(migcoord.journal).st_mode & 0o777) == "0o600"
+
+
+def test_secret_already_on_destination_is_reused_not_redefined(clean, name, migcoord):
+    lab = clean
+    vm = lab.vm(name, on="src", secret="readable")
+    sid = vm["secret"]
+    lab.define_secret("dst", sid, "vtpm", f"{name}-vtpm", lab.stored_value("src", sid))
+    before = lab.secret_file("dst", sid).stat()
+
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+
+    assert r.returncode == 0, r.stderr_text
+    assert "reuse [match]" in r.stdout_text
+    after = lab.secret_file("dst", sid).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    events = [json.loads(line)["event"] for line in migcoord.journal.read_text().splitlines()]
+    assert "secret-defined" not in events and "secret-reused" in events
+    assert lab.where(name) == {"dst": "running"}
+
+
+def test_private_secret_without_value_source_is_refused_and_nothing_changes(clean, name, migcoord):
+    lab = clean
+    sid = lab.vm(name, on="src", secret="private")["secret"]
+    dst_secrets = lab.secret_uuids("dst")
+
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+
+    assert r.returncode == 1
+    err = [line for line in r.stderr_text.splitlines() if not line.startswith("{")]  # not JSON events
+    assert len(err) == 1 and sid in err[0] and "private" in err[0] and "--secret-file" in err[0]
+    assert lab.secret_uuids("dst") == dst_secrets
+    assert lab.where(name) == {"src": "running"}
+
+
+def test_rerun_after_success_says_already_on_destination(clean, name, migcoord):
+    lab = clean
+    lab.vm(name, on="src")
+    args = ("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+    assert migcoord(*args).returncode == 0
+    secrets_before = lab.secret_uuids("dst")
+
+    r = migcoord(*args)
+
+    assert r.returncode == 0, r.stderr_text
+    assert "already on destination" in r.stdout_text
+    assert lab.where(name) == {"dst": "running"} and lab.secret_uuids("dst") == secrets_before
+
+
+def test_library_call_returns_typed_result(clean, name, tmp_path):
+    import coordinator
+
+    lab = clean
+    sid = lab.vm(name, on="src")["secret"]
+    result = coordinator.migrate(name, lab.uri("src"), lab.uri("dst"), lock_dir=tmp_path)
+    assert isinstance(result, coordinator.MigrationResult)
+    assert result.ok and result.state == "migrated" and result.attempts == 1
+    assert [(p.uuid, p.action) for p in result.secrets] == [(sid, coordinator.SecretAction.PROVISION)]
+    assert lab.where(name) == {"dst": "running"}
+
+
+def test_unknown_domain_and_bad_uri_are_usage_errors(clean, migcoord):
+    lab = clean
+    r = migcoord("migrate", "no-such-vm", "--from", lab.uri("src"), "--to", lab.uri("dst"))
+    assert r.returncode == 2 and "no-such-vm" in r.stderr_text and "not found" in r.stderr_text
+    r = migcoord("migrate", "x", "--from", "http://example/system", "--to", lab.uri("dst"))
+    assert r.returncode == 2 and "not a libvirt QEMU URI" in r.stderr_text
+    assert len(r.stderr_text.strip().splitlines()) == 1 and "--to" not in r.stderr_text
