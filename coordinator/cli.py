@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hosts(m)
     _add_secret_options(m)
     m.add_argument("--dry-run", action="store_true", help="plan and check only; change nothing")
+    m.add_argument("--cleanup-source-secrets", action="store_true",
+                   help="after a verified migration, remove the source copies of the domain's secrets "
+                        "that no other source domain uses (off by default)")
     m.add_argument("--offline", action="store_true", help="offline migration of a shut-off persistent domain")
     m.add_argument("--keep-source", action="store_true", help="keep the source definition (no undefine)")
     m.add_argument("--tls", action="store_true", help="encrypt the QEMU migration stream (VIR_MIGRATE_TLS)")
@@ -133,7 +136,8 @@ def _keyring(args: argparse.Namespace) -> KeyRing:
 def _secret_policy(args: argparse.Namespace) -> SecretPolicy:
     return SecretPolicy(dest_private=args.dest_private, dest_ephemeral=args.dest_ephemeral,
                         reset_values=args.reset_secret_values, allow_plaintext=args.allow_plaintext_secrets,
-                        use_source_api=not args.no_source_api)
+                        use_source_api=not args.no_source_api,
+                        cleanup_source=getattr(args, "cleanup_source_secrets", False))
 
 
 class EventPrinter:

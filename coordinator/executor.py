@@ -24,7 +24,8 @@ from .journal import Journal
 from .keys import KeyRing
 from .model import MigrationResult, SecretAction, SecretPlan
 from .params import MigrationPolicy, migration_flags, migration_params
-from .secrets import SecretPolicy, SecretProvisioner, blocked_by, check_transport, wanted_flags
+from .secrets import (SecretPolicy, SecretProvisioner, blocked_by, check_transport, cleanup_source,
+                      wanted_flags)
 
 log = logging.getLogger("migcoord")
 
@@ -196,8 +197,7 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
                     journal: Journal, dry_run: bool, retrying: tenacity.Retrying, emit: EventSink,
                     connect: Callable[[str], Host], t0: float) -> MigrationResult:
     _preflight(guest, dst, policy)
-    xmls = [guest.xml()] + ([guest.xml(inactive=True)] if guest.is_persistent() else [])
-    refs = domxml.union_refs(*xmls)
+    refs = domxml.union_refs(*_all_xml(guest))
     prov = SecretProvisioner(src, dst, keyring=keyring, policy=secret_policy, journal=journal)
     plans = prov.plan(refs)
     emit({"event": "secrets-planned", "secrets": [p.as_dict() for p in plans]})
@@ -248,8 +248,15 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
     result = MigrationResult(**base, state="migrated", attempts=attempts,
                              duration_s=time.monotonic() - t0, secrets=tuple(plans))
     verify(result, state["src"], dst, policy, plans)
+    if secret_policy.cleanup_source:
+        xmls_left = [x for g in state["src"].guests() for x in _all_xml(g)]
+        cleanup_source(state["src"], [p.uuid for p in plans if p.uuid], xmls_left, journal)
     journal.record("migration-done", uuid=guest.uuid, attempts=attempts, duration_s=round(result.duration_s, 3))
     return replace(result, dest_state=dst.find_guest(guest.uuid).state())  # type: ignore[union-attr]
+
+
+def _all_xml(g: Guest) -> list[str]:
+    return [g.xml()] + ([g.xml(inactive=True)] if g.is_persistent() else [])
 
 
 def _safe_where(src: Host, dst: Host, uuid: str) -> str:

@@ -33,6 +33,8 @@ class SecretPolicy:
     ``reset_values``: when the destination copy is private (unverifiable), set our value.
     ``allow_plaintext``: permit sending values over a plaintext remote transport.
     ``use_source_api``: read non-private values from the source host.
+    ``cleanup_source``: after a verified migration, undefine the source copies no other
+    source domain uses (opt-in: deleting a secret can leave data unreadable).
     """
 
     dest_private: bool | None = None
@@ -40,6 +42,7 @@ class SecretPolicy:
     reset_values: bool = False
     allow_plaintext: bool = False
     use_source_api: bool = True
+    cleanup_source: bool = False
 
 
 def digest(data: bytes) -> bytes:
@@ -218,6 +221,22 @@ class SecretProvisioner:
             removed.append(uuid)
         self.created = [u for u in self.created if u not in removed]
         return removed
+
+
+def cleanup_source(src: Host, uuids: Iterable[str], src_domains_xml: Iterable[str],
+                   journal: Journal) -> list[str]:
+    """Undefine source secrets that no remaining source domain references. Only ever called
+    after a verified migration and only on the operator's explicit request."""
+    still_used = {r.uuid for xml in src_domains_xml for r in domxml.secret_refs(xml) if r.uuid}
+    removed = []
+    for uuid in uuids:
+        if uuid in still_used:
+            journal.record("source-secret-kept", uuid=uuid, host=src.uri, reason="used by another domain")
+            continue
+        src.undefine_secret(uuid)
+        journal.record("source-secret-undefined", uuid=uuid, host=src.uri, reason="--cleanup-source-secrets")
+        removed.append(uuid)
+    return removed
 
 
 def blocked_by(blockers: list[SecretPlan]) -> Blocked:

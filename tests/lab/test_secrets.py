@@ -242,3 +242,23 @@ def test_journal_file_is_owner_only(clean, name, migcoord):
     lab.vm(name, on="src")
     assert migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst")).returncode == 0
     assert stat.S_IMODE(os.stat(migcoord.journal).st_mode) == 0o600
+
+
+def test_cleanup_source_secrets_removes_only_unshared_source_copies(clean, name, migcoord):
+    lab = clean
+    vm = lab.vm(name, on="src")
+    other = lab.vm(f"{name}-b", on="src")
+    # A second source domain that shares the first one's vTPM secret must keep it.
+    shared = lab.vm(f"{name}-c", on="src", no_start=True)
+    xml = lab.conn("src").lookupByName(f"{name}-c").XMLDesc(0).replace(shared["secret"], other["secret"])
+    lab.conn("src").defineXML(xml)
+    base = ("--from", lab.uri("src"), "--to", lab.uri("dst"), "--cleanup-source-secrets")
+
+    assert migcoord("migrate", name, *base).returncode == 0
+    assert vm["secret"] not in lab.secret_uuids("src")  # opted in, used by no other domain
+    assert vm["secret"] in lab.secret_uuids("dst")
+
+    r = migcoord("migrate", f"{name}-b", *base)
+    assert r.returncode == 0, r.stderr_text
+    assert other["secret"] in lab.secret_uuids("src")  # still used by {name}-c on the source
+    assert lab.where(f"{name}-b") == {"dst": "running"}

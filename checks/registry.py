@@ -1,0 +1,203 @@
+"""The check registry, findings and the report (house rules 5 and 6).
+
+A check is a plain function registered with ``@check(...)``. It has a stable id, tags, the
+transport it needs (``libvirt`` | ``ssh``), a severity (``error`` blocks, ``warning``
+informs) and a hint. It RETURNS results (``passed`` / ``failed`` / ``skipped``); it raises
+only when the infrastructure itself fails, and ``run_checks`` turns that into the check's
+``error`` finding instead of a crash.
+
+Scopes: a ``pair`` check runs once per (source, destination); a ``domain`` check runs once
+per domain, as ``fn(ctx, target)``. ``needs`` names the context hosts ("src", "dst") a
+check cannot run without; when one is unreachable the check is reported as skipped.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+SEVERITIES = ("error", "warning")
+TRANSPORTS = ("libvirt", "ssh")
+STATUSES = ("pass", "fail", "error", "skipped", "waived")
+SCOPES = ("pair", "domain")
+MAX_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a check function returns (one per subject); the runner stamps id, severity, hint."""
+
+    status: str
+    message: str
+    subject: str | None = None
+    hint: str | None = None
+
+
+def passed(message: str, subject: str | None = None) -> Result:
+    return Result("pass", message, subject)
+
+
+def failed(message: str, subject: str | None = None, hint: str | None = None) -> Result:
+    return Result("fail", message, subject, hint)
+
+
+def skipped(message: str, subject: str | None = None) -> Result:
+    return Result("skipped", message, subject)
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    fn: Callable[..., Iterable[Result] | Result]
+    severity: str
+    transport: str
+    scope: str
+    tags: tuple[str, ...]
+    hint: str
+    summary: str
+    needs: tuple[str, ...] = ("src", "dst")
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"{self.id}: severity must be one of {SEVERITIES}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"{self.id}: transport must be one of {TRANSPORTS}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"{self.id}: scope must be one of {SCOPES}")
+
+
+@dataclass
+class Registry:
+    checks: dict[str, Check] = field(default_factory=dict)
+
+    def register(self, c: Check) -> Check:
+        if c.id in self.checks:
+            raise ValueError(f"check id {c.id} registered twice")
+        self.checks[c.id] = c
+        return c
+
+    def check(self, id: str, *, severity: str = "error", transport: str = "libvirt", scope: str = "domain",
+              tags: Sequence[str] = (), hint: str = "", needs: Sequence[str] = ("src", "dst"),
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+            self.register(Check(id=id, fn=fn, severity=severity, transport=transport, scope=scope,
+                                tags=tuple(tags), hint=hint, summary=summary, needs=tuple(needs)))
+            return fn
+        return deco
+
+
+REGISTRY = Registry()
+
+
+def check(id: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a check in the default registry: ``@check("CPU-INCOMPATIBLE", tags=("cpu",), ...)``."""
+    return REGISTRY.check(id, **kw)
+
+
+@dataclass(frozen=True)
+class Finding:
+    check_id: str
+    severity: str
+    status: str
+    subject: str
+    message: str
+    hint: str = ""
+    transport: str = "libvirt"
+
+    @property
+    def blocking(self) -> bool:
+        return self.status == "fail" and self.severity == "error"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check_id": self.check_id, "severity": self.severity, "status": self.status,
+                "subject": self.subject, "message": self.message, "hint": self.hint,
+                "transport": self.transport}
+
+
+@dataclass(frozen=True)
+class Report:
+    findings: tuple[Finding, ...]
+    source: str = ""
+    destination: str = ""
+    domains: tuple[str, ...] = ()
+    waived: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def blocking(self) -> tuple[Finding, ...]:
+        """Failing error-severity findings that were not waived."""
+        return tuple(f for f in self.findings if f.blocking)
+
+    @property
+    def ok(self) -> bool:
+        return not self.blocking
+
+    def by_id(self, check_id: str) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.check_id == check_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        counts = {s: sum(1 for f in self.findings if f.status == s) for s in STATUSES}
+        return {"ok": self.ok, "source": self.source, "destination": self.destination,
+                "domains": list(self.domains), "waive": list(self.waived), "skip": list(self.skipped),
+                "blocking": sorted({f.check_id for f in self.blocking}), "counts": counts,
+                "findings": [f.as_dict() for f in self.findings]}
+
+
+def _selected(c: Check, skip: frozenset[str]) -> bool:
+    return c.id not in skip and not (set(c.tags) & skip)
+
+
+def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
+               registry: Registry | None = None, max_workers: int = MAX_WORKERS) -> Report:
+    """Run every registered check (pair checks once, domain checks per ``ctx.targets``)
+    concurrently on a bounded thread pool. ``skip`` holds ids or tags; ``waive`` ids whose
+    failures are recorded as ``waived`` instead of blocking. Never raises for a check's failure."""
+    reg = registry or REGISTRY
+    skip_set, waive_set = frozenset(skip), frozenset(waive)
+    order = {cid: i for i, cid in enumerate(reg.checks)}
+    findings: list[Finding] = []
+    jobs: list[tuple[Check, tuple[Any, ...], str]] = []
+    for c in reg.checks.values():
+        if not _selected(c, skip_set):
+            findings.append(Finding(c.id, c.severity, "skipped", "-", "skipped on request", c.hint, c.transport))
+            continue
+        missing = [h for h in c.needs if getattr(ctx, h, None) is None]
+        if missing:
+            findings.append(Finding(c.id, c.severity, "skipped", "-",
+                                    f"not run: {' and '.join(missing)} host unreachable", c.hint, c.transport))
+            continue
+        if c.scope == "pair":
+            jobs.append((c, (ctx,), "-"))
+        else:
+            jobs.extend((c, (ctx, t), t.name) for t in getattr(ctx, "targets", ()))
+
+    def run_one(c: Check, args: tuple[Any, ...], subject: str) -> list[Finding]:
+        try:
+            out = c.fn(*args)
+            results = [out] if isinstance(out, Result) else list(out or ())
+        except Exception as e:  # NOTE: infrastructure failure → this check's error, never a crash
+            return [Finding(c.id, c.severity, "error", subject, f"check could not run: {_describe(e)}",
+                            c.hint, c.transport)]
+        if not results:
+            results = [passed("nothing to check", subject)]
+        fs = []
+        for r in results:
+            status = r.status
+            if status == "fail" and c.id in waive_set:
+                status = "waived"
+            fs.append(Finding(c.id, c.severity, status, r.subject or subject, r.message,
+                              r.hint or c.hint, c.transport))
+        return fs
+
+    if jobs:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(jobs)))) as pool:
+            for fs in pool.map(lambda j: run_one(*j), jobs):
+                findings.extend(fs)
+    findings.sort(key=lambda f: (order.get(f.check_id, len(order)), f.subject, f.message))
+    return Report(findings=tuple(findings), waived=tuple(sorted(waive_set)), skipped=tuple(sorted(skip_set)))
+
+
+def _describe(e: BaseException) -> str:
+    from coordinator.hypervisor import error_summary  # one place that formats libvirt errors
+    return f"{type(e).__name__}: {error_summary(e)}"

@@ -1,0 +1,190 @@
+"""Pure: the facts of a domain XML the pre-flight checks need. Stdlib ElementTree, no I/O.
+
+(``domxml.py`` owns secret discovery; this module owns everything else the checks read:
+virt type, arch/machine/emulator, CPU, memory, TPMs, networks, bridges, pools, local disks.)
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from .errors import BadInput
+
+# formatdomain "Memory Allocation": unit multipliers, to KiB.
+_UNITS_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024, "m": 1024,
+              "mib": 1024, "mb": 1000**2 / 1024, "g": 1024**2, "gib": 1024**2, "gb": 1000**3 / 1024,
+              "t": 1024**3, "tib": 1024**3, "tb": 1000**4 / 1024}
+
+
+@dataclass(frozen=True)
+class TpmFacts:
+    model: str            # tpm-tis, tpm-crb, ...
+    backend: str          # emulator, passthrough, external
+    version: str | None   # 1.2, 2.0 (None: libvirt's default)
+
+
+@dataclass(frozen=True)
+class DiskFacts:
+    target: str | None
+    type: str             # file, block, volume, network, dir
+    device: str           # disk, cdrom, ...
+    path: str | None      # file/block/dir source path
+    pool: str | None      # type=volume
+    volume: str | None
+    readonly: bool
+    shareable: bool
+
+
+@dataclass(frozen=True)
+class DomainFacts:
+    name: str
+    uuid: str
+    virt_type: str        # kvm, qemu
+    arch: str | None
+    machine: str | None
+    emulator: str | None
+    memory_kib: int       # current memory (what the guest holds now)
+    cpu_mode: str | None  # custom, host-model, host-passthrough, maximum; None without <cpu>
+    cpu_xml: str | None   # the <cpu> element as libvirt gave it
+    cpu_model: str | None
+    tpms: tuple[TpmFacts, ...]
+    networks: tuple[str, ...]  # <interface type='network'><source network=...>
+    bridges: tuple[str, ...]   # <interface type='bridge'><source bridge=...>
+    disks: tuple[DiskFacts, ...]
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d.pool for d in self.disks if d.pool))
+
+    @property
+    def local_disks(self) -> tuple[DiskFacts, ...]:
+        """Writable file/block disks with a source path: storage libvirt must find on the destination."""
+        return tuple(d for d in self.disks if d.type in ("file", "block") and d.path and d.device != "cdrom"
+                     and not d.readonly)
+
+
+def to_kib(value: str, unit: str | None) -> int:
+    mult = _UNITS_KIB.get((unit or "KiB").lower())
+    if mult is None:
+        raise BadInput(f"unknown memory unit {unit!r}")
+    return int(int(value) * mult)
+
+
+def parse(domain_xml: str) -> DomainFacts:
+    """Facts of a domain XML (live or inactive, or a ``<domstatus>`` wrapper)."""
+    try:
+        root = ET.fromstring(domain_xml)
+    except ET.ParseError as e:
+        raise BadInput(f"malformed domain XML: {e}") from None
+    if root.tag == "domstatus":
+        inner = root.find("domain")
+        if inner is None:
+            raise BadInput("domstatus XML without a <domain>")
+        root = inner
+    if root.tag != "domain":
+        raise BadInput(f"not a domain XML (root <{root.tag}>)")
+    ostype = root.find("os/type")
+    mem = root.find("currentMemory")
+    if mem is None:
+        mem = root.find("memory")
+    memory_kib = to_kib((mem.text or "0").strip(), mem.get("unit")) if mem is not None else 0
+    cpu = root.find("cpu")
+    cpu_mode = None
+    if cpu is not None:
+        cpu_mode = cpu.get("mode") or ("custom" if cpu.find("model") is not None else None)
+    tpms = []
+    for t in root.findall("devices/tpm"):
+        b = t.find("backend")
+        tpms.append(TpmFacts(model=t.get("model", "tpm-tis"), backend=b.get("type", "") if b is not None else "",
+                             version=b.get("version") if b is not None else None))
+    networks, bridges = [], []
+    for i in root.findall("devices/interface"):
+        src = i.find("source")
+        if src is None:
+            continue
+        if i.get("type") == "network" and src.get("network"):
+            networks.append(src.get("network"))
+        elif i.get("type") == "bridge" and src.get("bridge"):
+            bridges.append(src.get("bridge"))
+    disks = []
+    for d in root.findall("devices/disk"):
+        src = d.find("source")
+        dtype = d.get("type", "file")
+        path = None
+        if src is not None:
+            path = src.get({"file": "file", "block": "dev", "dir": "dir"}.get(dtype, "file"))
+        disks.append(DiskFacts(target=d.find("target").get("dev") if d.find("target") is not None else None,
+                               type=dtype, device=d.get("device", "disk"), path=path,
+                               pool=src.get("pool") if src is not None and dtype == "volume" else None,
+                               volume=src.get("volume") if src is not None and dtype == "volume" else None,
+                               readonly=d.find("readonly") is not None, shareable=d.find("shareable") is not None))
+    return DomainFacts(
+        name=root.findtext("name") or "", uuid=(root.findtext("uuid") or "").lower(),
+        virt_type=root.get("type", "kvm"), arch=ostype.get("arch") if ostype is not None else None,
+        machine=ostype.get("machine") if ostype is not None else None,
+        emulator=root.findtext("devices/emulator"), memory_kib=memory_kib, cpu_mode=cpu_mode,
+        cpu_xml=ET.tostring(cpu, encoding="unicode") if cpu is not None else None,
+        cpu_model=cpu.findtext("model") if cpu is not None else None, tpms=tuple(tpms),
+        networks=tuple(dict.fromkeys(networks)), bridges=tuple(dict.fromkeys(bridges)), disks=tuple(disks))
+
+
+@dataclass(frozen=True)
+class TpmCaps:
+    """The ``<devices><tpm>`` part of virConnectGetDomainCapabilities."""
+
+    supported: bool
+    models: frozenset[str]
+    backends: frozenset[str]
+    versions: frozenset[str]
+    versions_known: bool  # older libvirt has no backendVersion enum
+
+
+def parse_tpm_caps(domcaps_xml: str) -> TpmCaps:
+    root = ET.fromstring(domcaps_xml)
+    tpm = root.find("devices/tpm")
+    if tpm is None:
+        return TpmCaps(False, frozenset(), frozenset(), frozenset(), False)
+
+    def enum(name: str) -> frozenset[str] | None:
+        e = tpm.find(f"enum[@name='{name}']")
+        return None if e is None else frozenset(v.text or "" for v in e.findall("value"))
+
+    versions = enum("backendVersion")
+    return TpmCaps(supported=tpm.get("supported") == "yes", models=enum("model") or frozenset(),
+                   backends=enum("backendModel") or frozenset(), versions=versions or frozenset(),
+                   versions_known=versions is not None)
+
+
+def tpm_problems(tpms: tuple[TpmFacts, ...], caps: TpmCaps) -> list[str]:
+    """Why the destination cannot host these TPMs (empty: it can)."""
+    if not tpms:
+        return []
+    if not caps.supported:
+        return ["the destination offers no TPM devices"]
+    out = []
+    for t in tpms:
+        if t.backend not in caps.backends:
+            out.append(f"TPM backend {t.backend!r} not offered (has {', '.join(sorted(caps.backends)) or 'none'})")
+        if t.model not in caps.models:
+            out.append(f"TPM model {t.model!r} not offered (has {', '.join(sorted(caps.models)) or 'none'})")
+        if t.backend == "emulator" and caps.versions_known and (t.version or "2.0") not in caps.versions:
+            out.append(f"TPM version {t.version or '2.0'} not offered "
+                       f"(has {', '.join(sorted(caps.versions)) or 'none'})")
+    return out
+
+
+def host_model_cpu(domcaps_xml: str) -> tuple[bool, str | None]:
+    """(host-model supported, a <cpu mode='custom'> XML of it) from domain capabilities."""
+    root = ET.fromstring(domcaps_xml)
+    mode = root.find("cpu/mode[@name='host-model']")
+    if mode is None or mode.get("supported") != "yes":
+        return False, None
+    cpu = ET.Element("cpu", {"mode": "custom", "match": "exact"})
+    for child in mode:
+        cpu.append(child)
+    return True, ET.tostring(cpu, encoding="unicode")
+
+
+def version_str(v: int) -> str:
+    """libvirt's major*1,000,000 + minor*1,000 + release → "major.minor.release"."""
+    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"

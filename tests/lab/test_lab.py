@@ -1,0 +1,71 @@
+"""scripts/lab itself: idempotent up, recovery after a crash, and a down that leaves nothing.
+
+Runs a separate one-host lab (own directory and loopback address) beside the session lab.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from labkit import LAB
+
+
+@pytest.fixture
+def solo_env(tmp_path):
+    env = dict(os.environ, MIGCOORD_LAB_DIR=str(tmp_path / "lab"), MIGCOORD_LAB_FIRST_ADDR="61")
+    yield env
+    subprocess.run([sys.executable, str(LAB), "down"], env=env, capture_output=True)
+
+
+def lab(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(LAB), *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def ns_members(mnt: str) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/ns/mnt") == mnt:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def test_up_is_idempotent_recovers_from_a_crash_and_down_leaves_nothing(solo_env):
+    cgroups_before = set(glob.glob("/sys/fs/cgroup/*/machine*"))
+    assert lab(solo_env, "up", "--hosts", "solo").returncode == 0
+    r = lab(solo_env, "up", "--hosts", "solo")
+    assert r.returncode == 0 and "already up" in r.stderr
+    assert lab(solo_env, "vm", "guest", "--on", "solo").returncode == 0
+    state = json.loads(open(os.path.join(solo_env["MIGCOORD_LAB_DIR"], "state.json")).read())
+    host = state["hosts"]["solo"]
+    assert host["addr"] == "127.0.0.61"
+    members = ns_members(host["mntns"])
+    assert len(members) >= 3  # libvirtd, QEMU, swtpm
+
+    os.kill(host["pid"], signal.SIGKILL)  # a crashed daemon leaves QEMU and swtpm behind
+    time.sleep(0.5)
+    r = lab(solo_env, "up", "--hosts", "solo")
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in members if p in ns_members(host["mntns"])]  # orphans ended by PID
+    status = lab(solo_env, "status")
+    assert "up" in status.stdout
+
+    new = json.loads(open(os.path.join(solo_env["MIGCOORD_LAB_DIR"], "state.json")).read())["hosts"]["solo"]
+    assert lab(solo_env, "down").returncode == 0
+    assert ns_members(new["mntns"]) == [] and ns_members(host["mntns"]) == []
+    assert not os.path.exists(solo_env["MIGCOORD_LAB_DIR"])
+    with open("/proc/self/mountinfo") as f:
+        assert solo_env["MIGCOORD_LAB_DIR"] not in f.read()
+    assert set(glob.glob("/sys/fs/cgroup/*/machine*")) <= cgroups_before
