@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -192,7 +193,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for p in result.secrets:
         print(f"  secret {p.uuid} ({p.ref.kind}, {p.ref.usage_type}): {p.action} [{p.dest_status}]")
     if result.state == "migrated":
-        print(f"  check: virsh -c {result.dest_uri} dominfo {result.domain}")
+        print(f"  check: virsh -c {shlex.quote(result.dest_uri)} dominfo {shlex.quote(result.domain)}")
     return 0
 
 
