@@ -107,7 +107,9 @@ class Finding:
 
     @property
     def blocking(self) -> bool:
-        return self.status == "fail" and self.severity == "error"
+        """An error-severity check that failed — or could not run at all (it cannot vouch for the
+        migration; skip or waive it explicitly to go on)."""
+        return self.status in ("fail", "error") and self.severity == "error"
 
     def as_dict(self) -> dict[str, Any]:
         return {"check_id": self.check_id, "severity": self.severity, "status": self.status,
@@ -126,7 +128,7 @@ class Report:
 
     @property
     def blocking(self) -> tuple[Finding, ...]:
-        """Failing error-severity findings that were not waived."""
+        """Failing (or erroring) error-severity findings that were not waived."""
         return tuple(f for f in self.findings if f.blocking)
 
     @property
@@ -184,7 +186,7 @@ def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
         fs = []
         for r in results:
             status = r.status
-            if status == "fail" and c.id in waive_set:
+            if status in ("fail", "error") and c.id in waive_set:
                 status = "waived"
             fs.append(Finding(c.id, c.severity, status, r.subject or subject, r.message,
                               r.hint or c.hint, c.transport))

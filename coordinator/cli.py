@@ -13,12 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from checks import command as check_command
+
 from . import __version__
 from .errors import BadInput, MigcoordError
 from .executor import DEFAULT_LOCK_DIR, RetryPolicy, migrate
 from .journal import DEFAULT_JOURNAL, Journal
 from .keys import KeyRing, ValueSource, canonical_uuid, parse_file_option
-from .params import MigrationPolicy
+from .params import MigrationPolicy, TimeoutPolicy
+from .remote import SshConfig
 from .planner import plan_domain_secrets
 from .secrets import SecretPolicy
 
@@ -64,6 +67,26 @@ def _add_hosts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
+def _add_ssh_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SSH (host checks; off unless --ssh or any --ssh-* option is given)")
+    g.add_argument("--ssh", action="store_true", help="run the SSH checks on both hosts")
+    g.add_argument("--ssh-user", metavar="USER", help="SSH user (default: from the URI, else root)")
+    g.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port (default: from the URI, else 22)")
+    g.add_argument("--ssh-key", type=Path, metavar="PATH", help="private key file (must be owner-only)")
+    g.add_argument("--ssh-known-hosts", type=Path, metavar="PATH",
+                   help="known_hosts file (default ~/.ssh/known_hosts); unknown host keys are refused")
+    g.add_argument("--ssh-timeout", type=float, metavar="S", help="connect timeout (default 10)")
+
+
+def _ssh_config(args: argparse.Namespace) -> SshConfig | None:
+    given = {k: v for k, v in (("user", args.ssh_user), ("port", args.ssh_port), ("key_file", args.ssh_key),
+                                ("known_hosts", args.ssh_known_hosts), ("connect_timeout", args.ssh_timeout))
+             if v is not None}
+    if not (args.ssh or given):
+        return None
+    return SshConfig(**given)
+
+
 def _add_secret_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("secret values (tried in the order given, after the source host's API)")
     g.add_argument("--secret-file", dest="src_file", action=_OrderedSource, metavar="UUID=PATH",
@@ -100,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("domain", help="domain name, UUID or id (as virsh list shows it)")
     _add_hosts(m)
     _add_secret_options(m)
+    _add_ssh_options(m)
     m.add_argument("--dry-run", action="store_true", help="plan and check only; change nothing")
     m.add_argument("--cleanup-source-secrets", action="store_true",
                    help="after a verified migration, remove the source copies of the domain's secrets "
@@ -116,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--listen-address", metavar="ADDR")
     m.add_argument("--copy-storage", action="store_true", help="copy non-shared disks")
     m.add_argument("--unsafe", action="store_true", help="shared storage libvirt cannot detect")
+    m.add_argument("--timeout", type=float, metavar="S",
+                   help="abort (or switch to post-copy, with --postcopy) when not done after S seconds "
+                        "(default: 800 s per GiB of guest memory, at least 60 s)")
+    m.add_argument("--stall-timeout", type=float, default=TimeoutPolicy.stall_s, metavar="S",
+                   help="abort when the remaining data has not shrunk for S seconds (default %(default)s)")
     m.add_argument("--retries", type=int, default=RetryPolicy.attempts, metavar="N",
                    help="attempts on transient libvirt errors (default %(default)s)")
     m.add_argument("--retry-max-seconds", type=float, default=RetryPolicy.max_seconds, metavar="S")
@@ -123,10 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON-lines audit journal (default %(default)s; no values are written)")
     m.add_argument("--lock-dir", type=Path, default=DEFAULT_LOCK_DIR, metavar="DIR", help=argparse.SUPPRESS)
 
+    m.add_argument("--skip", action="append", default=[], metavar="ID_OR_TAG",
+                   help="do not run this pre-flight check id or tag (see `migcoord check`)")
+    m.add_argument("--waive", action="append", default=[], metavar="ID",
+                   help="let this blocking check id pass, recorded in the report")
+
     s = sub.add_parser("secrets", help="show every secret a domain needs and what migrate would do")
     s.add_argument("domain")
     _add_hosts(s)
     _add_secret_options(s)
+    check_command.add_parser(sub)
     return p
 
 
@@ -176,8 +211,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     result = migrate(args.domain, args.src, args.dst, policy=policy, secret_policy=_secret_policy(args),
                      keyring=_keyring(args),
                      retry=RetryPolicy(attempts=args.retries, max_seconds=args.retry_max_seconds),
+                     timeouts=TimeoutPolicy(completion_s=args.timeout, stall_s=args.stall_timeout),
                      journal=None if args.dry_run else Journal(args.journal), dry_run=args.dry_run,
-                     lock_dir=args.lock_dir, on_event=printer)
+                     lock_dir=args.lock_dir, skip=args.skip, waive=args.waive, ssh=_ssh_config(args),
+                     on_event=printer)
     if printer.tty:
         sys.stderr.write("\n")
     if args.json:
@@ -221,11 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="migcoord: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
-        return {"migrate": cmd_migrate, "secrets": cmd_secrets}[args.command](args)
+        return {"migrate": cmd_migrate, "secrets": cmd_secrets, "check": check_command.run}[args.command](args)
     except MigcoordError as e:
         if getattr(args, "json", False):
-            print(json.dumps({"error": e.message, "hint": e.hint, "type": type(e).__name__,
-                              "exit_code": e.exit_code}, sort_keys=True))
+            out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
+            if "report" in e.data:
+                out["report"] = e.data["report"]
+            print(json.dumps(out, sort_keys=True))
         print(f"migcoord: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -44,9 +44,10 @@ class SecretMismatch(Blocked):
 
 
 class HostUnreachable(MigcoordError):
-    """A libvirt or SSH endpoint could not be reached (after retries where retrying is safe)."""
+    """A libvirt or SSH endpoint could not be reached (after retries where retrying is safe).
+    Raised before anything changed (a failure mid-migration becomes MigrationFailed)."""
 
-    exit_code = 3
+    exit_code = 1
 
 
 class MigrationFailed(MigcoordError):

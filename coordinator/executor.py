@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import tenacity
 
@@ -23,7 +23,9 @@ from .hypervisor import Guest, Host, check_uri, error_summary, is_transient
 from .journal import Journal
 from .keys import KeyRing
 from .model import MigrationResult, SecretAction, SecretPlan
-from .params import MigrationPolicy, migration_flags, migration_params
+from .params import (Deadlines, MigrationPolicy, TimeoutPolicy, migration_flags, migration_params,
+                     on_deadline)
+from .remote import SshConfig, runner_for
 from .secrets import (SecretPolicy, SecretProvisioner, blocked_by, check_transport, cleanup_source,
                       wanted_flags)
 
@@ -50,8 +52,17 @@ def retryable(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
-def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None]) -> tenacity.Retrying:
-    return tenacity.Retrying(
+def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None],
+                   journal: Journal | None = None) -> tenacity.Retrying:
+    def before_sleep(rs: tenacity.RetryCallState) -> None:
+        exc = rs.outcome.exception() if rs.outcome else None
+        wait = rs.next_action.sleep if rs.next_action else 0.0
+        log.warning("attempt %d failed (%s); retrying in %.1fs", rs.attempt_number, error_summary(exc), wait)
+        if journal is not None:
+            journal.record("retry-wait", attempt=rs.attempt_number, error=error_summary(exc),
+                           wait_s=round(wait, 2))
+
+    return tenacity.Retrying(before_sleep=before_sleep,
         retry=tenacity.retry_if_exception(retryable),
         stop=tenacity.stop_after_attempt(rp.attempts) | tenacity.stop_after_delay(rp.max_seconds),
         wait=tenacity.wait_exponential_jitter(multiplier=rp.initial_wait, max=rp.max_wait,
@@ -79,35 +90,66 @@ def connect_retrying(uri: str, connect: Callable[[str], Host], retrying: tenacit
     return retrying(connect, uri)
 
 
-class ProgressWatcher:
-    """Polls virDomainGetJobStats while the migration runs and emits progress events."""
+class JobAborted(Exception):
+    """We aborted the migration job ourselves (deadline); never retried."""
 
-    def __init__(self, guest: Guest, sink: EventSink | None, interval: float = 0.5) -> None:
-        self.guest, self.sink, self.interval = guest, sink, interval
+
+class JobMonitor:
+    """Polls virDomainGetJobStats while migrateToURI3 runs: emits progress events and enforces
+    the completion and stall deadlines (switch to post-copy once if allowed, else abort)."""
+
+    def __init__(self, guest: Guest, sink: EventSink, limits: Deadlines, policy: MigrationPolicy,
+                 clock: Callable[[], float] = time.monotonic, interval: float = 0.5) -> None:
+        self.guest, self.sink, self.limits, self.policy = guest, sink, limits, policy
+        self.clock, self.interval = clock, interval
+        self.aborted: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="migcoord-job-monitor")
 
-    def __enter__(self) -> "ProgressWatcher":
-        if self.sink:
-            self._thread.start()
+    def __enter__(self) -> "JobMonitor":
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        start = last_progress = self.clock()
+        best: int | None = None
+        switched = False
         while not self._stop.wait(self.interval):
             try:
                 job = self.guest.job()
-            except Exception:  # the domain may vanish from the source at the end
+            except Exception:  # the domain vanishes from the source at the end: not our business
                 return
-            if job.active and self.sink:
-                self.sink({"event": "progress", "percent": round(job.percent, 1),
-                           "data_processed": job.data_processed, "data_remaining": job.data_remaining,
-                           "data_total": job.data_total, "rate_bps": job.mem_bps,
-                           "elapsed_ms": job.elapsed_ms})
+            if not job.active:
+                continue
+            self.sink({"event": "progress", "percent": round(job.percent, 1),
+                       "data_processed": job.data_processed, "data_remaining": job.data_remaining,
+                       "data_total": job.data_total, "rate_bps": job.mem_bps, "elapsed_ms": job.elapsed_ms})
+            now = self.clock()
+            if job.data_total and (best is None or job.data_remaining < best):
+                best, last_progress = job.data_remaining, now
+            why = None
+            if now - start > self.limits.completion_s:
+                why = f"did not complete within {self.limits.completion_s:.0f}s"
+            elif now - last_progress > self.limits.stall_s:
+                why = f"made no progress for {self.limits.stall_s:.0f}s"
+            if why is None:
+                continue
+            if on_deadline(self.policy, switched) == "postcopy":
+                self.sink({"event": "postcopy-switch", "reason": why})
+                self.guest.start_postcopy()
+                switched, start, last_progress = True, now, now
+                continue
+            self.aborted = why
+            self.sink({"event": "job-abort", "reason": why})
+            try:
+                self.guest.abort_job()
+            except Exception:
+                pass  # the job may have just finished; migrateToURI3's result tells
+            return
 
 
 def where_is(src: Host, dst: Host, uuid: str) -> str:
@@ -126,11 +168,15 @@ def migrate(domain: str, source_uri: str, dest_uri: str, *,
             secret_policy: SecretPolicy = SecretPolicy(),
             keyring: KeyRing | None = None,
             retry: RetryPolicy = RetryPolicy(),
+            timeouts: TimeoutPolicy = TimeoutPolicy(),
             journal: Journal | None = None,
             dry_run: bool = False,
             connect: Callable[[str], Host] = Host.open,
             sleep: Callable[[float], None] = time.sleep,
             lock_dir: Path = DEFAULT_LOCK_DIR,
+            skip: Iterable[str] = (),
+            waive: Iterable[str] = (),
+            ssh: SshConfig | None = None,
             on_event: EventSink | None = None) -> MigrationResult:
     """Migrate ``domain`` (name, UUID or id) from ``source_uri`` to ``dest_uri``.
 
@@ -143,10 +189,11 @@ def migrate(domain: str, source_uri: str, dest_uri: str, *,
         raise BadInput("source and destination URIs are the same", hint="give a different --to")
     check_transport(source_uri, dest_uri, allow_plaintext=secret_policy.allow_plaintext)
     flags, params = migration_flags(policy), migration_params(policy)  # validate before connecting
+    timeouts.for_memory(0)  # validate the timeout settings too
     journal = journal or Journal()
     keyring = keyring or KeyRing()
     emit = on_event or (lambda _e: None)
-    retrying = build_retrying(retry, sleep)
+    retrying = build_retrying(retry, sleep, journal)
     t0 = time.monotonic()
     src = connect_retrying(source_uri, connect, retrying)
     try:
@@ -170,42 +217,52 @@ def migrate(domain: str, source_uri: str, dest_uri: str, *,
                            hint="give its name, UUID or id as virsh list shows it")
         with domain_lock(lock_dir, guest.uuid, guest.name):
             return _migrate_locked(guest, src, dst, policy, flags, params, secret_policy, keyring,
-                                   journal, dry_run, retrying, emit, connect, t0)
+                                   journal, dry_run, retrying, timeouts, emit, connect, t0,
+                                   tuple(skip), tuple(waive), ssh)
     finally:
         src.close()
         dst.close()
 
 
-def _preflight(guest: Guest, dst: Host, policy: MigrationPolicy) -> None:
-    state = guest.state()
-    if policy.live and state not in ("running", "paused"):
-        raise Blocked(f"domain {guest.name} is {state}; live migration needs it running or paused",
-                      hint="start it, or use --offline for a shut-off persistent domain",
-                      check_id="DOMAIN-STATE")
-    if not policy.live and (state != "shutoff" or not guest.is_persistent()):
-        raise Blocked(f"domain {guest.name} is {state}; offline migration needs a shut-off persistent domain",
-                      check_id="DOMAIN-STATE")
-    for ident in (guest.uuid, guest.name):
-        other = dst.find_guest(ident)
-        if other is not None:
-            raise Blocked(f"a domain {other.name} ({other.uuid}) already exists on {dst.uri}",
-                          hint="remove or rename it there first", check_id="DOMAIN-EXISTS-ON-DEST")
-
-
 def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy, flags: frozenset[str],
                     params: dict[str, Any], secret_policy: SecretPolicy, keyring: KeyRing,
-                    journal: Journal, dry_run: bool, retrying: tenacity.Retrying, emit: EventSink,
-                    connect: Callable[[str], Host], t0: float) -> MigrationResult:
-    _preflight(guest, dst, policy)
-    refs = domxml.union_refs(*_all_xml(guest))
+                    journal: Journal, dry_run: bool, retrying: tenacity.Retrying,
+                    timeouts: TimeoutPolicy, emit: EventSink,
+                    connect: Callable[[str], Host], t0: float, skip: tuple[str, ...] = (),
+                    waive: tuple[str, ...] = (), ssh: SshConfig | None = None) -> MigrationResult:
+    limits = timeouts.for_memory(guest.memory_bytes()) if guest.is_active() else None
+    if limits and _adopt_stale_job(guest, limits, policy, journal, emit):
+        if where_is(src, dst, guest.uuid) == "destination":
+            d = dst.find_guest(guest.uuid)
+            assert d is not None
+            journal.record("already-on-destination", uuid=d.uuid, host=dst.uri)
+            return MigrationResult(domain=d.name, uuid=d.uuid, source_uri=src.uri, dest_uri=dst.uri,
+                                   state="already-on-destination", attempts=0,
+                                   duration_s=time.monotonic() - t0, dest_state=d.state())
+    xmls = _all_xml(guest)
     prov = SecretProvisioner(src, dst, keyring=keyring, policy=secret_policy, journal=journal)
-    plans = prov.plan(refs)
+    plans = prov.plan(domxml.union_refs(*xmls))
     emit({"event": "secrets-planned", "secrets": [p.as_dict() for p in plans]})
+    from checks import checks_for_migration  # NOTE: lazy: the checks package imports coordinator
+    report = checks_for_migration(src, dst, guest, xmls, plans, policy=policy, secret_policy=secret_policy,
+                                  keyring=keyring, skip=skip, waive=waive, ssh=ssh)
+    emit({"event": "checks", "report": report.as_dict()})
+    for f in report.findings:
+        if f.status in ("fail", "error") and not f.blocking:
+            log.warning("%s: %s", f.check_id, f.message)
     _warn_ephemeral(plans, prov, policy)
-    blockers = [p for p in plans if p.action is SecretAction.BLOCK]
-    if blockers:
-        journal.record("blocked", domain=guest.name, uuid=guest.uuid, reasons=[p.reason for p in blockers])
-        raise blocked_by(blockers)
+    if report.blocking:
+        ids = sorted({f.check_id for f in report.blocking})
+        journal.record("blocked", domain=guest.name, uuid=guest.uuid, checks=ids)
+        secret_blockers = [p for p in plans if p.action is SecretAction.BLOCK]
+        if secret_blockers and all(i.startswith("SECRET-") for i in ids):
+            err = blocked_by(secret_blockers)
+        else:
+            first = report.blocking[0]
+            more = f" (and {len(report.blocking) - 1} more: {', '.join(ids)})" if len(report.blocking) > 1 else ""
+            err = Blocked(f"{first.check_id}: {first.message}{more}", hint=first.hint or None)
+        err.data["report"] = report.as_dict()
+        raise err
     base = dict(domain=guest.name, uuid=guest.uuid, source_uri=src.uri, dest_uri=dst.uri)
     if dry_run:
         return MigrationResult(**base, state="dry-run", attempts=0, duration_s=time.monotonic() - t0,
@@ -213,6 +270,7 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
     journal.record("migration-start", domain=guest.name, uuid=guest.uuid, source=src.uri, dest=dst.uri,
                    flags=sorted(flags))
     prov.apply(plans)
+    limits = limits or timeouts.for_memory(guest.memory_bytes())
     attempts = 0
     state = {"src": src}
 
@@ -229,8 +287,13 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
         journal.record("migration-attempt", uuid=guest.uuid, attempt=attempts)
         emit({"event": "migration-attempt", "attempt": attempts})
         g = state["src"].find_guest(guest.uuid) or guest
-        with ProgressWatcher(g, emit):
-            g.migrate(dst.uri, params, flags)
+        with JobMonitor(g, emit, limits, policy) as monitor:
+            try:
+                g.migrate(dst.uri, params, flags)
+            except Exception:
+                if monitor.aborted:
+                    raise JobAborted(f"job aborted: the migration {monitor.aborted}") from None
+                raise
         return "migrated"
 
     try:
@@ -239,15 +302,15 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
         reason = error_summary(e)
         journal.record("migration-failed", uuid=guest.uuid, attempts=attempts, error=reason)
         where = _safe_where(state["src"], dst, guest.uuid)
-        if where != "destination":
-            removed = prov.rollback(g.xml() for g in dst.guests())
+        if where == "source":
+            removed = _rollback_best_effort(prov, dst, journal)
             raise MigrationFailed(f"migration of {guest.name} to {dst.uri} failed after {attempts} "
                                   f"attempt(s): {reason}; the VM is still on {src.uri}"
                                   + (f"; removed {len(removed)} secret(s) this run created" if removed else ""),
                                   where=where, attempts=attempts, rolled_back=removed) from None
     result = MigrationResult(**base, state="migrated", attempts=attempts,
                              duration_s=time.monotonic() - t0, secrets=tuple(plans))
-    verify(result, state["src"], dst, policy, plans)
+    verify(result, state["src"], dst, policy, plans, ssh)
     if secret_policy.cleanup_source:
         xmls_left = [x for g in state["src"].guests() for x in _all_xml(g)]
         cleanup_source(state["src"], [p.uuid for p in plans if p.uuid], xmls_left, journal)
@@ -257,6 +320,43 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
 
 def _all_xml(g: Guest) -> list[str]:
     return [g.xml()] + ([g.xml(inactive=True)] if g.is_persistent() else [])
+
+
+def _adopt_stale_job(guest: Guest, limits: Deadlines, policy: MigrationPolicy, journal: Journal,
+                     emit: EventSink) -> bool:
+    """An outgoing migration already running although we hold the domain lock was left by a run
+    that died (with peer-to-peer the source daemon carries on without its client). Watch it to
+    its end under our deadlines — aborting it if it overruns them — instead of failing or
+    starting a second one. True if there was such a job."""
+    job = guest.job()
+    if not job.active or job.operation not in ("migration-out", ""):
+        return False
+    journal.record("stale-job-adopted", uuid=guest.uuid, elapsed_ms=job.elapsed_ms)
+    emit({"event": "stale-job-adopted", "elapsed_ms": job.elapsed_ms})
+    log.warning("domain %s already has an outgoing migration job (from an earlier run?); "
+                "watching it to its end", guest.name)
+    with JobMonitor(guest, emit, limits, policy) as monitor:
+        while True:
+            try:
+                if not guest.is_active() or not guest.job().active:
+                    break
+            except Exception:  # the domain left the source: the job completed
+                break
+            time.sleep(0.2)
+    if monitor.aborted:
+        journal.record("stale-job-aborted", uuid=guest.uuid, reason=monitor.aborted)
+    return True
+
+
+def _rollback_best_effort(prov: SecretProvisioner, dst: Host, journal: Journal) -> list[str]:
+    """Undo our secrets on the destination; if it is unreachable, say which ones were left."""
+    try:
+        return prov.rollback([x for g in dst.guests() for x in _all_xml(g)])
+    except Exception as e:
+        journal.record("rollback-incomplete", host=dst.uri, uuids=list(prov.created), error=error_summary(e))
+        log.warning("could not remove secret(s) %s this run created on %s: %s",
+                    ", ".join(prov.created), dst.uri, error_summary(e))
+        return []
 
 
 def _safe_where(src: Host, dst: Host, uuid: str) -> str:
@@ -275,9 +375,10 @@ def _warn_ephemeral(plans: list[SecretPlan], prov: SecretProvisioner, policy: Mi
 
 
 def verify(result: MigrationResult, src: Host, dst: Host, policy: MigrationPolicy,
-           plans: list[SecretPlan]) -> None:
+           plans: list[SecretPlan], ssh: SshConfig | None = None) -> None:
     """After success: running on the destination, persistent if asked, gone from the source if asked,
-    and every secret still on the source (we never delete those by ourselves)."""
+    every secret still on the source (we never delete those by ourselves), and — over SSH when
+    configured — the vTPM state directory present on the destination."""
     problems = []
     d = dst.find_guest(result.uuid)
     if d is None or (policy.live and not d.is_active()):
@@ -290,6 +391,15 @@ def verify(result: MigrationResult, src: Host, dst: Host, policy: MigrationPolic
     for p in plans:
         if p.uuid and src.secret_info(p.uuid) is None:
             problems.append(f"secret {p.uuid} no longer on {src.uri}")
+    if ssh is not None and any(p.ref.kind == "vtpm" for p in plans) and policy.live:
+        runner = runner_for(dst.uri, ssh)
+        if runner is not None:
+            try:
+                # NOTE: libvirt keeps emulator TPM state under swtpm/<domain uuid>/ (formatdomain, tpm).
+                if not runner.run("test -d {}", f"/var/lib/libvirt/swtpm/{result.uuid}").ok:
+                    problems.append(f"no vTPM state for {result.uuid} under /var/lib/libvirt/swtpm on {dst.uri}")
+            finally:
+                runner.close()
     if problems:
         raise MigcoordError(f"migration of {result.domain} reported success but verification failed: "
                             + "; ".join(problems), hint="inspect both hosts with virsh")

@@ -118,6 +118,12 @@ def parse_secret_xml(xml: str) -> SecretInfo:
                       xml=xml)
 
 
+_JOB_OPERATIONS = {
+    getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT", 3): "migration-out",
+    getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN", 2): "migration-in",
+}
+
+
 @dataclass(frozen=True)
 class JobInfo:
     """A snapshot of ``virDomainGetJobStats`` for progress display."""
@@ -128,6 +134,7 @@ class JobInfo:
     data_remaining: int
     elapsed_ms: int
     mem_bps: int
+    operation: str = ""  # "migration-out", "migration-in", ... ("" when libvirt does not say)
 
     @property
     def percent(self) -> float:
@@ -171,7 +178,52 @@ class Guest:
         return JobInfo(active=s.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE,
                        data_total=s.get("data_total", 0), data_processed=s.get("data_processed", 0),
                        data_remaining=s.get("data_remaining", 0), elapsed_ms=s.get("time_elapsed", 0),
-                       mem_bps=s.get("memory_bps", 0))
+                       mem_bps=s.get("memory_bps", 0),
+                       operation=_JOB_OPERATIONS.get(s.get("operation", -1), ""))
+
+    # -- pre-flight facts (checks/) ------------------------------------
+    def state_reason(self) -> tuple[str, int]:
+        """virDomainGetState: (state name as ``state()``, libvirt's raw reason code)."""
+        _st, reason = self._dom.state()
+        return self.state(), reason
+
+    def postcopy_failed(self) -> bool:
+        """True in a failed post-copy state (VIR_DOMAIN_PAUSED_POSTCOPY_FAILED, or
+        VIR_DOMAIN_RUNNING_POSTCOPY_FAILED since libvirt 8.5): such a domain must be recovered, not migrated."""
+        st, reason = self._dom.state()
+        return ((st == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+                or (st == libvirt.VIR_DOMAIN_RUNNING
+                    and reason == getattr(libvirt, "VIR_DOMAIN_RUNNING_POSTCOPY_FAILED", -1)))
+
+    def job_type(self) -> str:
+        """virDomainGetJobStats(0) "type": "none" | "bounded" | "unbounded" | ... . An inactive domain
+        has no job (libvirt refuses the call with VIR_ERR_OPERATION_INVALID; we answer "none")."""
+        if not self._dom.isActive():
+            return "none"
+        try:
+            t = self._dom.jobStats(0).get("type", libvirt.VIR_DOMAIN_JOB_NONE)
+        except libvirt.libvirtError as e:
+            # NOTE: the domain can stop between isActive() and jobStats(); that is "no job".
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                return "none"
+            raise
+        return {libvirt.VIR_DOMAIN_JOB_NONE: "none", libvirt.VIR_DOMAIN_JOB_BOUNDED: "bounded",
+                libvirt.VIR_DOMAIN_JOB_UNBOUNDED: "unbounded", libvirt.VIR_DOMAIN_JOB_COMPLETED: "completed",
+                libvirt.VIR_DOMAIN_JOB_FAILED: "failed",
+                libvirt.VIR_DOMAIN_JOB_CANCELLED: "cancelled"}.get(t, str(t))
+
+
+    def memory_bytes(self) -> int:
+        """Current guest memory (virDomainGetInfo, KiB) — what a migration has to copy."""
+        return int(self._dom.info()[2]) * 1024
+
+    def abort_job(self) -> None:
+        """virDomainAbortJob: cancels an outgoing migration; the VM stays on the source."""
+        self._dom.abortJob()
+
+    def start_postcopy(self) -> None:
+        """virDomainMigrateStartPostCopy: only valid when migrating with VIR_MIGRATE_POSTCOPY."""
+        self._dom.migrateStartPostCopy(0)
 
     def migrate(self, dest_uri: str, params: dict[str, Any], flags: Iterable[str]) -> None:
         """virDomainMigrateToURI3(dconnuri, params, flags). ``flags`` are names without the
@@ -296,3 +348,52 @@ class Host:
 
     def secret_uuids(self) -> list[str]:
         return [s.lower() for s in self._conn.listSecrets()]
+
+    # -- pre-flight facts (checks/) ------------------------------------
+    def hypervisor_version(self) -> int:
+        """virConnectGetVersion: the QEMU version as major*1,000,000 + minor*1,000 + release."""
+        return self._conn.getVersion()
+
+    def domain_capabilities(self, emulator: str | None = None, arch: str | None = None,
+                            machine: str | None = None, virttype: str | None = None) -> str:
+        """virConnectGetDomainCapabilities(emulatorbin, arch, machine, virttype, 0) → XML."""
+        return self._conn.getDomainCapabilities(emulator, arch, machine, virttype, 0)
+
+    def compare_cpu(self, cpu_xml: str, emulator: str | None = None, arch: str | None = None,
+                    machine: str | None = None, virttype: str | None = None) -> tuple[str, str]:
+        """virConnectCompareHypervisorCPU with VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE, so that an
+        incompatible CPU comes back with libvirt's reason (VIR_ERR_CPU_INCOMPATIBLE) instead of a bare 0.
+        Returns ("identical" | "superset" | "incompatible", detail)."""
+        try:
+            r = self._conn.compareHypervisorCPU(emulator, arch, machine, virttype, cpu_xml,
+                                                libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
+                return "incompatible", (e.get_error_message() or str(e)).strip()
+            raise
+        return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
+
+    def free_memory(self) -> int:
+        """virNodeGetFreeMemory: free host memory in bytes (all NUMA cells)."""
+        return int(self._conn.getFreeMemory())
+
+    def network_state(self, name: str) -> str | None:
+        """virNetworkLookupByName + isActive: "active" | "inactive", None when not defined."""
+        try:
+            net = self._conn.networkLookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise
+        return "active" if net.isActive() else "inactive"
+
+    def pool_state(self, name: str) -> str | None:
+        """virStoragePoolLookupByName + isActive: "active" | "inactive", None when not defined."""
+        try:
+            pool = self._conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+                return None
+            raise
+        return "active" if pool.isActive() else "inactive"

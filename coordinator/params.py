@@ -29,6 +29,46 @@ class MigrationPolicy:
     unsafe: bool = False              # VIR_MIGRATE_UNSAFE (shared storage libvirt cannot detect)
 
 
+@dataclass(frozen=True)
+class Deadlines:
+    """When to give up on a running migration job. ``completion`` scales with guest memory
+    (like Nova's live_migration_completion_timeout: seconds per GiB); ``stall`` is how long
+    the remaining data may fail to shrink."""
+
+    completion_s: float
+    stall_s: float
+
+
+def deadlines(memory_bytes: int, *, per_gib_s: float = 800.0, minimum_s: float = 60.0,
+              completion_s: float | None = None, stall_s: float = 150.0) -> Deadlines:
+    """Pure: an explicit completion timeout wins; else ``per_gib_s`` × GiB, at least ``minimum_s``."""
+    if completion_s is not None and completion_s <= 0:
+        raise BadInput(f"completion timeout must be positive, got {completion_s}")
+    if stall_s <= 0:
+        raise BadInput(f"stall timeout must be positive, got {stall_s}")
+    scaled = max(minimum_s, per_gib_s * memory_bytes / 2**30)
+    return Deadlines(completion_s=completion_s if completion_s is not None else scaled, stall_s=stall_s)
+
+
+@dataclass(frozen=True)
+class TimeoutPolicy:
+    """Operator settings behind ``deadlines``; ``completion_s`` None means "scale with memory"."""
+
+    completion_s: float | None = None
+    per_gib_s: float = 800.0
+    minimum_s: float = 60.0
+    stall_s: float = 150.0
+
+    def for_memory(self, memory_bytes: int) -> Deadlines:
+        return deadlines(memory_bytes, per_gib_s=self.per_gib_s, minimum_s=self.minimum_s,
+                         completion_s=self.completion_s, stall_s=self.stall_s)
+
+
+def on_deadline(p: MigrationPolicy, switched_to_postcopy: bool) -> str:
+    """Pure: what to do when a deadline passes — switch to post-copy once if allowed, else abort."""
+    return "postcopy" if p.live and p.postcopy and not switched_to_postcopy else "abort"
+
+
 def validate(p: MigrationPolicy) -> None:
     """Combinations libvirt would reject only at migration time are refused up front."""
     if p.parallel is not None and p.parallel < 1:

@@ -1,0 +1,68 @@
+"""``migcoord check DOMAIN... --from SRC --to DST [--json] [--skip ID_OR_TAG]... [--waive ID]...``
+
+Read-only. Exit 0 when nothing blocks, 1 when something does, 2 on bad input (BadInput).
+Wired into coordinator/cli.py by ``add_parser(sub)`` and ``"check": run``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+from . import preflight
+from .registry import Report
+
+EXIT_HELP = """exit codes:
+  0  nothing blocks the migration (warnings may be listed)
+  1  at least one error-severity check failed (and was not waived)
+  2  usage error or bad input (bad URI, unknown domain or check id)"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    # NOTE: imported here, not at module level: coordinator.cli imports this module.
+    from coordinator.cli import _add_hosts, _add_secret_options, _add_ssh_options
+    p = subparsers.add_parser("check", help="run the pre-flight checks; change nothing",
+                              epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("domains", nargs="+", metavar="DOMAIN", help="domain name, UUID or id (one or more)")
+    _add_hosts(p)
+    _add_secret_options(p)
+    _add_ssh_options(p)
+    p.add_argument("--skip", action="append", default=[], metavar="ID_OR_TAG",
+                   help="do not run this check id or every check with this tag (repeatable)")
+    p.add_argument("--waive", action="append", default=[], metavar="ID",
+                   help="report this blocking check id as waived instead of blocking (repeatable)")
+    p.add_argument("--offline", action="store_true", help="check for an offline migration")
+    p.add_argument("--copy-storage", action="store_true", help="local disks will be copied")
+    p.add_argument("--unsafe", action="store_true", help="disks are on shared storage libvirt cannot detect")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from coordinator.cli import _keyring, _secret_policy, _ssh_config
+    from coordinator.params import MigrationPolicy
+    policy = MigrationPolicy(live=not args.offline, copy_storage=args.copy_storage, unsafe=args.unsafe)
+    report = preflight(args.src, args.dst, args.domains, policy=policy, secret_policy=_secret_policy(args),
+                       keyring=_keyring(args), skip=args.skip, waive=args.waive, ssh=_ssh_config(args))
+    print(render_json(report) if args.json else render_table(report))
+    return 0 if report.ok else 1
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2, sort_keys=True)
+
+
+def render_table(report: Report) -> str:
+    rows = [("ID", "SEVERITY", "STATUS", "SUBJECT", "MESSAGE")]
+    rows += [(f.check_id, f.severity, f.status.upper() if f.status != "pass" else f.status, f.subject,
+              f.message) for f in report.findings]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(r[:4], widths)), r[4]]).rstrip() for r in rows]
+    hints = {f.check_id: f.hint for f in report.findings if f.status in ("fail", "error", "waived") and f.hint}
+    if hints:
+        lines.append("")
+        lines += [f"hint {cid}: {h}" for cid, h in hints.items()]
+    blocking = sorted({f.check_id for f in report.blocking})
+    lines.append("")
+    lines.append(f"BLOCKED by {', '.join(blocking)}" if blocking else "OK: nothing blocks the migration")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Host-level checks over the libvirt API: reachability, versions, identity, transport."""
+from __future__ import annotations
+
+from coordinator.domfacts import version_str
+from coordinator.errors import Blocked
+from coordinator.secrets import check_transport
+
+from .registry import check, failed, passed
+
+MIN_LIBVIRT = 7_001_000  # vTPM migration with local state
+
+
+@check("HOST-REACHABLE", scope="pair", tags=("host", "connectivity"), needs=(),
+       hint="is libvirtd running there, listening, and the URI right? (virsh -c URI version)")
+def host_reachable(ctx):
+    """Both libvirt endpoints accept a connection."""
+    out = []
+    for uri in (ctx.src_uri, ctx.dst_uri):
+        if uri in ctx.connect_errors:
+            out.append(failed(ctx.connect_errors[uri], uri))
+        else:
+            out.append(passed("connected", uri))
+    return out
+
+
+@check("LIBVIRT-VERSION", scope="pair", tags=("host", "version", "tpm"),
+       hint="upgrade libvirt to 7.1 or later on that host (vTPM migration with local state)")
+def libvirt_version(ctx):
+    """libvirt ≥ 7.1 on both hosts (vTPM state migration)."""
+    out = []
+    for h in (ctx.src, ctx.dst):
+        v = h.lib_version()
+        if v < MIN_LIBVIRT:
+            out.append(failed(f"libvirt {version_str(v)} is older than {version_str(MIN_LIBVIRT)}", h.uri))
+        else:
+            out.append(passed(f"libvirt {version_str(v)}", h.uri))
+    return out
+
+
+@check("HOST-SAME", scope="pair", tags=("host",),
+       hint="pick another destination; if they really are different machines, give each a distinct "
+            "host_uuid in libvirtd.conf")
+def host_same(ctx):
+    """The destination is not the source (host UUID)."""
+    a, b = ctx.src.host_uuid(), ctx.dst.host_uuid()
+    if a == b:
+        return failed(f"{ctx.dst_uri} is the same host as {ctx.src_uri} (host UUID {a})", ctx.dst_uri)
+    return passed(f"distinct host UUIDs ({a} → {b})", ctx.dst_uri)
+
+
+@check("HYPERVISOR-VERSION", scope="pair", tags=("host", "version"),
+       hint="upgrade QEMU on the destination: migrating to an older QEMU is not supported")
+def hypervisor_version(ctx):
+    """The destination's QEMU is not older than the source's."""
+    s, d = ctx.src.hypervisor_version(), ctx.dst.hypervisor_version()
+    if d < s:
+        return failed(f"destination QEMU {version_str(d)} is older than source QEMU {version_str(s)}",
+                      ctx.dst_uri)
+    return passed(f"QEMU {version_str(s)} → {version_str(d)}", ctx.dst_uri)
+
+
+@check("SECRET-PLAINTEXT-TRANSPORT", scope="pair", tags=("secrets", "transport"), needs=(),
+       hint="use qemu+tls:// or qemu+ssh://, or pass --allow-plaintext-secrets")
+def plaintext_transport(ctx):
+    """Secret values would travel only over encrypted (or local) connections."""
+    try:
+        check_transport(ctx.src_uri, ctx.dst_uri, allow_plaintext=ctx.secret_policy.allow_plaintext)
+    except Blocked as e:
+        return failed(e.message, "-")
+    return passed("every connection carrying secret values is local or encrypted"
+                  + (" (plaintext allowed by policy)" if ctx.secret_policy.allow_plaintext else ""), "-")

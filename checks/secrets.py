@@ -1,0 +1,62 @@
+"""Secret checks: every secret the domain depends on, from ``SecretProvisioner.plan`` (reads only).
+
+One plan per domain is computed and shared; each plan that blocks maps to exactly one id
+(``secret_check_id``), so each problem can be skipped or waived on its own.
+"""
+from __future__ import annotations
+
+from coordinator.model import SecretAction, SecretPlan
+
+from .registry import check, failed, passed
+
+_VALUE_HINT = ("give the value with --secret-file/--secret-dir/--secret-command/--secret-stdin, "
+               "or make the source secret readable")
+
+
+def secret_check_id(p: SecretPlan) -> str | None:
+    """Pure: which check a plan fails (None: it passes). Unverifiable → the warning SECRET-UNVERIFIABLE."""
+    if p.action is SecretAction.BLOCK:
+        if p.source_status == "missing":
+            return "SECRET-MISSING-ON-SOURCE"
+        if p.dest_status == "usage-mismatch" or ", usage " in p.source_status:
+            return "SECRET-USAGE-MISMATCH"
+        if p.dest_status == "value-mismatch":
+            return "SECRET-VALUE-MISMATCH"
+        if p.dest_status.endswith("-mismatch"):
+            return "SECRET-FLAGS-MISMATCH"
+        if p.dest_status == "missing":
+            return "SECRET-NO-VALUE-SOURCE"
+        return "SECRET-VALUE-MISMATCH" if "value" in p.reason else "SECRET-USAGE-MISMATCH"
+    if p.action is SecretAction.REUSE and p.dest_status == "unverifiable":
+        return "SECRET-UNVERIFIABLE"
+    return None
+
+
+def _secret_check(check_id: str):
+    def run(ctx, t):
+        plans = ctx.secret_plans(t)
+        bad = [p for p in plans if secret_check_id(p) == check_id]
+        if bad:
+            return [failed(f"secret {p.uuid or p.ref.usage_id} ({p.ref.kind}): {p.reason}") for p in bad]
+        return passed(f"{len(plans)} secret(s) checked" if plans else "the domain references no secret")
+    return run
+
+
+_SPECS = [
+    ("SECRET-MISSING-ON-SOURCE", "error", "define the secret on the source (the domain references a secret "
+     "the source host does not have)"),
+    ("SECRET-USAGE-MISMATCH", "error", "the secret's usage differs between the domain, the source and the "
+     "destination; fix or undefine the destination copy (virsh secret-undefine) so it can be provisioned"),
+    ("SECRET-VALUE-MISMATCH", "error", "the destination holds a different value: set the right value there "
+     "(or undefine it so migcoord provisions it); the migration would fail late in swtpm"),
+    ("SECRET-FLAGS-MISMATCH", "error", "the destination copy's private/ephemeral flags differ from what the "
+     "policy asks (--dest-private/--dest-ephemeral); redefine it or change the policy"),
+    ("SECRET-NO-VALUE-SOURCE", "error", _VALUE_HINT),
+    ("SECRET-UNVERIFIABLE", "warning", "the destination copy cannot be compared (private, or no value "
+     "available); pass a value source and --reset-secret-values to be sure"),
+]
+
+for _id, _sev, _hint in _SPECS:
+    _fn = _secret_check(_id)
+    _fn.__doc__ = f"Secrets: {_id.removeprefix('SECRET-').lower().replace('-', ' ')}."
+    check(_id, severity=_sev, tags=("secrets",), hint=_hint)(_fn)

@@ -1,0 +1,333 @@
+"""Host checks over SSH (transport ``ssh``): swtpm on the destination, versions, TPM-state space,
+secrets stored unencrypted at rest.
+
+The runner for a host comes from ``ctx.runner("src" | "dst")`` (a ``coordinator.remote.CommandRunner``,
+or None when SSH is not configured: the check is then reported as skipped). Every command is a
+format string plus quoted arguments (house rule 7). Parsing is done by the pure functions at the
+top of this module, tested as tables in tests/unit/test_remote.py.
+"""
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.domfacts import version_str
+from coordinator.secrets import wanted_flags
+
+from .registry import Result, check, failed, passed, skipped
+
+TPM_STATE_ROOT = "/var/lib/libvirt/swtpm"  # libvirt's default swtpm state directory (system daemon)
+SECRETS_DIR = "/etc/libvirt/secrets"        # where libvirtd (system) keeps persistent secrets
+MIN_TPM_STATE_KIB = 10 * 1024               # one TPM 2.0 state is ~ 100 KiB; leave room for logs and a copy
+SECRETS_ENCRYPTED_SINCE = 12_001_000        # libvirt 12.1 encrypts persistent secret values at rest
+SHARED_STORAGE_FEATURE = "cmdarg-migration"  # swtpm ≥ 0.8: --migration release-lock-outgoing
+# Filesystems libvirt treats as shared storage (virFileIsSharedFS), as `stat -f -c %T` names them.
+SHARED_FS = ("nfs", "gfs", "ocfs2", "afs", "smb", "cifs", "ceph", "gpfs", "lustre", "beegfs", "quobyte",
+             "glusterfs")
+NO_SSH = "SSH not configured"
+
+
+# ------------------------------------------------------------------ pure parsing
+
+@dataclass(frozen=True)
+class SwtpmCaps:
+    """``swtpm socket --print-capabilities``: {"type": "swtpm", "features": [...], "version": "0.7.1"}."""
+
+    features: frozenset[str]
+    version: str | None  # present since swtpm 0.7
+
+
+def parse_capabilities(text: str) -> SwtpmCaps:
+    """Raises ValueError when the output is not swtpm's capabilities JSON."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("features"), list):
+        raise ValueError("no \"features\" list")
+    v = data.get("version")
+    return SwtpmCaps(frozenset(str(f) for f in data["features"]), str(v) if v else None)
+
+
+def required_features(tpm_versions: tuple[str | None, ...], shared_storage: bool) -> tuple[str, ...]:
+    """Pure: the swtpm features migrating these emulated TPMs needs on the destination.
+
+    ``cmdarg-pwd-fd``: libvirt passes the encryption and migration keys by fd (encrypted state);
+    ``tpm-2.0`` / ``tpm-1.2``: the TPM version (libvirt's default is 2.0);
+    ``cmdarg-migration``: TPM state on shared storage (libvirt ≥ 8.10 passes --migration)."""
+    need = [f"tpm-{v or '2.0'}" for v in tpm_versions]
+    need.append("cmdarg-pwd-fd")
+    if shared_storage:
+        need.append(SHARED_STORAGE_FEATURE)
+    return tuple(dict.fromkeys(need))
+
+
+def missing_features(caps: SwtpmCaps, needed: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f for f in needed if f not in caps.features)
+
+
+_VERSION_RE = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)")
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """Pure: the first dotted version in a tool's output, as a tuple; None when there is none.
+
+    "TPM emulator version 0.7.1, Copyright ..." → (0, 7, 1); "libvirtd (libvirt) 9.0.0" → (9, 0, 0);
+    a Debian version "0.9.2-3.1+deb12u1" → (0, 9, 2) (upstream part only: an epoch "1:" is skipped)."""
+    m = _VERSION_RE.search(re.sub(r"(?<![\w.])\d+:(?=\d)", "", text))
+    return tuple(int(p) for p in m.group(1).split(".")) if m else None
+
+
+def version_text(v: tuple[int, ...] | None) -> str:
+    return ".".join(map(str, v)) if v else "unknown"
+
+
+def older(dst: tuple[int, ...], src: tuple[int, ...]) -> bool:
+    """Pure: dst < src, padding the shorter with zeros (0.9 == 0.9.0)."""
+    n = max(len(dst), len(src))
+    return dst + (0,) * (n - len(dst)) < src + (0,) * (n - len(src))
+
+
+@dataclass(frozen=True)
+class DiskFree:
+    filesystem: str
+    total_kib: int
+    avail_kib: int
+    mount: str
+
+
+_DF_ROW = re.compile(r"^(?P<fs>.+?)\s+(?P<total>\d+)\s+(?P<used>\d+)\s+(?P<avail>\d+)\s+(?P<cap>\d+%|-)\s+"
+                     r"(?P<mount>/.*)$")
+
+
+def parse_df(text: str) -> DiskFree:
+    """Pure: the one filesystem row of ``df -Pk PATH`` (POSIX format, 1024-byte blocks).
+    Filesystem names and mount points may contain spaces. Raises ValueError otherwise."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2 or not lines[0].lower().startswith("filesystem"):
+        raise ValueError("not POSIX df output")
+    # NOTE: a long filesystem name is never wrapped in -P format, but be lenient about a wrapped row.
+    row = lines[1] if len(lines) == 2 else " ".join(lines[1:])
+    m = _DF_ROW.match(row.strip())
+    if not m:
+        raise ValueError(f"unexpected df row: {row!r}")
+    return DiskFree(m["fs"], int(m["total"]), int(m["avail"]), m["mount"])
+
+
+def is_shared_fs(fs_type: str) -> bool:
+    """Pure: `stat -f -c %T` type names libvirt counts as shared storage (virFileIsSharedFS)."""
+    t = fs_type.strip().lower()
+    return any(t == s or t.startswith(s) or t.endswith("." + s) for s in SHARED_FS)
+
+
+def tpm_state_dir(domain_xml: str | None) -> str:
+    """Pure: where libvirt keeps this domain's TPM state on a host: ``<backend><source type='dir'
+    path=...>`` (libvirt ≥ 10.x) or, by default, under /var/lib/libvirt/swtpm."""
+    if domain_xml:
+        try:
+            root = ET.fromstring(domain_xml)
+        except ET.ParseError:
+            return TPM_STATE_ROOT
+        if root.tag == "domstatus" and root.find("domain") is not None:
+            root = root.find("domain")  # type: ignore[assignment]
+        for src in root.findall("devices/tpm/backend/source"):
+            path = src.get("path")
+            if path:
+                return path if src.get("type", "dir") == "dir" else path.rsplit("/", 1)[0] or "/"
+    return TPM_STATE_ROOT
+
+
+# ------------------------------------------------------------------ helpers
+
+def _runner(ctx: Any, role: str):
+    get = getattr(ctx, "runner", None)
+    return get(role) if callable(get) else None
+
+
+def _emulated(t: Any) -> tuple[Any, ...]:
+    return tuple(x for x in t.facts.tpms if x.backend == "emulator")
+
+
+def _any_emulated(ctx: Any) -> bool:
+    return any(_emulated(t) for t in getattr(ctx, "targets", ()))
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+def _which(runner, program: str) -> str | None:
+    """The program's path on the host, as libvirt would find it: on PATH, a regular executable file.
+
+    NOTE: `command -v` alone also reports a name that is not a runnable file (bash finds a
+    non-executable file on PATH); libvirt's virFindFileInPath requires a regular file with X_OK."""
+    r = runner.run('p=$(command -v {}) && [ -f "$p" ] && [ -x "$p" ] && printf "%s\\n" "$p"', program)
+    path = _first_line(r.stdout)
+    return path if r.ok and path.startswith("/") else None
+
+
+def _capabilities(runner) -> SwtpmCaps:
+    """Raises ValueError with the reason when swtpm cannot report its capabilities."""
+    r = runner.run("swtpm socket --print-capabilities")
+    if not r.ok:
+        raise ValueError(f"exit status {r.exit_status}" + (f": {_first_line(r.stderr)}" if r.stderr.strip() else ""))
+    return parse_capabilities(r.stdout)
+
+
+def _existing_dir(runner, path: str) -> str:
+    """``path`` or its nearest existing ancestor (libvirt creates the state dir on first use)."""
+    r = runner.run('d={}; while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; printf "%s\\n" "$d"',
+                   path)
+    return _first_line(r.stdout) or "/"
+
+
+def _fs_type(runner, path: str) -> str | None:
+    r = runner.run("stat -f -c %T {}", path)
+    return _first_line(r.stdout) if r.ok else None
+
+
+# ------------------------------------------------------------------ checks
+
+@check("SWTPM-MISSING", transport="ssh", scope="pair", tags=("ssh", "tpm", "swtpm"),
+       hint="install swtpm and swtpm-tools on the destination (e.g. apt-get install swtpm swtpm-tools); "
+            "libvirt starts swtpm for every emulated TPM")
+def swtpm_missing(ctx):
+    """swtpm and swtpm_setup are installed on the destination."""
+    runner = _runner(ctx, "dst")
+    if runner is None:
+        return skipped(NO_SSH, ctx.dst_uri)
+    if not _any_emulated(ctx):
+        return passed("no domain has an emulated TPM", ctx.dst_uri)
+    out: list[Result] = []
+    for prog in ("swtpm", "swtpm_setup"):
+        path = _which(runner, prog)
+        out.append(passed(f"{prog} is {path}", ctx.dst_uri) if path else
+                   failed(f"{prog} not found on {runner.host}", ctx.dst_uri))
+    return out
+
+
+@check("SWTPM-CAPABILITIES", transport="ssh", scope="domain", tags=("ssh", "tpm", "swtpm"),
+       hint="upgrade swtpm on the destination: encrypted state needs cmdarg-pwd-fd, TPM state on shared "
+            "storage needs swtpm ≥ 0.8 (cmdarg-migration); see `swtpm socket --print-capabilities`")
+def swtpm_capabilities(ctx, t):
+    """The destination's swtpm offers the TPM version, fd-passed keys and (shared state) migration support."""
+    tpms = _emulated(t)
+    if not tpms:
+        return passed("the domain has no emulated TPM")
+    runner = _runner(ctx, "dst")
+    if runner is None:
+        return skipped(NO_SSH)
+    try:
+        caps = _capabilities(runner)
+    except ValueError as e:
+        return failed(f"swtpm on {runner.host} cannot report its capabilities ({e})")
+    state_dir = tpm_state_dir(t.xmls[0] if t.xmls else None)
+    fs = _fs_type(runner, _existing_dir(runner, state_dir))
+    shared = bool(fs and is_shared_fs(fs))
+    needed = required_features(tuple(x.version for x in tpms), shared)
+    missing = missing_features(caps, needed)
+    where = f"TPM state in {state_dir} on {fs or 'an unknown filesystem'}" + (" (shared)" if shared else "")
+    if missing:
+        return failed(f"swtpm {caps.version or '(unknown version)'} on {runner.host} lacks "
+                      f"{', '.join(missing)}; {where}")
+    return passed(f"swtpm {caps.version or '(unknown version)'} on {runner.host} offers {', '.join(needed)}; {where}")
+
+
+@check("SWTPM-VERSION-OLDER", transport="ssh", scope="pair", tags=("ssh", "tpm", "swtpm", "version"),
+       hint="upgrade swtpm/libtpms on the destination: TPM state written by a newer libtpms may not load "
+            "in an older one")
+def swtpm_version_older(ctx):
+    """swtpm and libtpms on the destination are not older than on the source."""
+    src, dst = _runner(ctx, "src"), _runner(ctx, "dst")
+    if src is None or dst is None:
+        return skipped(NO_SSH, ctx.dst_uri)
+    if not _any_emulated(ctx):
+        return passed("no domain has an emulated TPM", ctx.dst_uri)
+    out: list[Result] = []
+    for component, probe in (("swtpm", _swtpm_version), ("libtpms", _libtpms_version)):
+        s, d = probe(src), probe(dst)
+        if s is None or d is None:
+            side = " and ".join(h for h, v in ((src.host, s), (dst.host, d)) if v is None)
+            out.append(skipped(f"{component} version unknown on {side}", ctx.dst_uri))
+        elif older(d, s):
+            out.append(failed(f"{component} {version_text(d)} on {dst.host} is older than "
+                              f"{version_text(s)} on {src.host}", ctx.dst_uri))
+        else:
+            out.append(passed(f"{component} {version_text(s)} → {version_text(d)}", ctx.dst_uri))
+    return out
+
+
+def _swtpm_version(runner) -> tuple[int, ...] | None:
+    r = runner.run("swtpm --version")
+    return parse_version(r.stdout) if r.ok else None
+
+
+def _libtpms_version(runner) -> tuple[int, ...] | None:
+    # NOTE: swtpm 0.7 does not report libtpms' version; ask the package manager (Debian, then RPM).
+    r = runner.run("dpkg-query -W -f '${{Version}}\\n' libtpms0 2>/dev/null"
+                   " || rpm -q --qf '%{{VERSION}}\\n' libtpms 2>/dev/null")
+    return parse_version(r.stdout) if r.ok else None
+
+
+@check("TPM-STATE-SPACE", transport="ssh", scope="domain", tags=("ssh", "tpm", "storage"),
+       hint="free space on the destination filesystem holding /var/lib/libvirt/swtpm (the incoming TPM "
+            "state is written there)")
+def tpm_state_space(ctx, t):
+    """Enough free space where the TPM state will land on the destination."""
+    if not _emulated(t):
+        return passed("the domain has no emulated TPM")
+    runner = _runner(ctx, "dst")
+    if runner is None:
+        return skipped(NO_SSH)
+    state_dir = tpm_state_dir(t.xmls[0] if t.xmls else None)
+    where = _existing_dir(runner, state_dir)
+    r = runner.run("df -Pk {}", where)
+    if not r.ok:
+        return failed(f"df -Pk {where} on {runner.host} failed: {_first_line(r.stderr) or r.exit_status}")
+    try:
+        df = parse_df(r.stdout)
+    except ValueError as e:
+        return failed(f"cannot read df output from {runner.host}: {e}")
+    msg = (f"{df.avail_kib / 1024:.1f} MiB free on {df.mount} ({df.filesystem}) for {state_dir}; "
+           f"need ≥ {MIN_TPM_STATE_KIB // 1024} MiB")
+    return failed(msg) if df.avail_kib < MIN_TPM_STATE_KIB else passed(msg)
+
+
+@check("SECRET-AT-REST-UNENCRYPTED", severity="warning", transport="ssh", scope="domain",
+       tags=("ssh", "secrets"),
+       hint="libvirt < 12.1 keeps a persistent secret's value as plain base64 in /etc/libvirt/secrets, beside "
+            "the TPM state it protects: use --dest-ephemeral yes (value held in memory only; it must then be "
+            "provisioned again after a libvirtd restart) or upgrade libvirt on the destination")
+def secret_at_rest(ctx, t):
+    """A persistent secret would be stored unencrypted on the destination (libvirt < 12.1)."""
+    runner = _runner(ctx, "dst")
+    if runner is None:
+        return skipped(NO_SSH)
+    version = ctx.dst.lib_version()
+    if version >= SECRETS_ENCRYPTED_SINCE:
+        return passed(f"libvirt {version_str(version)} on the destination encrypts secrets at rest")
+    out: list[Result] = []
+    for p in ctx.secret_plans(t):
+        if p.uuid is None:
+            continue
+        info = ctx.dst.secret_info(p.uuid)
+        if info is not None:
+            persistent, how = not info.ephemeral, "is"
+        else:
+            src_info = ctx.src.secret_info(p.uuid) if ctx.src is not None else None
+            if src_info is None:
+                continue
+            persistent, how = not wanted_flags(src_info, ctx.secret_policy)[1], "would be"
+        if not persistent:
+            continue
+        path = f"{SECRETS_DIR}/{p.uuid}.base64"
+        if how == "is" and runner.run("test -f {}", path).ok:
+            where = f"is stored as plain base64 in {path}"
+        else:
+            where = f"{how} stored as plain base64 under {SECRETS_DIR}"
+        out.append(failed(f"secret {p.uuid} ({p.ref.kind}) {where} on {runner.host} "
+                          f"(libvirt {version_str(version)} < {version_str(SECRETS_ENCRYPTED_SINCE)})"))
+    return out or passed(f"no persistent secret of this domain at rest on {runner.host}")

@@ -1,0 +1,351 @@
+"""Commands on a host over SSH: the ONLY module that imports paramiko (house rule 1).
+
+A command is a format string plus arguments, each quoted with ``shlex.quote`` (house rule 7):
+``runner.run("df -Pk {}", path)``. Host keys are checked against one known_hosts file and an
+unknown host is refused (a ``RejectPolicy``), never added. One SSH connection per host is opened
+lazily and reused by every command (commands may run concurrently as separate channels).
+
+Errors: ``HostUnreachable`` when the host cannot be reached or a command times out;
+``BadInput`` for configuration the operator must fix (unknown or changed host key, loose or
+unusable key file, failed authentication, missing known_hosts file).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import select
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+import paramiko
+
+from .errors import BadInput, HostUnreachable
+from .keys import check_key_file
+
+# libvirt transports whose URI port (and user) are the SSH ones.
+_SSH_TRANSPORTS = {"ssh", "libssh", "libssh2"}
+_LOCAL_HOSTS = {"", None}
+_READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """How to reach hosts over SSH. ``key_file`` None: the agent and ~/.ssh keys, as ssh(1) does."""
+
+    user: str = "root"
+    port: int = 22
+    key_file: Path | None = None
+    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    connect_timeout: float = 10.0
+    command_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        # NOTE: accept str paths from callers; store Paths (the dataclass is frozen).
+        if self.key_file is not None and not isinstance(self.key_file, Path):
+            object.__setattr__(self, "key_file", Path(self.key_file))
+        if not isinstance(self.known_hosts, Path):
+            object.__setattr__(self, "known_hosts", Path(self.known_hosts))
+        if not 0 < int(self.port) < 65536:
+            raise BadInput(f"SSH port {self.port} is out of range")
+        if self.connect_timeout <= 0 or self.command_timeout <= 0:
+            raise BadInput("SSH timeouts must be positive")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command did (testinfra's CommandResult, as a frozen value)."""
+
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+@runtime_checkable
+class CommandRunner(Protocol):
+    """Runs ``fmt.format(*map(shlex.quote, args))`` on one host and returns its result.
+
+    A non-zero exit status is a result, not an exception; only an unreachable host or a
+    timeout raises (``HostUnreachable``)."""
+
+    host: str
+
+    def run(self, fmt: str, *args: str, timeout: float | None = None) -> CommandResult: ...
+
+    def close(self) -> None: ...
+
+
+def format_command(fmt: str, *args: str) -> str:
+    """Pure: the command line for ``fmt`` with every argument shell-quoted (house rule 7).
+
+    Literal braces in ``fmt`` are written ``{{`` / ``}}``; only positional ``{}`` fields are allowed."""
+    for a in args:
+        if not isinstance(a, str):
+            raise TypeError(f"command arguments must be str, got {type(a).__name__}")
+    try:
+        return fmt.format(*map(shlex.quote, args))
+    except (IndexError, KeyError) as e:
+        raise ValueError(f"command format {fmt!r} does not match {len(args)} argument(s): {e}") from None
+
+
+def ssh_target(uri: str) -> tuple[str, str | None, int | None] | None:
+    """Pure: (host, user, port) to reach a libvirt URI's host over SSH; None for a local URI.
+
+    The user and port in the URI are SSH's only for ssh transports (``qemu+ssh://u@h:2222/system``);
+    for ``qemu+tcp://h:16509`` the port is libvirt's, so SSH's own defaults apply."""
+    parts = urlsplit(uri)
+    if "://" not in uri or not parts.scheme:
+        raise BadInput(f"not a libvirt URI: {uri!r}", hint="e.g. qemu+ssh://HOST/system")
+    host = parts.hostname
+    if host in _LOCAL_HOSTS:
+        return None
+    transport = parts.scheme.partition("+")[2]
+    if transport in _SSH_TRANSPORTS:
+        try:
+            port = parts.port
+        except ValueError:
+            raise BadInput(f"bad port in URI {uri!r}") from None
+        return host, parts.username or None, port
+    return host, None, None
+
+
+def runner_for(uri: str, config: SshConfig | None) -> CommandRunner | None:
+    """The runner for a libvirt URI's host: a ``LocalRunner`` for a local URI (``qemu:///system``),
+    an ``SshRunner`` for a remote one, None when the host is remote and SSH is not configured.
+    Opens nothing: the connection is made by the first command."""
+    target = ssh_target(uri)
+    if target is None:
+        return LocalRunner(timeout=config.command_timeout if config else 30.0)
+    if config is None:
+        return None
+    host, user, port = target
+    cfg = replace(config, user=user or config.user, port=port or config.port)
+    return SshRunner(host, cfg)
+
+
+class LocalRunner:
+    """The same interface on this machine, for local URIs.
+
+    NOTE: the command string is the SSH wire format: a remote sshd hands it to the user's shell,
+    so it is run here by ``/bin/sh -c`` (never Python's ``shell=True`` on unquoted input) to mean
+    exactly the same thing; every argument is already ``shlex.quote``d."""
+
+    host = "localhost"
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+
+    def run(self, fmt: str, *args: str, timeout: float | None = None) -> CommandResult:
+        command = format_command(fmt, *args)
+        limit = timeout if timeout is not None else self.timeout
+        try:
+            r = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=limit, check=False)
+        except subprocess.TimeoutExpired:
+            raise HostUnreachable(f"command on localhost timed out after {limit:g}s: {command}",
+                                  host="localhost", command=command) from None
+        return CommandResult(command, r.returncode, r.stdout.decode(errors="replace"),
+                             r.stderr.decode(errors="replace"))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "LocalRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """``SHA256:...`` as ssh-keygen -l and ssh(1) print it."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    def __init__(self, key: paramiko.PKey) -> None:
+        super().__init__("host key not in known_hosts")
+        self.key = key
+
+
+class _Reject(paramiko.RejectPolicy):
+    """RejectPolicy that remembers the offered key, so the refusal can name its fingerprint."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise _UnknownHostKey(key)
+
+
+class SshRunner:
+    """Commands on one host over one reused SSH connection (paramiko ``SSHClient``).
+
+    Host keys come only from ``config.known_hosts`` (``load_host_keys``; no system host keys);
+    an unknown host is refused (RejectPolicy) and the file is never written. With ``key_file``
+    only that key is offered (no agent, no ~/.ssh keys). Connect, banner, auth and channel-open
+    are bounded by ``connect_timeout``; each command by ``command_timeout`` (or ``timeout=``)."""
+
+    def __init__(self, host: str, config: SshConfig = SshConfig()) -> None:
+        self.host = host
+        self.config = config
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._pkey: paramiko.PKey | None = None
+        if config.key_file is not None:
+            check_key_file(config.key_file)  # refused before any network traffic
+            self._pkey = _load_key(config.key_file)
+
+    @property
+    def where(self) -> str:
+        return f"{self.config.user}@{self.host}:{self.config.port}"
+
+    # -- connection -------------------------------------------------------
+    def _transport(self) -> paramiko.Transport:
+        with self._lock:
+            t = self._client.get_transport() if self._client is not None else None
+            if t is None or not t.is_active():
+                if self._client is not None:  # NOTE: the peer dropped us; reconnect once, lazily
+                    self._client.close()
+                    self._client = None
+                self._client = self._connect()
+                t = self._client.get_transport()
+                assert t is not None
+            return t
+
+    def _connect(self) -> paramiko.SSHClient:
+        cfg = self.config
+        kh = cfg.known_hosts
+        if not kh.is_file():
+            raise BadInput(f"known_hosts file {kh} does not exist",
+                           hint=f"create it with the host keys of the hosts to reach (ssh-keyscan -p {cfg.port} "
+                                f"{self.host} >> {kh}, after verifying the fingerprint)")
+        client = paramiko.SSHClient()
+        try:
+            client.load_host_keys(str(kh))
+        except (OSError, paramiko.SSHException) as e:
+            raise BadInput(f"cannot read known_hosts file {kh}: {e}") from None
+        client.set_missing_host_key_policy(_Reject())
+        t = cfg.connect_timeout
+        keys = dict(pkey=self._pkey, look_for_keys=False, allow_agent=False) if self._pkey is not None else {}
+        try:
+            client.connect(self.host, port=cfg.port, username=cfg.user, timeout=t, banner_timeout=t,
+                           auth_timeout=t, channel_timeout=t, **keys)
+        except _UnknownHostKey as e:
+            client.close()
+            hostport = self.host if cfg.port == 22 else f"[{self.host}]:{cfg.port}"
+            raise BadInput(
+                f"SSH host key of {self.host} port {cfg.port} is not in {kh}: refused "
+                f"(offered {e.key.get_name()} {fingerprint(e.key)})",
+                hint=f"verify that fingerprint out of band, then add the key: "
+                     f"ssh-keyscan -p {cfg.port} {self.host} >> {kh}",
+                host=self.host, port=cfg.port, known_hosts=str(kh), hostport=hostport) from None
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise BadInput(
+                f"SSH host key of {self.host} port {cfg.port} does not match {kh} "
+                f"(offered {e.key.get_name()} {fingerprint(e.key)}, expected {fingerprint(e.expected_key)}): "
+                "refused, possible man-in-the-middle",
+                hint=f"if the host was really re-keyed, remove the old entry (ssh-keygen -R {self.host} -f {kh}) "
+                     "and add the verified new one",
+                host=self.host, port=cfg.port, known_hosts=str(kh)) from None
+        except paramiko.AuthenticationException:
+            client.close()
+            how = f"key {cfg.key_file}" if cfg.key_file else "the agent or ~/.ssh keys"
+            raise BadInput(f"SSH authentication as {self.where} with {how} failed",
+                           hint="check the user and that the key is authorised on the host",
+                           host=self.host, port=cfg.port) from None
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            # NOTE: OSError covers refused/unroutable (NoValidConnectionsError) and socket timeouts;
+            # SSHException here is a banner/handshake failure or timeout: the host is not usable.
+            client.close()
+            raise HostUnreachable(f"SSH to {self.where} failed: {_describe(e)}", host=self.host,
+                                  port=cfg.port) from None
+        return client
+
+    # -- commands ---------------------------------------------------------
+    def run(self, fmt: str, *args: str, timeout: float | None = None) -> CommandResult:
+        command = format_command(fmt, *args)
+        limit = timeout if timeout is not None else self.config.command_timeout
+        transport = self._transport()
+        try:
+            chan = transport.open_session(timeout=self.config.connect_timeout)
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise HostUnreachable(f"SSH to {self.where}: cannot open a channel: {_describe(e)}",
+                                  host=self.host) from None
+        try:
+            chan.exec_command(command)
+            chan.shutdown_write()
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + limit
+            while True:
+                # NOTE: drain stdout and stderr together: both share one SSH window, so reading
+                # one to the end first could stall the other.
+                while chan.recv_ready():
+                    out += chan.recv(_READ_CHUNK)
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(_READ_CHUNK)
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                if chan.closed and not chan.exit_status_ready():
+                    raise HostUnreachable(f"SSH to {self.where}: the connection closed during {command!r}",
+                                          host=self.host, command=command)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HostUnreachable(f"command on {self.host} timed out after {limit:g}s: {command}",
+                                          host=self.host, command=command)
+                if chan.eof_received:
+                    chan.status_event.wait(min(left, 0.5))  # output complete; the exit status follows
+                else:
+                    select.select([chan], [], [], min(left, 0.5))
+            status = chan.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise HostUnreachable(f"SSH to {self.where} failed during {command!r}: {_describe(e)}",
+                                  host=self.host, command=command) from None
+        finally:
+            chan.close()
+        return CommandResult(command, status, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> "SshRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SshRunner({self.where})"
+
+
+def _load_key(path: Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(str(path))
+    except paramiko.PasswordRequiredException:
+        raise BadInput(f"key file {path} is passphrase-protected",
+                       hint="use an unencrypted key reserved for migcoord, or load it into ssh-agent and "
+                            "leave the key file unset") from None
+    except (paramiko.SSHException, ValueError, OSError) as e:
+        raise BadInput(f"key file {path} is not a usable SSH private key: {_describe(e)}") from None
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, socket.timeout):
+        return "timed out"
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+        reasons = {getattr(x, "strerror", None) or str(x) for x in e.errors.values()}
+        return "; ".join(sorted(reasons)) or "cannot connect"
+    text = str(e).strip() or type(e).__name__
+    return " ".join(text.split())  # one line

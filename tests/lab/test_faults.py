@@ -1,0 +1,149 @@
+"""Real faults on the lab: the VM always ends up running on exactly one host, vTPM state intact.
+
+Guests made with ``dirty_memory=True`` boot a tiny program that keeps rewriting 512 KiB of
+memory, so with ``--bandwidth 1`` a migration stays in progress until we act.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import libvirt
+import pytest
+
+from labkit import ROOT, run_lab
+
+HOSTS = "src,dst,dst2"
+
+
+def on_exactly_one_host(lab, name: str, host: str) -> None:
+    assert lab.where(name) == {host: "running"}
+    assert lab.tpm_state_present(host, name)
+
+
+def wait_for_migration_job(lab, name: str, timeout: float = 30) -> None:
+    dom = lab.conn("src").lookupByName(name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dom.jobStats(0).get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the migration job never started")
+
+
+def background(migcoord_args: list[str], tmp_path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "coordinator", *migcoord_args,
+                             "--journal", str(tmp_path / "bg.jsonl"), "--lock-dir", str(tmp_path / "locks")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture
+def restore_dst(lab):
+    yield
+    run_lab("up", "--hosts", HOSTS)  # restarts a killed daemon; a no-op otherwise
+    lab.conns.pop("dst", None)
+
+
+def test_completion_timeout_aborts_the_job_and_vm_stays_on_source(clean, name, migcoord):
+    lab = clean
+    sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
+    t0 = time.monotonic()
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
+                 "--bandwidth", "1", "--timeout", "4")
+    assert r.returncode == 3
+    assert "did not complete within 4s" in r.stderr_text and "still on" in r.stderr_text
+    assert time.monotonic() - t0 < 30
+    on_exactly_one_host(lab, name, "src")
+    assert sid not in lab.secret_uuids("dst")  # rolled back
+    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())]
+    assert "migration-failed" in events and "secret-undefined" in events
+
+
+def test_dst_libvirtd_killed_during_migration_then_rerun_succeeds(clean, name, migcoord, tmp_path, restore_dst):
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst")]
+    proc = background(args + ["--bandwidth", "1", "--retries", "2", "--retry-max-seconds", "5"], tmp_path)
+    wait_for_migration_job(lab, name)
+    run_lab("kill", "dst")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err.decode()
+    assert b"still on" in err and lab.uri("src").encode() in err
+    on_exactly_one_host(lab, name, "src")
+
+    run_lab("up", "--hosts", HOSTS)
+    lab.conns.pop("dst", None)
+    r = migcoord(*args)
+    assert r.returncode == 0, r.stderr_text
+    on_exactly_one_host(lab, name, "dst")
+
+
+def test_dst_down_at_start_retries_then_fails_within_bound(clean, name, migcoord, restore_dst):
+    lab = clean
+    lab.vm(name, on="src")
+    run_lab("kill", "dst")
+    t0 = time.monotonic()
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
+                 "--retries", "3", "--retry-max-seconds", "20")
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 1  # nothing changed anywhere
+    assert "cannot connect to " + lab.uri("dst") in r.stderr_text
+    assert r.stderr_text.count("retrying in") == 2  # 3 attempts
+    assert elapsed < 30
+    waits = [e for e in map(json.loads, migcoord.journal.read_text().splitlines()) if e["event"] == "retry-wait"]
+    assert [w["attempt"] for w in waits] == [1, 2]
+    on_exactly_one_host(lab, name, "src")
+
+
+def test_migcoord_killed_mid_migration_rerun_converges(clean, name, migcoord, tmp_path):
+    lab = clean
+    sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
+    args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst")]
+    proc = background(args + ["--bandwidth", "1"], tmp_path)
+    wait_for_migration_job(lab, name)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    # Peer-to-peer: the source daemon carries on without its client. The re-run adopts that
+    # job, aborts it when it overruns the deadline, then migrates properly.
+    r = migcoord(*args, "--timeout", "5")
+    assert r.returncode == 0, r.stderr_text
+    on_exactly_one_host(lab, name, "dst")
+    assert lab.digest("dst", sid) == lab.digest("src", sid)
+    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())]
+    # Either the adopted job finished by itself or it was aborted and migrated afresh.
+    assert "stale-job-adopted" in events
+    assert events[-1] in ("migration-done", "already-on-destination")
+
+
+def test_concurrent_runs_on_one_domain_second_refuses(clean, name, tmp_path, migcoord):
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+            "--timeout", "8"]
+    first = background(args, tmp_path)
+    wait_for_migration_job(lab, name)
+    second = subprocess.run([sys.executable, "-m", "coordinator", *args, "--journal", str(tmp_path / "j2"),
+                             "--lock-dir", str(tmp_path / "locks")], cwd=ROOT, capture_output=True, text=True)
+    assert second.returncode == 1
+    assert "another migcoord run is already working on domain" in second.stderr
+    first.communicate(timeout=60)
+    assert first.returncode == 3  # the first one hit its own deadline
+    on_exactly_one_host(lab, name, "src")
+
+
+def test_offline_migration_of_shut_off_persistent_domain_with_secrets(clean, name, migcoord):
+    lab = clean
+    vm = lab.vm(name, on="src", no_start=True)
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--offline", "--json")
+    assert r.returncode == 0, r.stderr_text
+    assert lab.where(name) == {"dst": "shutoff"}
+    assert lab.digest("dst", vm["secret"]) == lab.digest("src", vm["secret"])
+    # The provisioned secret lets it start on the destination, with its vTPM.
+    lab.conn("dst").lookupByName(name).create()
+    on_exactly_one_host(lab, name, "dst")
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+    assert r.returncode == 0 and "already on destination" in r.stdout_text

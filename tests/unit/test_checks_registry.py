@@ -1,0 +1,143 @@
+"""checks.registry with fake checks: skip by id/tag, waive, raising check → error, concurrency."""
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from checks.registry import Check, Finding, Registry, Report, failed, passed, run_checks
+
+
+def make_registry(*extra: Check) -> Registry:
+    reg = Registry()
+
+    @reg.check("A-PASS", scope="pair", tags=("alpha",), hint="h-a", needs=())
+    def a(ctx):
+        """Always passes."""
+        return passed("fine", "host")
+
+    @reg.check("B-FAIL", tags=("beta",), hint="h-b", needs=())
+    def b(ctx, t):
+        return failed(f"{t.name} bad")
+
+    @reg.check("C-WARN", severity="warning", tags=("beta", "gamma"), needs=())
+    def c(ctx, t):
+        return [failed("meh")]
+
+    @reg.check("D-RAISES", tags=("delta",), needs=())
+    def d(ctx, t):
+        raise RuntimeError("libvirt went away")
+
+    @reg.check("E-NEEDS-DST", scope="pair", needs=("dst",))
+    def e(ctx):
+        return passed("ok")
+
+    for x in extra:
+        reg.register(x)
+    return reg
+
+
+CTX = SimpleNamespace(targets=(SimpleNamespace(name="vm1"), SimpleNamespace(name="vm2")), src=None, dst=None)
+
+
+def statuses(report: Report) -> dict[tuple[str, str], str]:
+    return {(f.check_id, f.subject): f.status for f in report.findings}
+
+
+def test_every_check_runs_per_scope_and_raising_check_is_an_error_finding():
+    r = run_checks(CTX, registry=make_registry())
+    assert statuses(r) == {
+        ("A-PASS", "host"): "pass",
+        ("B-FAIL", "vm1"): "fail", ("B-FAIL", "vm2"): "fail",
+        ("C-WARN", "vm1"): "fail", ("C-WARN", "vm2"): "fail",
+        ("D-RAISES", "vm1"): "error", ("D-RAISES", "vm2"): "error",
+        ("E-NEEDS-DST", "-"): "skipped",
+    }
+    err = r.by_id("D-RAISES")[0]
+    assert "RuntimeError: libvirt went away" in err.message
+    assert "dst host unreachable" in r.by_id("E-NEEDS-DST")[0].message
+    # A check that could not run cannot vouch for the migration: it blocks like a failure.
+    assert {f.check_id for f in r.blocking} == {"B-FAIL", "D-RAISES"}
+    assert not r.ok
+
+
+@pytest.mark.parametrize("skip, skipped_ids", [
+    (("B-FAIL",), {"B-FAIL"}),
+    (("beta",), {"B-FAIL", "C-WARN"}),
+    (("gamma", "alpha"), {"A-PASS", "C-WARN"}),
+    (("nothing",), set()),
+])
+def test_skip_by_id_or_tag(skip, skipped_ids):
+    r = run_checks(CTX, skip=skip, registry=make_registry())
+    got = {f.check_id for f in r.findings if f.status == "skipped" and f.message == "skipped on request"}
+    assert got == skipped_ids
+    for cid in skipped_ids:
+        assert len(r.by_id(cid)) == 1 and r.by_id(cid)[0].subject == "-"
+
+
+def test_waived_blocking_id_is_reported_waived_and_no_longer_blocks():
+    r = run_checks(CTX, waive=("B-FAIL", "D-RAISES"), registry=make_registry())
+    assert [f.status for f in r.by_id("B-FAIL")] == ["waived", "waived"]
+    assert r.ok and r.blocking == ()
+    d = r.as_dict()
+    assert d["ok"] is True and d["waive"] == ["B-FAIL", "D-RAISES"] and d["blocking"] == []
+    assert d["counts"]["waived"] == 4
+
+
+def test_report_as_dict_is_stable_and_sorted_by_registration_then_subject():
+    r1 = run_checks(CTX, registry=make_registry())
+    r2 = run_checks(CTX, registry=make_registry())
+    assert r1.as_dict() == r2.as_dict()
+    ids = [f["check_id"] for f in r1.as_dict()["findings"]]
+    assert ids == ["A-PASS", "B-FAIL", "B-FAIL", "C-WARN", "C-WARN", "D-RAISES", "D-RAISES", "E-NEEDS-DST"]
+    assert r1.as_dict()["findings"][1] == {"check_id": "B-FAIL", "severity": "error", "status": "fail",
+                                           "subject": "vm1", "message": "vm1 bad", "hint": "h-b",
+                                           "transport": "libvirt"}
+
+
+def test_checks_run_concurrently():
+    barrier = threading.Barrier(4, timeout=5)
+    reg = Registry()
+
+    @reg.check("SLOW", needs=())
+    def slow(ctx, t):
+        barrier.wait()  # only returns when 4 run at the same time
+        time.sleep(0.01)
+        return passed("ok")
+
+    ctx = SimpleNamespace(targets=tuple(SimpleNamespace(name=f"vm{i}") for i in range(4)))
+    r = run_checks(ctx, registry=reg, max_workers=4)
+    assert [f.status for f in r.findings] == ["pass"] * 4
+
+
+def test_registry_rejects_duplicates_and_bad_severity():
+    reg = make_registry()
+    with pytest.raises(ValueError):
+        reg.check("A-PASS")(lambda ctx: None)
+    with pytest.raises(ValueError):
+        Check(id="X", fn=lambda c: None, severity="fatal", transport="libvirt", scope="pair", tags=(), hint="",
+              summary="")
+
+
+def test_finding_is_frozen_and_blocking_only_for_failing_errors():
+    f = Finding("X", "error", "fail", "vm", "m")
+    assert f.blocking
+    assert Finding("X", "error", "error", "vm", "m").blocking
+    assert not Finding("X", "warning", "error", "vm", "m").blocking
+    assert not Finding("X", "warning", "fail", "vm", "m").blocking
+    assert not Finding("X", "error", "waived", "vm", "m").blocking
+    with pytest.raises(Exception):
+        f.status = "pass"  # type: ignore[misc]
+
+
+def test_default_registry_ids_are_documented():
+    import pathlib
+
+    import checks
+    readme = (pathlib.Path(checks.__file__).parent / "README.md").read_text()
+    for cid, c in checks.REGISTRY.checks.items():
+        assert f"`{cid}`" in readme, cid
+        assert c.hint and c.transport in ("libvirt", "ssh")
+        assert (c.transport == "ssh") == ("ssh" in c.tags), cid
