@@ -179,7 +179,8 @@ def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
             out = c.fn(*args)
             results = [out] if isinstance(out, Result) else list(out or ())
         except Exception as e:  # NOTE: infrastructure failure → this check's error, never a crash
-            return [Finding(c.id, c.severity, "error", subject, f"check could not run: {_describe(e)}",
+            status = "waived" if c.id in waive_set else "error"
+            return [Finding(c.id, c.severity, status, subject, f"check could not run: {_describe(e)}",
                             c.hint, c.transport)]
         if not results:
             results = [passed("nothing to check", subject)]
