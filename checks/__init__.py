@@ -26,7 +26,7 @@ from .context import CheckContext, Target, build_context
 from .registry import REGISTRY, Check, Finding, Report, Result, check, run_checks
 
 __all__ = ["Check", "CheckContext", "Finding", "REGISTRY", "Report", "Result", "Target", "build_context",
-           "check", "checks_for_migration", "preflight", "run_checks"]
+           "check", "check_guests", "checks_for_migration", "preflight", "run_checks"]
 
 
 def validate_selection(skip: Iterable[str], waive: Iterable[str]) -> None:
@@ -41,19 +41,21 @@ def validate_selection(skip: Iterable[str], waive: Iterable[str]) -> None:
         raise BadInput(f"unknown check id to waive: {', '.join(bad_waive)}", hint="see checks/README.md for the ids")
 
 
-def checks_for_migration(src: Host, dst: Host, guest: Guest, xmls: Sequence[str], plans: list[SecretPlan], *,
-                         policy: MigrationPolicy, secret_policy: SecretPolicy, keyring: KeyRing,
-                         skip: Iterable[str] = (), waive: Iterable[str] = (),
-                         ssh: SshConfig | None = None) -> Report:
-    """The pre-flight checks ``migrate`` runs before changing anything, on its own connections.
-    ``plans`` (already computed by the executor's provisioner) are shared with the SECRET-* checks
+def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[str]]], *,
+                 policy: MigrationPolicy, secret_policy: SecretPolicy, keyring: KeyRing,
+                 skip: Iterable[str] = (), waive: Iterable[str] = (), ssh: SshConfig | None = None,
+                 plans: dict[str, list[SecretPlan]] | None = None) -> Report:
+    """Run the checks for ``guests`` (each with its live/inactive XML) on connections the caller
+    owns (``migrate``, ``evacuate``). ``plans`` by domain name are shared with the SECRET-* checks
     so no secret is looked up or read twice."""
     validate_selection(skip, waive)
     ctx = CheckContext(src.uri, dst.uri, src, dst, policy=policy, secret_policy=secret_policy,
                        keyring=keyring, ssh_config=ssh)
-    target = Target(ident=guest.name, guest=guest, facts=domfacts.parse(xmls[0]), xmls=tuple(xmls))
-    ctx.targets = (target,)
-    ctx.seed_plans(target, plans)
+    ctx.targets = tuple(Target(ident=g.name, guest=g, facts=domfacts.parse(x[0]), xmls=tuple(x))
+                        for g, x in guests)
+    for t in ctx.targets:
+        if plans and t.name in plans:
+            ctx.seed_plans(t, plans[t.name])
     from dataclasses import replace
     try:
         report = run_checks(ctx, skip=tuple(skip), waive=tuple(waive))
@@ -61,7 +63,16 @@ def checks_for_migration(src: Host, dst: Host, guest: Guest, xmls: Sequence[str]
         for r in ctx._runners.values():  # the hosts' connections belong to the caller
             if r is not None:
                 r.close()
-    return replace(report, source=src.uri, destination=dst.uri, domains=(guest.name,))
+    return replace(report, source=src.uri, destination=dst.uri, domains=tuple(g.name for g, _ in guests))
+
+
+def checks_for_migration(src: Host, dst: Host, guest: Guest, xmls: Sequence[str], plans: list[SecretPlan], *,
+                         policy: MigrationPolicy, secret_policy: SecretPolicy, keyring: KeyRing,
+                         skip: Iterable[str] = (), waive: Iterable[str] = (),
+                         ssh: SshConfig | None = None) -> Report:
+    """The pre-flight checks ``migrate`` runs before changing anything, for one domain."""
+    return check_guests(src, dst, [(guest, xmls)], policy=policy, secret_policy=secret_policy,
+                        keyring=keyring, skip=skip, waive=waive, ssh=ssh, plans={guest.name: plans})
 
 
 def preflight(src_uri: str, dst_uri: str, domains: Sequence[str], *,

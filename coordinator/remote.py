@@ -24,7 +24,25 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-import paramiko
+import functools
+import importlib
+from types import ModuleType
+from typing import Any as _Any
+
+
+class _LazyModule:
+    """paramiko is imported on first use: it costs ~0.25 s, and most runs use no SSH."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> _Any:
+        mod: ModuleType = importlib.import_module(self._name)
+        globals()[self._name] = mod
+        return getattr(mod, attr)
+
+
+paramiko: _Any = _LazyModule("paramiko")
 
 from .errors import BadInput, HostUnreachable
 from .keys import check_key_file
@@ -173,17 +191,21 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
-class _UnknownHostKey(paramiko.SSHException):
-    def __init__(self, key: paramiko.PKey) -> None:
-        super().__init__("host key not in known_hosts")
-        self.key = key
+@functools.cache
+def _reject_types() -> tuple[type, type]:
+    """(exception, policy): RejectPolicy that remembers the offered key, so the refusal can name
+    its fingerprint. Built on first use because paramiko is imported lazily."""
 
+    class _UnknownHostKey(paramiko.SSHException):
+        def __init__(self, key: _Any) -> None:
+            super().__init__("host key not in known_hosts")
+            self.key = key
 
-class _Reject(paramiko.RejectPolicy):
-    """RejectPolicy that remembers the offered key, so the refusal can name its fingerprint."""
+    class _Reject(paramiko.RejectPolicy):
+        def missing_host_key(self, client: _Any, hostname: str, key: _Any) -> None:
+            raise _UnknownHostKey(key)
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise _UnknownHostKey(key)
+    return _UnknownHostKey, _Reject
 
 
 class SshRunner:
@@ -233,13 +255,14 @@ class SshRunner:
             client.load_host_keys(str(kh))
         except (OSError, paramiko.SSHException) as e:
             raise BadInput(f"cannot read known_hosts file {kh}: {e}") from None
-        client.set_missing_host_key_policy(_Reject())
+        unknown_host_key, reject = _reject_types()
+        client.set_missing_host_key_policy(reject())
         t = cfg.connect_timeout
         keys = dict(pkey=self._pkey, look_for_keys=False, allow_agent=False) if self._pkey is not None else {}
         try:
             client.connect(self.host, port=cfg.port, username=cfg.user, timeout=t, banner_timeout=t,
                            auth_timeout=t, channel_timeout=t, **keys)
-        except _UnknownHostKey as e:
+        except unknown_host_key as e:
             client.close()
             hostport = self.host if cfg.port == 22 else f"[{self.host}]:{cfg.port}"
             raise BadInput(

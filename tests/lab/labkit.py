@@ -50,6 +50,19 @@ class Lab:
             c = self.conns[host] = libvirt.open(self.uri(host))
         return c
 
+    def restart_down_hosts(self) -> None:
+        """scripts/lab up: restarts any host whose daemon died (fault tests), then refreshes
+        what the tests know about the hosts (PIDs change) and drops stale connections."""
+        run_lab("up", "--hosts", HOSTS)
+        self.env = json.loads(run_lab("env", "--json"))
+        for h in list(self.conns):
+            try:
+                alive = self.conns[h].isAlive()
+            except libvirt.libvirtError:
+                alive = False
+            if not alive:
+                self.conns.pop(h)
+
     def vm(self, name: str, on: str = "src", **opts: object) -> dict:
         """scripts/lab vm NAME --on HOST [--secret ...] [--luks-disk ...] ... → {name, secret, ...}."""
         args = ["vm", name, "--on", on]
@@ -82,11 +95,11 @@ class Lab:
     def domain_state(self, host: str, name: str) -> str | None:
         """'running', 'shutoff', ... or None when the host has no such domain."""
         try:
-            d = self.conn(host).lookupByName(name)
-        except libvirt.libvirtError:
+            state = self.conn(host).lookupByName(name).state()[0]
+        except libvirt.libvirtError:  # absent, or gone between lookup and state (mid-migration)
             return None
         return {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
-                libvirt.VIR_DOMAIN_SHUTOFF: "shutoff"}.get(d.state()[0], "other")
+                libvirt.VIR_DOMAIN_SHUTOFF: "shutoff"}.get(state, "other")
 
     def where(self, name: str) -> dict[str, str]:
         return {h: s for h in self.env["hosts"] if (s := self.domain_state(h, name))}

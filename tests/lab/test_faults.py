@@ -17,8 +17,6 @@ import pytest
 
 from labkit import ROOT, run_lab
 
-HOSTS = "src,dst,dst2"
-
 
 def on_exactly_one_host(lab, name: str, host: str) -> None:
     assert lab.where(name) == {host: "running"}
@@ -44,8 +42,7 @@ def background(migcoord_args: list[str], tmp_path) -> subprocess.Popen:
 @pytest.fixture
 def restore_dst(lab):
     yield
-    run_lab("up", "--hosts", HOSTS)  # restarts a killed daemon; a no-op otherwise
-    lab.conns.pop("dst", None)
+    lab.restart_down_hosts()  # restarts a killed daemon; a no-op otherwise
 
 
 def test_completion_timeout_aborts_the_job_and_vm_stays_on_source(clean, name, migcoord):
@@ -75,8 +72,7 @@ def test_dst_libvirtd_killed_during_migration_then_rerun_succeeds(clean, name, m
     assert b"still on" in err and lab.uri("src").encode() in err
     on_exactly_one_host(lab, name, "src")
 
-    run_lab("up", "--hosts", HOSTS)
-    lab.conns.pop("dst", None)
+    lab.restart_down_hosts()
     r = migcoord(*args)
     assert r.returncode == 0, r.stderr_text
     on_exactly_one_host(lab, name, "dst")

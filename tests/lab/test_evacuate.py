@@ -1,0 +1,115 @@
+"""Host evacuation on the three-host lab (src → dst, dst2), through the real CLI."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from labkit import ROOT, assert_no_value
+
+
+def snapshot(lab) -> dict:
+    return {h: (sorted((d.name(), d.state()[0]) for d in lab.conn(h).listAllDomains(0)),
+                sorted(lab.secret_uuids(h))) for h in lab.env["hosts"]}
+
+
+def evac_args(lab, *extra: str) -> list[str]:
+    return ["evacuate", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--to", lab.uri("dst2"), *extra]
+
+
+def run(args: list[str], tmp_path, **kw) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "coordinator", *args, "--journal", str(tmp_path / "journal.jsonl"),
+           "--lock-dir", str(tmp_path / "locks")]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_evacuation_places_by_checks_and_capacity_and_reports_partial(clean, name, tmp_path):
+    lab = clean
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    vms = {
+        "readable": lab.vm(f"{name}-r1", on="src"),
+        "private": lab.vm(f"{name}-p1", on="src", secret="private", keyfile=keys / "tmp"),
+        "luks": lab.vm(f"{name}-l1", on="src", luks_disk="shared"),
+        "nokey": lab.vm(f"{name}-u1", on="src", secret="private"),
+        "big": lab.vm(f"{name}-big", on="src", memory=1024),
+        "readable2": lab.vm(f"{name}-r2", on="src"),
+    }
+    (keys / "tmp").rename(keys / vms["private"]["secret"])  # --secret-dir: files named by UUID
+    common = ["--secret-dir", str(keys), "--unsafe", "--parallel", "2",
+              "--max-memory", f"{lab.uri('dst')}=1400", "--max-memory", f"{lab.uri('dst2')}=600"]
+    before = snapshot(lab)
+
+    dry = run(evac_args(lab, *common, "--dry-run", "--json"), tmp_path)
+
+    assert dry.returncode == 1, dry.stderr  # one domain cannot be placed
+    assert snapshot(lab) == before  # the dry run changed nothing
+    plan = {d["domain"]: d for d in json.loads(dry.stdout)["domains"]}
+    where = {n: d["destination"] for n, d in plan.items()}
+    # Biggest first into the most room left: big → dst (dst2 caps at 600 MiB), then the 128 MiB
+    # guests alternate as the room left changes; the key-less private one fits nowhere.
+    assert where == {f"{name}-big": lab.uri("dst"), f"{name}-l1": lab.uri("dst2"),
+                     f"{name}-p1": lab.uri("dst2"), f"{name}-r1": lab.uri("dst"),
+                     f"{name}-r2": lab.uri("dst2"), f"{name}-u1": None}
+    assert "SECRET-NO-VALUE-SOURCE" in plan[f"{name}-u1"]["reason"]
+    assert [s["action"] for s in plan[f"{name}-l1"]["secrets"]] == ["provision", "provision"]
+
+    r = run(evac_args(lab, *common, "--json", "--report", str(tmp_path / "report.json")), tmp_path)
+
+    assert r.returncode == 4, r.stderr  # partial
+    report = json.loads(r.stdout)
+    assert report == json.loads((tmp_path / "report.json").read_text())
+    states = {o["domain"]: (o["state"], o["destination"]) for o in report["outcomes"]}
+    assert states[f"{name}-u1"][0] == "unplaceable"
+    for vm, dest in where.items():
+        host = {lab.uri("dst"): "dst", lab.uri("dst2"): "dst2", None: "src"}[dest]
+        assert lab.where(vm) == {host: "running"}, vm
+        if dest:
+            assert states[vm] == ("migrated", dest)
+    for kind, vm in vms.items():
+        assert_no_value(lab.stored_value("src", vm["secret"]), r.stdout.encode(), r.stderr.encode(),
+                        (tmp_path / "journal.jsonl").read_bytes())
+    assert lab.digest("dst2", vms["luks"]["disk_secret"]) == lab.digest("src", vms["luks"]["disk_secret"])
+
+
+def test_overlapping_evacuation_is_refused(clean, name, tmp_path):
+    lab = clean
+    lab.vm(f"{name}-slow", on="src", dirty_memory=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", *evac_args(lab, "--bandwidth", "1", "--timeout", "6"),
+         "--journal", str(tmp_path / "j1"), "--lock-dir", str(tmp_path / "locks")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (tmp_path / "j1").exists():
+        time.sleep(0.1)  # the journal's first line is written under the host lock
+    second = run(evac_args(lab), tmp_path)
+    assert second.returncode == 1
+    assert "another migcoord evacuation of " + lab.uri("src") + " is running" in second.stderr
+    first.communicate(timeout=120)
+    assert lab.where(f"{name}-slow") == {"src": "running"}  # the first one timed out: still on src
+
+
+def test_evacuation_killed_half_way_is_finished_by_a_rerun(clean, name, tmp_path):
+    lab = clean
+    names = [f"{name}-{i}" for i in range(3)]
+    for n in names:
+        lab.vm(n, on="src")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", *evac_args(lab, "--parallel", "1"),
+         "--journal", str(tmp_path / "j1"), "--lock-dir", str(tmp_path / "locks")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("src" not in lab.where(n) for n in names):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert any("src" in lab.where(n) for n in names), "the run finished before it was killed"
+
+    r = run(evac_args(lab), tmp_path)
+
+    assert r.returncode == 0, r.stderr + r.stdout
+    for n in names:
+        where = lab.where(n)
+        assert len(where) == 1 and set(where.values()) == {"running"} and "src" not in where, (n, where)
