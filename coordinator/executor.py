@@ -138,11 +138,16 @@ class JobMonitor:
                 why = f"made no progress for {self.limits.stall_s:.0f}s"
             if why is None:
                 continue
-            if on_deadline(self.policy, switched) == "postcopy":
+            # NOTE: QEMU accepts migrate-start-postcopy only once its migration really runs
+            # (data_total > 0); before that libvirt is still preparing the destination.
+            if on_deadline(self.policy, switched) == "postcopy" and job.data_total:
                 self.sink({"event": "postcopy-switch", "reason": why})
-                self.guest.start_postcopy()
-                switched, start, last_progress = True, now, now
-                continue
+                try:
+                    self.guest.start_postcopy()
+                    switched, start, last_progress = True, now, now
+                    continue
+                except Exception as e:
+                    why += f" and the switch to post-copy failed ({error_summary(e)})"
             self.aborted = why
             self.sink({"event": "job-abort", "reason": why})
             try:

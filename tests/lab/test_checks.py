@@ -374,3 +374,247 @@ def test_unknown_ssh_host_key_is_refused(clean, name, check_cli, tmp_path):
     errors = [f for f in rep["findings"] if f["transport"] == "ssh" and f["status"] == "error"]
     assert errors and all("known_hosts" in f["message"] or "host key" in f["message"] for f in errors)
     assert rc == 1 and empty.read_text() == ""  # never auto-added
+
+
+# -- failing cases produced for real (issue #4), each with its passing counterpart -----------------
+# Left out (no real failing case on this lab): LIBVIRT-VERSION and HYPERVISOR-VERSION (every lab
+# host runs the same libvirt 9.0 / QEMU 7.2 binaries); TPM-CAPS (libvirt 9.0 refuses at define time
+# any TPM model/backend/version the QEMU binary lacks, and every host offers the same set:
+# tpm-tis/tpm-crb, passthrough/emulator/external, 1.2/2.0 — only editing the destination's
+# capabilities cache or a fake emulator could make them differ).
+
+def _offline_check(check_cli, lab, name, *extra):
+    """`migcoord check NAME --offline --json` (the domain is shut off): (exit code, report)."""
+    rc, out = check_cli(name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--offline", "--json", *extra)
+    return rc, json.loads(out)
+
+
+def test_secret_missing_on_source_then_defined(clean, name, check_cli):
+    # The vTPM references a secret UUID the source does not have: a defined (not started) domain,
+    # its <encryption secret='...'/> pointed at a fresh UUID and redefined.
+    import uuid as uuidlib
+    lab = clean
+    old = lab.vm(name, on="src", no_start=True)["secret"]
+    ghost = str(uuidlib.uuid4())
+    xml = lab.conn("src").lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert f"secret='{old}'" in xml
+    lab.conn("src").defineXML(xml.replace(f"secret='{old}'", f"secret='{ghost}'"))
+    assert ghost not in lab.secret_uuids("src")
+    before = snapshot(lab)
+
+    rc, rep = _offline_check(check_cli, lab, name)
+
+    assert rc == 1
+    assert rep["blocking"] == ["SECRET-MISSING-ON-SOURCE"]
+    (f,) = find(rep, "SECRET-MISSING-ON-SOURCE")
+    assert (f["status"], f["severity"], f["subject"]) == ("fail", "error", name)
+    assert f["message"] == (f"secret {ghost} (vtpm): secret {ghost} is not defined on the source "
+                            f"{lab.uri('src')}")
+    assert snapshot(lab) == before
+
+    # Fixed: the secret the domain references now exists on the source → it would be provisioned.
+    # (another usage id: the domain's original secret still holds f"{name}-vtpm")
+    lab.define_secret("src", ghost, "vtpm", f"{name}-vtpm-new", b"a brand new vTPM key, 32 bytes!!")
+    before = snapshot(lab)
+    rc, rep = _offline_check(check_cli, lab, name)
+    assert rc == 0 and rep["blocking"] == []
+    assert [(x["status"], x["message"]) for x in find(rep, "SECRET-MISSING-ON-SOURCE")] == [
+        ("pass", "1 secret(s) checked")]
+    assert snapshot(lab) == before
+    assert ghost not in lab.secret_uuids("dst")  # check provisions nothing
+
+
+def test_secret_usage_mismatch_on_destination_then_undefined(clean, name, check_cli):
+    lab = clean
+    sid = lab.vm(name, on="src")["secret"]
+    lab.define_secret("dst", sid, "vtpm", "other-name", lab.stored_value("src", sid))
+    before = snapshot(lab)
+    args = (name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json")
+
+    rc, out = check_cli(*args)
+
+    assert rc == 1
+    rep = json.loads(out)
+    assert rep["blocking"] == ["SECRET-USAGE-MISMATCH"]
+    (f,) = find(rep, "SECRET-USAGE-MISMATCH")
+    assert (f["status"], f["severity"], f["subject"]) == ("fail", "error", name)
+    assert f["message"] == (f"secret {sid} (vtpm): secret {sid} has usage vtpm:'other-name' on {lab.uri('dst')}"
+                            f" but vtpm:'{name}-vtpm' on {lab.uri('src')}")
+    assert all(x["status"] == "pass" for x in find(rep, "SECRET-VALUE-MISMATCH"))
+    assert snapshot(lab) == before
+    assert lab.stored_value("src", sid) not in out.encode()
+
+    # Fixed as the hint says: the wrong destination copy undefined, so it can be provisioned.
+    lab.conn("dst").secretLookupByUUIDString(sid).undefine()
+    before = snapshot(lab)
+    rc, out = check_cli(*args)
+    assert rc == 0, out
+    rep = json.loads(out)
+    assert [(x["status"], x["message"]) for x in find(rep, "SECRET-USAGE-MISMATCH")] == [
+        ("pass", "1 secret(s) checked")]
+    assert snapshot(lab) == before
+
+
+def test_secret_flags_mismatch_with_dest_private_yes(clean, name, check_cli):
+    # A readable destination copy with the right usage and value; the policy asks for private.
+    lab = clean
+    sid = lab.vm(name, on="src")["secret"]
+    lab.define_secret("dst", sid, "vtpm", f"{name}-vtpm", lab.stored_value("src", sid))
+    before = snapshot(lab)
+    args = (name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json")
+
+    rc, out = check_cli(*args, "--dest-private", "yes")
+
+    assert rc == 1
+    rep = json.loads(out)
+    assert rep["blocking"] == ["SECRET-FLAGS-MISMATCH"]
+    (f,) = find(rep, "SECRET-FLAGS-MISMATCH")
+    assert (f["status"], f["severity"], f["subject"]) == ("fail", "error", name)
+    assert f["message"] == (f"secret {sid} (vtpm): secret {sid} on {lab.uri('dst')} has private=no, "
+                            "the policy asks for yes")
+    assert snapshot(lab) == before
+    assert "private='no'" in lab.secret_xml("dst", sid)  # check did not "fix" it
+
+    for policy in (("--dest-private", "no"), ("--dest-private", "mirror"), ()):
+        rc, out = check_cli(*args, *policy)
+        assert rc == 0, (policy, out)
+        rep = json.loads(out)
+        assert [(x["status"], x["message"]) for x in find(rep, "SECRET-FLAGS-MISMATCH")] == [
+            ("pass", "1 secret(s) checked")], policy
+        assert [x["status"] for x in find(rep, "SECRET-VALUE-MISMATCH")] == ["pass"]
+    assert snapshot(lab) == before
+
+
+def _pools(lab) -> dict:
+    """Every host's storage pools: (active, volumes)."""
+    out = {}
+    for h in lab.env["hosts"]:
+        out[h] = {p.name(): (bool(p.isActive()), sorted(p.listVolumes()) if p.isActive() else None)
+                  for p in lab.conn(h).listAllStoragePools(0)}
+    return out
+
+
+def test_storage_pool_missing_on_destination_then_started(clean, name):
+    # A `dir` pool (no network, no host change beyond a directory under the lab dir) on the source
+    # only, a raw volume in it, and a running domain whose disk is that volume.
+    import shutil
+    lab = clean
+    pool = f"h6p-{name[-6:]}"
+    path = lab.dir / "pools" / pool
+    path.mkdir(parents=True)
+    pool_xml = f"<pool type='dir'><name>{pool}</name><target><path>{path}</path></target></pool>"
+    vol_xml = ("<volume><name>disk0.raw</name><capacity unit='MiB'>1</capacity>"
+               "<target><format type='raw'/></target></volume>")
+    lab.vm(name, on="src", no_start=True)
+    xml = lab.conn("src").lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).replace(
+        "</devices>", f"<disk type='volume' device='disk'><driver name='qemu' type='raw'/>"
+                      f"<source pool='{pool}' volume='disk0.raw'/><target dev='vdb' bus='virtio'/></disk>"
+                      "</devices>")
+    try:
+        p = lab.conn("src").storagePoolDefineXML(pool_xml, 0)
+        p.create(0)
+        p.createXML(vol_xml, 0)
+        lab.conn("src").defineXML(xml).create()
+        assert lab.domain_state("src", name) == "running"
+        before = (snapshot(lab), _pools(lab))
+
+        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
+
+        assert [(x.status, x.subject, x.message) for x in rep.by_id("STORAGE-POOL-UNAVAILABLE")] == [
+            ("fail", name, f"storage pool {pool!r} is not defined on the destination")]
+        assert [x.check_id for x in rep.blocking] == ["STORAGE-POOL-UNAVAILABLE"]
+        assert (snapshot(lab), _pools(lab)) == before
+        assert lab.conn("dst").listAllStoragePools(0) == []
+
+        d = lab.conn("dst").storagePoolDefineXML(pool_xml, 0)
+        before = (snapshot(lab), _pools(lab))
+        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
+        assert [(x.status, x.message) for x in rep.by_id("STORAGE-POOL-UNAVAILABLE")] == [
+            ("fail", f"storage pool {pool!r} is defined but not active on the destination")]
+        assert (snapshot(lab), _pools(lab)) == before
+
+        d.create(0)
+        before = (snapshot(lab), _pools(lab))
+        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
+        assert [(x.status, x.message) for x in rep.by_id("STORAGE-POOL-UNAVAILABLE")] == [
+            ("pass", f"pool(s) {pool} active on the destination")]
+        assert rep.ok, [(x.check_id, x.message) for x in rep.blocking]
+        assert (snapshot(lab), _pools(lab)) == before
+    finally:
+        lab.wipe()  # the domain first: it uses the pool's volume
+        for h in lab.env["hosts"]:
+            try:
+                p = lab.conn(h).storagePoolLookupByName(pool)
+            except libvirt.libvirtError:
+                continue
+            if p.isActive():
+                p.destroy()
+            p.undefine()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_failed_postcopy_then_destroyed(clean, name):
+    # A real failed post-copy: a post-copy migration (libvirt API, post-copy bandwidth 1 MiB/s)
+    # switched to post-copy, then the destination's QEMU killed (by its PID, from the dst host's
+    # pid file). The source domain stays paused with reason VIR_DOMAIN_PAUSED_POSTCOPY_FAILED.
+    import os
+    import signal
+    lab = clean
+    sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
+    lab.define_secret("dst", sid, "vtpm", f"{name}-vtpm", lab.stored_value("src", sid))
+    dom = lab.conn("src").lookupByName(name)
+    errors = []
+
+    def migrate():
+        c = libvirt.open(lab.uri("src"))
+        try:
+            c.lookupByName(name).migrateToURI3(
+                lab.uri("dst"), {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 1,
+                                 libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 1},
+                libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_POSTCOPY)
+        except libvirt.libvirtError as e:
+            errors.append(e)
+        finally:
+            c.close()
+
+    th = threading.Thread(target=migrate)
+    th.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not dom.jobStats(0).get("data_total"):  # QEMU accepts the switch only once data flows
+            assert time.monotonic() < deadline and th.is_alive(), errors
+            time.sleep(0.02)
+        qemu_pid = int((lab.dir / "hosts.d/dst/run/libvirt/qemu" / f"{name}.pid").read_text())
+        dom.migrateStartPostCopy(0)
+        deadline = time.monotonic() + 10
+        while dom.state() != [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY]:
+            assert time.monotonic() < deadline, f"never switched to post-copy: {dom.state()}"
+            time.sleep(0.01)
+        os.kill(qemu_pid, signal.SIGKILL)
+    finally:
+        th.join(timeout=120)
+    assert errors, "the migration should have failed"
+    deadline = time.monotonic() + 30
+    while dom.state() != [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED]:
+        assert time.monotonic() < deadline, dom.state()
+        time.sleep(0.1)
+    before = snapshot(lab)
+
+    rep = checks.preflight(lab.uri("src"), lab.uri("dst2"), [name])
+
+    (f,) = rep.by_id("DOMAIN-POSTCOPY-FAILED")
+    assert (f.status, f.severity, f.subject) == ("fail", "error", name)
+    assert f.message == "the domain is in a failed post-copy migration state"
+    # libvirt keeps the failed migration's job on the domain until it is recovered or destroyed
+    assert {x.check_id for x in rep.blocking} == {"DOMAIN-POSTCOPY-FAILED", "DOMAIN-JOB-ACTIVE"}
+    assert snapshot(lab) == before
+    assert dom.state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED]
+
+    # As the hint says: destroyed (post-copy cannot be resumed: the destination QEMU is gone).
+    dom.destroy()
+    before = snapshot(lab)
+    rep = checks.preflight(lab.uri("src"), lab.uri("dst2"), [name], policy=MigrationPolicy(live=False))
+    assert [(x.status, x.message) for x in rep.by_id("DOMAIN-POSTCOPY-FAILED")] == [
+        ("pass", "not in a failed post-copy state")]
+    assert rep.ok, [(x.check_id, x.message) for x in rep.blocking]
+    assert snapshot(lab) == before

@@ -113,3 +113,17 @@ def test_evacuation_killed_half_way_is_finished_by_a_rerun(clean, name, tmp_path
     for n in names:
         where = lab.where(n)
         assert len(where) == 1 and set(where.values()) == {"running"} and "src" not in where, (n, where)
+
+
+def test_max_duration_starts_nothing_new_after_the_deadline(clean, name, tmp_path):
+    lab = clean
+    names = [f"{name}-{i}" for i in range(3)]
+    for n in names:
+        lab.vm(n, on="src")
+    r = run(evac_args(lab, "--parallel", "1", "--max-duration", "0.5", "--json"), tmp_path)
+    assert r.returncode == 4, r.stderr
+    states = {o["domain"]: o["state"] for o in json.loads(r.stdout)["outcomes"]}
+    assert sorted(states.values()) == ["migrated", "not-started", "not-started"]
+    for n, state in states.items():
+        expected = [{"src": "running"}] if state == "not-started" else [{"dst": "running"}, {"dst2": "running"}]
+        assert lab.where(n) in expected, (n, state)

@@ -143,3 +143,24 @@ def test_offline_migration_of_shut_off_persistent_domain_with_secrets(clean, nam
     on_exactly_one_host(lab, name, "dst")
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
     assert r.returncode == 0 and "already on destination" in r.stdout_text
+
+
+def test_stalled_migration_is_aborted_and_vm_stays_on_source(clean, name, migcoord):
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
+                 "--bandwidth", "1", "--stall-timeout", "3", "--timeout", "120")
+    assert r.returncode == 3
+    assert "made no progress for 3s" in r.stderr_text
+    on_exactly_one_host(lab, name, "src")
+
+
+def test_deadline_switches_to_postcopy_when_allowed(clean, name, migcoord):
+    lab = clean
+    sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
+                 "--bandwidth", "1", "--postcopy", "--timeout", "3")
+    assert r.returncode == 0, r.stderr_text
+    assert '"event": "postcopy-switch"' in r.stderr_text
+    on_exactly_one_host(lab, name, "dst")
+    assert lab.digest("dst", sid) == lab.digest("src", sid)

@@ -99,3 +99,48 @@ def test_unknown_domain_and_bad_uri_are_usage_errors(clean, migcoord):
     r = migcoord("migrate", "x", "--from", "http://example/system", "--to", lab.uri("dst"))
     assert r.returncode == 2 and "not a libvirt QEMU URI" in r.stderr_text
     assert len(r.stderr_text.strip().splitlines()) == 1 and "--to" not in r.stderr_text
+
+
+def test_tty_gets_a_progress_bar(clean, name):
+    """On a terminal, stderr shows a progress bar (percent, MiB, rate, ETA), not JSON events."""
+    import pty
+    import subprocess
+    import sys
+
+    from labkit import ROOT
+
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", "migrate", name, "--from", lab.uri("src"),
+                             "--to", lab.uri("dst"), "--bandwidth", "2", "--timeout", "3",
+                             "--journal", "/dev/null", "--lock-dir", str(lab.dir / "test-locks")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    proc.communicate(timeout=120)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    text = out.decode(errors="replace")
+    assert "%" in text and "MiB/s" in text and "ETA" in text and "[" in text
+    assert '"event"' not in text
+
+
+def test_ssh_verification_checks_vtpm_state_on_destination(clean, name, migcoord):
+    lab = clean
+    lab.vm(name, on="src")
+    ssh = lab.env["ssh"]
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
+                 "--ssh-key", ssh["key"], "--ssh-known-hosts", ssh["known_hosts"], "--json")
+    assert r.returncode == 0, r.stderr_text
+    checks = [json.loads(line) for line in r.stderr_text.splitlines() if '"event": "checks"' in line][0]
+    ssh_findings = {f["check_id"]: f["status"] for f in checks["report"]["findings"] if f["transport"] == "ssh"}
+    assert ssh_findings["SWTPM-MISSING"] == "pass" and ssh_findings["TPM-STATE-SPACE"] == "pass"
+    assert lab.where(name) == {"dst": "running"} and lab.tpm_state_present("dst", name)
