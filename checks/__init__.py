@@ -21,7 +21,7 @@ from . import domain  # noqa: F401  isort: skip
 from . import secrets  # noqa: F401  isort: skip
 from . import capability  # noqa: F401  isort: skip
 from . import resources  # noqa: F401  isort: skip
-from . import ssh  # noqa: F401  isort: skip
+from . import ssh as _ssh_checks  # noqa: F401  isort: skip
 from .context import CheckContext, Target, build_context
 from .registry import REGISTRY, Check, Finding, Report, Result, check, run_checks
 

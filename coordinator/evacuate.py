@@ -8,10 +8,8 @@ typed report. Placement itself is the pure function ``place``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import fnmatch
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import domxml
-from .errors import BadInput, Busy, MigcoordError
+from .errors import BadInput, MigcoordError
 from .executor import DEFAULT_LOCK_DIR, EventSink, RetryPolicy, migrate
 from .hypervisor import Guest, Host, check_uri
 from .journal import Journal
+from .locks import host_lock
 from .keys import KeyRing
 from .model import SecretPlan
 from .params import MigrationPolicy, TimeoutPolicy
@@ -287,23 +286,6 @@ def plan_evacuation(source_uri: str, dest_uris: Sequence[str], *, evacuation: Ev
 
 
 # ---------------------------------------------------------------- execution
-
-@contextlib.contextmanager
-def host_lock(lock_dir: Path, host_uuid: str, uri: str) -> Iterator[None]:
-    """One evacuation per source host at a time (flock: released by the kernel if we die)."""
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = lock_dir / f"host-{host_uuid}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(f"another migcoord evacuation of {uri} is running (lock {path})",
-                       hint="let it finish; a re-run afterwards picks up what is left") from None
-        yield
-    finally:
-        os.close(fd)
-
 
 def evacuate(source_uri: str, dest_uris: Sequence[str], *, evacuation: EvacuationPolicy = EvacuationPolicy(),
              settings: Settings = Settings(), retry: RetryPolicy = RetryPolicy(),

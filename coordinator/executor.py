@@ -5,22 +5,21 @@ pointed at any host and tests never wait on real clocks (house rule 8).
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import tenacity
 
 from . import domxml
-from .errors import BadInput, Blocked, Busy, HostUnreachable, MigcoordError, MigrationFailed
+from .errors import BadInput, Blocked, HostUnreachable, MigcoordError, MigrationFailed
 from .hypervisor import Guest, Host, check_uri, error_summary, is_transient
 from .journal import Journal
+from .locks import domain_lock
 from .keys import KeyRing
 from .model import MigrationResult, SecretAction, SecretPlan
 from .params import (Deadlines, MigrationPolicy, TimeoutPolicy, migration_flags, migration_params,
@@ -68,22 +67,6 @@ def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None],
         wait=tenacity.wait_exponential_jitter(multiplier=rp.initial_wait, max=rp.max_wait,
                                                jitter=rp.initial_wait),
         sleep=sleep, reraise=True)
-
-
-@contextlib.contextmanager
-def domain_lock(lock_dir: Path, uuid: str, name: str) -> Iterator[None]:
-    """One migcoord run per domain at a time (flock: released by the kernel if we die)."""
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(lock_dir / f"{uuid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(f"another migcoord run is already working on domain {name} ({uuid})",
-                       hint="wait for it to finish") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def connect_retrying(uri: str, connect: Callable[[str], Host], retrying: tenacity.Retrying) -> Host:
@@ -373,7 +356,7 @@ def _safe_where(src: Host, dst: Host, uuid: str) -> str:
 
 def _warn_ephemeral(plans: list[SecretPlan], prov: SecretProvisioner, policy: MigrationPolicy) -> None:
     for p in plans:
-        info = prov._src_info.get(p.uuid or "")
+        info = prov.source_info(p.uuid)
         if info and p.action is SecretAction.PROVISION and policy.persist and wanted_flags(info, prov.policy)[1]:
             log.warning("secret %s will be ephemeral on the destination but backs a persistent domain: "
                         "the domain will not start there after a libvirtd restart", p.uuid)

@@ -104,6 +104,10 @@ class SecretProvisioner:
             self._values[uuid] = value
         return value
 
+    def source_info(self, uuid: str | None) -> SecretInfo | None:
+        """The source definition ``plan`` resolved for ``uuid`` (None before planning)."""
+        return self._src_info.get(uuid or "")
+
     def resolve(self, ref: SecretRef) -> SecretInfo | None:
         """The source host's secret for a reference (usage references → UUID)."""
         if ref.uuid:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
 import sys
-import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -6,7 +6,6 @@ memory, so with ``--bandwidth 1`` a migration stays in progress until we act.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

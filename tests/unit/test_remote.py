@@ -18,20 +18,11 @@ SSH_IDS = ("SWTPM-MISSING", "SWTPM-CAPABILITIES", "SWTPM-VERSION-OLDER", "TPM-ST
 
 @pytest.fixture(scope="module")
 def ssh():
-    """checks.ssh with its checks registered in the default registry for this module only.
-
-    NOTE: until checks/__init__.py imports checks.ssh, the default registry holds only libvirt
-    checks (tests/unit/test_checks_registry.py relies on that); leave it as it was found."""
-    import importlib
-
-    from checks.registry import REGISTRY
-    before = dict(REGISTRY.checks)
+    """checks.ssh, whose checks the checks package registers."""
     import checks.ssh as mod
-    if not all(cid in REGISTRY.checks for cid in SSH_IDS):
-        mod = importlib.reload(mod)
-    yield mod
-    REGISTRY.checks.clear()
-    REGISTRY.checks.update(before)
+    from checks.registry import REGISTRY
+    assert set(SSH_IDS) <= set(REGISTRY.checks)
+    return mod
 
 
 # ------------------------------------------------------------------ quoting (house rule 7)

@@ -1,0 +1,40 @@
+"""Exclusive, crash-safe locks: one migcoord run per domain, one evacuation per source host.
+
+``flock`` on a file under the lock directory: the kernel releases it when the holder dies,
+so a crashed run never leaves a stale lock behind (no PID files to clean up).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .errors import Busy
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, busy: str, hint: str) -> Iterator[None]:
+    """Hold ``path`` exclusively for the block, or raise ``Busy(busy, hint=hint)`` at once."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(busy, hint=hint, lock=str(path)) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def domain_lock(lock_dir: Path, uuid: str, name: str) -> contextlib.AbstractContextManager[None]:
+    return exclusive(lock_dir / f"{uuid}.lock", f"another migcoord run is already working on domain {name} "
+                     f"({uuid})", "wait for it to finish")
+
+
+def host_lock(lock_dir: Path, host_uuid: str, uri: str) -> contextlib.AbstractContextManager[None]:
+    path = lock_dir / f"host-{host_uuid}.lock"
+    return exclusive(path, f"another migcoord evacuation of {uri} is running (lock {path})",
+                     "let it finish; a re-run afterwards picks up what is left")
