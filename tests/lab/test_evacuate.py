@@ -70,7 +70,8 @@ def test_evacuation_places_by_checks_and_capacity_and_reports_partial(clean, nam
             assert states[vm] == ("migrated", dest)
     for kind, vm in vms.items():
         assert_no_value(lab.stored_value("src", vm["secret"]), r.stdout.encode(), r.stderr.encode(),
-                        (tmp_path / "journal.jsonl").read_bytes())
+                        (tmp_path / "journal.jsonl").read_bytes(), (tmp_path / "report.json").read_bytes(),
+                        dry.stdout.encode())
     assert lab.digest("dst2", vms["luks"]["disk_secret"]) == lab.digest("src", vms["luks"]["disk_secret"])
 
 

@@ -262,3 +262,36 @@ def test_cleanup_source_secrets_removes_only_unshared_source_copies(clean, name,
     assert r.returncode == 0, r.stderr_text
     assert other["secret"] in lab.secret_uuids("src")  # still used by {name}-c on the source
     assert lab.where(f"{name}-b") == {"dst": "running"}
+
+
+def test_value_never_appears_in_any_process_argv(clean, name, tmp_path):
+    """While migcoord provisions and migrates, no process on the machine (migcoord, libvirtd,
+    QEMU, swtpm, the key helper) carries the value, raw, hex or base64, in its command line."""
+    import base64 as b64
+    import time
+
+    lab = clean
+    keyfile = tmp_path / "vtpm.key"
+    sid = lab.vm(name, on="src", secret="private", keyfile=keyfile)["secret"]
+    value = keyfile.read_bytes()
+    forms = [value, value.hex().encode(), b64.b64encode(value)]
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", "migrate", name, "--from", lab.uri("src"),
+                             "--to", lab.uri("dst"), "--secret-command",
+                             f"{_helper_script(tmp_path, keyfile)} --uuid {{uuid}}",
+                             "--journal", str(tmp_path / "j"), "--lock-dir", str(tmp_path / "locks")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = 0
+    while proc.poll() is None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            seen += 1
+            assert not any(form in cmdline for form in forms), f"value in argv of pid {pid}"
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert seen > 100  # we really looked while it ran
+    assert lab.digest("dst", sid) == lab.digest("src", sid)
