@@ -117,6 +117,9 @@ def parse_df(text: str) -> DiskFree:
     return DiskFree(m["fs"], int(m["total"]), int(m["avail"]), m["mount"])
 
 
+SHARED_STATE_LIBVIRT = 8_010_000  # 8.10.0 as virConnectGetLibVersion encodes it
+
+
 def is_shared_fs(fs_type: str) -> bool:
     """Pure: `stat -f -c %T` type names libvirt counts as shared storage (virFileIsSharedFS)."""
     t = fs_type.strip().lower()
@@ -230,6 +233,11 @@ def swtpm_capabilities(ctx, t):
     needed = required_features(tuple(x.version for x in tpms), shared)
     missing = missing_features(caps, needed)
     where = f"TPM state in {state_dir} on {fs or 'an unknown filesystem'}" + (" (shared)" if shared else "")
+    if shared:
+        # NOTE: libvirt migrates TPM state on shared storage only from 8.10 on (both sides).
+        old = [h.uri for h in (ctx.src, ctx.dst) if h is not None and h.lib_version() < SHARED_STATE_LIBVIRT]
+        if old:
+            return failed(f"{where}: needs libvirt ≥ 8.10 on both hosts; older on {', '.join(old)}")
     if missing:
         return failed(f"swtpm {caps.version or '(unknown version)'} on {runner.host} lacks "
                       f"{', '.join(missing)}; {where}")
