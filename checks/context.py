@@ -5,13 +5,14 @@ are recorded in ``connect_errors`` and become HOST-REACHABLE findings.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
 from coordinator import domfacts, domxml
 from coordinator.errors import BadInput, Blocked, HostUnreachable
-from coordinator.hypervisor import Guest, Host
+from coordinator.hypervisor import Guest, GuestStatus, Host
 from coordinator.keys import KeyRing
 from coordinator.model import SecretPlan
 from coordinator.params import MigrationPolicy
@@ -32,6 +33,11 @@ class Target:
     def name(self) -> str:
         return self.facts.name or self.ident
 
+    @functools.cached_property
+    def status(self) -> GuestStatus:
+        """State, persistence and post-copy failure, read once and shared by the domain checks."""
+        return self.guest.status()
+
 
 @dataclass
 class CheckContext:
@@ -49,6 +55,7 @@ class CheckContext:
     _plans: dict[str, list[SecretPlan]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _caps: dict[tuple, str] = field(default_factory=dict, repr=False)
+    _dst_index: dict[str, tuple[str, str]] | None = field(default=None, repr=False)
 
     @property
     def values_allowed(self) -> bool:
@@ -83,6 +90,14 @@ class CheckContext:
                 self._runners[role] = runner_for(self.src_uri if role == "src" else self.dst_uri,
                                                  self.ssh_config)
             return self._runners[role]
+
+    def dst_domains(self) -> dict[str, tuple[str, str]]:
+        """The destination's domains, listed once per run (``Host.domain_index``)."""
+        with self._lock:
+            if self._dst_index is None:
+                assert self.dst is not None
+                self._dst_index = self.dst.domain_index()
+            return self._dst_index
 
     def seed_plans(self, t: Target, plans: list[SecretPlan]) -> None:
         """Use plans the caller already made (``migrate`` plans before it checks)."""

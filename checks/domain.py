@@ -8,14 +8,14 @@ from .registry import check, failed, passed
        hint="start the domain (live migration), or use --offline for a shut-off persistent domain")
 def domain_state(ctx, t):
     """Live: running or paused. Offline: shut off and persistent."""
-    state = t.guest.state()
+    state = t.status.state
     if ctx.policy.live:
         if state in ("running", "paused"):
             return passed(f"{state}")
         return failed(f"domain is {state}; live migration needs it running or paused")
-    if state == "shutoff" and t.guest.is_persistent():
+    if state == "shutoff" and t.status.persistent:
         return passed("shut off and persistent (offline migration)")
-    return failed(f"domain is {state}{'' if t.guest.is_persistent() else ', transient'}; "
+    return failed(f"domain is {state}{'' if t.status.persistent else ', transient'}; "
                   "offline migration needs a shut-off persistent domain")
 
 
@@ -24,7 +24,7 @@ def domain_state(ctx, t):
             "or abort it with virsh domjobabort")
 def domain_job(ctx, t):
     """No job (migration, save, dump, ...) is in progress on the domain."""
-    job = t.guest.job_type()
+    job = t.guest.job_type(active=t.status.active)
     if job not in ("none", "completed", "failed", "cancelled"):
         return failed(f"a job ({job}) is in progress on the domain (virDomainGetJobStats)")
     return passed("no job in progress")
@@ -35,7 +35,7 @@ def domain_job(ctx, t):
             "destroy the domain; it cannot be migrated again as it is")
 def domain_postcopy(ctx, t):
     """The domain is not in a failed post-copy state."""
-    if t.guest.postcopy_failed():
+    if t.status.postcopy_failed:
         return failed("the domain is in a failed post-copy migration state")
     return passed("not in a failed post-copy state")
 
@@ -45,11 +45,16 @@ def domain_postcopy(ctx, t):
 def domain_exists(ctx, t):
     """No domain with the same name or UUID exists on the destination."""
     clashes: dict[str, str] = {}
-    for what, ident in (("UUID", t.guest.uuid), ("name", t.facts.name)):
-        other = ctx.dst.find_guest(ident)
-        if other is not None and other.uuid not in clashes:
-            clashes[other.uuid] = (f"{ctx.dst_uri} already has a domain with this {what}: "
-                                   f"{other.name} ({other.uuid}, {other.state()})")
+    index = ctx.dst_domains()
+    uuid = t.guest.uuid
+    if uuid in index:
+        other_name, state = index[uuid]
+        clashes[uuid] = (f"{ctx.dst_uri} already has a domain with this UUID: {other_name} ({uuid}, {state})")
+    if t.facts.name in index:
+        other_uuid, state = index[t.facts.name]
+        if other_uuid not in clashes:
+            clashes[other_uuid] = (f"{ctx.dst_uri} already has a domain with this name: {t.facts.name} "
+                                   f"({other_uuid}, {state})")
     if clashes:
         return [failed(m) for m in clashes.values()]
     return passed("neither the name nor the UUID is defined on the destination")

@@ -12,6 +12,7 @@ check cannot run without; when one is unreachable the check is reported as skipp
 """
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -126,7 +127,7 @@ class Report:
     waived: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def blocking(self) -> tuple[Finding, ...]:
         """Failing (or erroring) error-severity findings that were not waived."""
         return tuple(f for f in self.findings if f.blocking)
@@ -159,7 +160,8 @@ def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
     skip_set, waive_set = frozenset(skip), frozenset(waive)
     order = {cid: i for i, cid in enumerate(reg.checks)}
     findings: list[Finding] = []
-    jobs: list[tuple[Check, tuple[Any, ...], str]] = []
+    pair_jobs: list[tuple[Check, tuple[Any, ...], str]] = []
+    domain_checks: list[Check] = []
     for c in reg.checks.values():
         if not _selected(c, skip_set):
             findings.append(Finding(c.id, c.severity, "skipped", "-", "skipped on request", c.hint, c.transport))
@@ -170,9 +172,13 @@ def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
                                     f"not run: {' and '.join(missing)} host unreachable", c.hint, c.transport))
             continue
         if c.scope == "pair":
-            jobs.append((c, (ctx,), "-"))
+            pair_jobs.append((c, (ctx,), "-"))
         else:
-            jobs.extend((c, (ctx, t), t.name) for t in getattr(ctx, "targets", ()))
+            domain_checks.append(c)
+    # NOTE: one task per pair check and one per domain (running all its checks): with hundreds
+    # of domains, a task per (check, domain) costs more in scheduling than the checks themselves.
+    jobs: list[list[tuple[Check, tuple[Any, ...], str]]] = [[j] for j in pair_jobs]
+    jobs += [[(c, (ctx, t), t.name) for c in domain_checks] for t in getattr(ctx, "targets", ())]
 
     def run_one(c: Check, args: tuple[Any, ...], subject: str) -> list[Finding]:
         try:
@@ -195,8 +201,8 @@ def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
 
     if jobs:
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(jobs)))) as pool:
-            for fs in pool.map(lambda j: run_one(*j), jobs):
-                findings.extend(fs)
+            for batch in pool.map(lambda js: [f for j in js for f in run_one(*j)], jobs):
+                findings.extend(batch)
     findings.sort(key=lambda f: (order.get(f.check_id, len(order)), f.subject, f.message))
     return Report(findings=tuple(findings), waived=tuple(sorted(waive_set)), skipped=tuple(sorted(skip_set)))
 

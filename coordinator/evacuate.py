@@ -27,7 +27,7 @@ from .keys import KeyRing
 from .model import SecretPlan
 from .params import MigrationPolicy, TimeoutPolicy
 from .remote import SshConfig
-from .secrets import SecretPolicy, SecretProvisioner
+from .secrets import SecretPolicy, SecretProvisioner, SourceSecrets
 
 log = logging.getLogger("migcoord")
 
@@ -194,43 +194,51 @@ def _excluded(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _xmls(g: Guest) -> list[str]:
+def _xmls(g: Guest, active: bool) -> list[str]:
+    """Live and inactive XML; for a shut-off domain they are the same document: fetch it once."""
+    if not active:
+        return [g.xml(inactive=True)]
     return [g.xml()] + ([g.xml(inactive=True)] if g.is_persistent() else [])
 
 
 def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Settings) -> EvacuationPlan:
     from checks import check_guests  # NOTE: lazy: the checks package imports coordinator
 
-    guests, excluded = [], []
+    guests, excluded, live = [], [], {}
     for g in src.guests():
         if _excluded(g.name, ev.exclude):
             excluded.append(g.name)
-        elif g.is_active() or (ev.include_inactive and g.is_persistent()):
+            continue
+        active = g.is_active()
+        if active or (ev.include_inactive and g.is_persistent()):
             guests.append(g)
-    xmls = {g.name: _xmls(g) for g in guests}
-    live = {g.name: g.is_active() for g in guests}
+            live[g.name] = active
+    xmls = {g.name: _xmls(g, live[g.name]) for g in guests}
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
     plans: dict[tuple[str, str], list[SecretPlan]] = {}
+    source = SourceSecrets(src)  # each source secret is looked up and read once for all destinations
     for uri, dst in dsts.items():
         for is_live in (True, False):
             group = [g for g in guests if live[g.name] is is_live]
             if not group:
                 continue
-            prov = SecretProvisioner(src, dst, keyring=s.keyring, policy=s.secret_policy)
+            prov = SecretProvisioner(src, dst, keyring=s.keyring, policy=s.secret_policy, source=source)
             group_plans = {g.name: prov.plan(domxml.union_refs(*xmls[g.name])) for g in group}
             report = check_guests(src, dst, [(g, xmls[g.name]) for g in group],
                                   policy=replace(s.policy, live=is_live), secret_policy=s.secret_policy,
                                   keyring=s.keyring, skip=s.skip + (CAPACITY_CHECK,), waive=s.waive,
                                   ssh=s.ssh, plans=group_plans)
-            pair_blockers = tuple(sorted({f.check_id for f in report.blocking
-                                          if f.subject not in {x.name for x in group}}))
+            by_subject: dict[str, set[str]] = {}
+            for f in report.blocking:
+                by_subject.setdefault(f.subject, set()).add(f.check_id)
+            names = {x.name for x in group}
+            pair_blockers = {cid for subj, ids in by_subject.items() if subj not in names for cid in ids}
             for g in group:
-                ids = {f.check_id for f in report.blocking if f.subject == g.name}
-                blockers[(g.name, uri)] = tuple(sorted(ids | set(pair_blockers)))
+                blockers[(g.name, uri)] = tuple(sorted(by_subject.get(g.name, set()) | pair_blockers))
                 plans[(g.name, uri)] = group_plans[g.name]
     capacity = {uri: min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
                 for uri, dst in dsts.items()}
-    memory = {g.name: g.memory_bytes() if g.is_active() else _defined_memory(xmls[g.name][0]) for g in guests}
+    memory = {g.name: g.memory_bytes() if live[g.name] else _defined_memory(xmls[g.name][0]) for g in guests}
     placement = place([Candidate(g.name, memory[g.name], live[g.name]) for g in guests], capacity, blockers)
     domains = tuple(
         PlannedDomain(name=g.name, uuid=g.uuid, live=live[g.name], memory_bytes=memory[g.name],

@@ -141,6 +141,27 @@ class JobInfo:
         return 100.0 * self.data_processed / self.data_total if self.data_total else 0.0
 
 
+_STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+                libvirt.VIR_DOMAIN_SHUTOFF: "shutoff", libvirt.VIR_DOMAIN_CRASHED: "crashed",
+                libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended", libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+                libvirt.VIR_DOMAIN_BLOCKED: "blocked"}
+
+
+def _postcopy_failed(st: int, reason: int) -> bool:
+    """VIR_DOMAIN_PAUSED_POSTCOPY_FAILED, or VIR_DOMAIN_RUNNING_POSTCOPY_FAILED (libvirt ≥ 8.5)."""
+    return ((st == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+            or (st == libvirt.VIR_DOMAIN_RUNNING
+                and reason == getattr(libvirt, "VIR_DOMAIN_RUNNING_POSTCOPY_FAILED", -1)))
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    state: str
+    active: bool
+    persistent: bool
+    postcopy_failed: bool
+
+
 class Guest:
     """One domain on one host."""
 
@@ -161,10 +182,7 @@ class Guest:
 
     def state(self) -> str:
         st, _reason = self._dom.state()
-        return {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
-                libvirt.VIR_DOMAIN_SHUTOFF: "shutoff", libvirt.VIR_DOMAIN_CRASHED: "crashed",
-                libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended", libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
-                libvirt.VIR_DOMAIN_BLOCKED: "blocked"}.get(st, "unknown")
+        return _STATE_NAMES.get(st, "unknown")
 
     def is_active(self) -> bool:
         return bool(self._dom.isActive())
@@ -182,6 +200,15 @@ class Guest:
                        operation=_JOB_OPERATIONS.get(s.get("operation", -1), ""))
 
     # -- pre-flight facts (checks/) ------------------------------------
+    def status(self) -> "GuestStatus":
+        """One snapshot for the checks: virDomainGetState + virDomainIsPersistent (two calls
+        instead of one per question)."""
+        st, reason = self._dom.state()
+        return GuestStatus(state=_STATE_NAMES.get(st, "unknown"),
+                           active=st not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED),
+                           persistent=bool(self._dom.isPersistent()),
+                           postcopy_failed=_postcopy_failed(st, reason))
+
     def state_reason(self) -> tuple[str, int]:
         """virDomainGetState: (state name as ``state()``, libvirt's raw reason code)."""
         _st, reason = self._dom.state()
@@ -190,15 +217,13 @@ class Guest:
     def postcopy_failed(self) -> bool:
         """True in a failed post-copy state (VIR_DOMAIN_PAUSED_POSTCOPY_FAILED, or
         VIR_DOMAIN_RUNNING_POSTCOPY_FAILED since libvirt 8.5): such a domain must be recovered, not migrated."""
-        st, reason = self._dom.state()
-        return ((st == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
-                or (st == libvirt.VIR_DOMAIN_RUNNING
-                    and reason == getattr(libvirt, "VIR_DOMAIN_RUNNING_POSTCOPY_FAILED", -1)))
+        return _postcopy_failed(*self._dom.state())
 
-    def job_type(self) -> str:
+    def job_type(self, active: bool | None = None) -> str:
         """virDomainGetJobStats(0) "type": "none" | "bounded" | "unbounded" | ... . An inactive domain
-        has no job (libvirt refuses the call with VIR_ERR_OPERATION_INVALID; we answer "none")."""
-        if not self._dom.isActive():
+        has no job (libvirt refuses the call with VIR_ERR_OPERATION_INVALID; we answer "none").
+        ``active``: what the caller already knows, to save a virDomainIsActive."""
+        if not (self._dom.isActive() if active is None else active):
             return "none"
         try:
             t = self._dom.jobStats(0).get("type", libvirt.VIR_DOMAIN_JOB_NONE)
@@ -240,6 +265,7 @@ class Host:
     def __init__(self, uri: str, conn: Any) -> None:
         self.uri = uri
         self._conn = conn
+        self._host_uuid: str | None = None
 
     @classmethod
     def open(cls, uri: str) -> "Host":
@@ -267,8 +293,11 @@ class Host:
 
     # -- identity -------------------------------------------------------
     def host_uuid(self) -> str:
-        root = ET.fromstring(self._conn.getCapabilities())
-        return (root.findtext("host/uuid") or "").lower()
+        """The host UUID from virConnectGetCapabilities, fetched once per connection."""
+        if self._host_uuid is None:
+            root = ET.fromstring(self._conn.getCapabilities())
+            self._host_uuid = (root.findtext("host/uuid") or "").lower()
+        return self._host_uuid
 
     def hostname(self) -> str:
         return self._conn.getHostname()
@@ -297,6 +326,19 @@ class Host:
                 if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
         return None
+
+    def domain_index(self) -> dict[str, tuple[str, str]]:
+        """One virConnectListAllDomains: {uuid: (name, state)} and {name: (uuid, state)} merged,
+        for checks that would otherwise look every domain up by name and by UUID."""
+        index: dict[str, tuple[str, str]] = {}
+        # NOTE: two listings by flag give active/inactive without one state call per domain.
+        for flag, state in ((libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE, "active"),
+                            (libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE, "shutoff")):
+            for d in self._conn.listAllDomains(flag):
+                name, uuid = d.name(), d.UUIDString()
+                index[uuid] = (name, state)
+                index[name] = (uuid, state)
+        return index
 
     def guests(self) -> list[Guest]:
         return [Guest(d) for d in self._conn.listAllDomains(0)]

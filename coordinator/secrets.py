@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import logging
 import xml.etree.ElementTree as ET
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -77,6 +78,41 @@ def wanted_xml(info: SecretInfo, policy: SecretPolicy) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+class SourceSecrets:
+    """What the source host says about secrets — definitions and values — looked up at most once
+    per run and shared by every destination's provisioner (an evacuation plans one source
+    against several destinations). Thread-safe."""
+
+    def __init__(self, src: Host) -> None:
+        self.src = src
+        self._lock = threading.Lock()
+        self._info: dict[tuple[str, str], SecretInfo | None] = {}
+        self._values: dict[str, SecretValue] = {}
+
+    def resolve(self, ref: SecretRef) -> SecretInfo | None:
+        """The source secret a reference means (usage references → UUID)."""
+        key = ("uuid", ref.uuid) if ref.uuid else (ref.usage_type, ref.usage_id or "")
+        with self._lock:
+            if key not in self._info:
+                info = (self.src.secret_info(ref.uuid) if ref.uuid
+                        else self.src.secret_by_usage(ref.usage_type, ref.usage_id or ""))
+                self._info[key] = info
+                if info is not None:
+                    self._info[("uuid", info.uuid)] = info
+            return self._info[key]
+
+    def info(self, uuid: str | None) -> SecretInfo | None:
+        with self._lock:
+            return self._info.get(("uuid", uuid or ""))
+
+    def api_value(self, uuid: str) -> SecretValue:
+        """virSecretGetValue on the source, once."""
+        with self._lock:
+            if uuid not in self._values:
+                self._values[uuid] = SecretValue(data=self.src.secret_value(uuid), source="source-api")
+            return self._values[uuid]
+
+
 @dataclass
 class SecretProvisioner:
     """One run's secret work between a source and a destination host."""
@@ -87,32 +123,37 @@ class SecretProvisioner:
     policy: SecretPolicy = field(default_factory=SecretPolicy)
     journal: Journal = field(default_factory=Journal)
     created: list[str] = field(default_factory=list)
-    _values: dict[str, SecretValue] = field(default_factory=dict, repr=False)
-    _src_info: dict[str, SecretInfo] = field(default_factory=dict, repr=False)
+    source: SourceSecrets | None = None  # shared across destinations; made on demand
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = SourceSecrets(self.src)
 
     # -- reading ----------------------------------------------------------
+    def value_source(self, uuid: str, src_info: SecretInfo) -> str | None:
+        """Where the value would come from, reading the source API only when needed later:
+        the source API for non-private secrets, then the operator's sources in order."""
+        if self.policy.use_source_api and not src_info.private:
+            return "source-api"
+        v = self.keyring.value_for(uuid)  # the keyring keeps what it read
+        return v.source if v is not None else None
+
     def value(self, uuid: str, src_info: SecretInfo) -> SecretValue | None:
         """The authoritative value: the source API for non-private secrets, then the keyring."""
-        if uuid in self._values:
-            return self._values[uuid]
-        value = None
+        assert self.source is not None
         if self.policy.use_source_api and not src_info.private:
-            value = SecretValue(data=self.src.secret_value(uuid), source="source-api")
-        if value is None:
-            value = self.keyring.value_for(uuid)
-        if value is not None:
-            self._values[uuid] = value
-        return value
+            return self.source.api_value(uuid)
+        return self.keyring.value_for(uuid)
 
     def source_info(self, uuid: str | None) -> SecretInfo | None:
         """The source definition ``plan`` resolved for ``uuid`` (None before planning)."""
-        return self._src_info.get(uuid or "")
+        assert self.source is not None
+        return self.source.info(uuid)
 
     def resolve(self, ref: SecretRef) -> SecretInfo | None:
         """The source host's secret for a reference (usage references → UUID)."""
-        if ref.uuid:
-            return self.src.secret_info(ref.uuid)
-        return self.src.secret_by_usage(ref.usage_type, ref.usage_id or "")
+        assert self.source is not None
+        return self.source.resolve(ref)
 
     def plan(self, refs: Iterable[SecretRef]) -> list[SecretPlan]:
         """Decide, per unique secret, what the destination needs. Reads only."""
@@ -127,11 +168,10 @@ class SecretProvisioner:
 
     def _plan_one(self, ref: SecretRef) -> SecretPlan:
         def plan(action: SecretAction, src_st: str, dst_st: str, reason: str = "",
-                 uuid: str | None = None) -> SecretPlan:
-            v = self._values.get(uuid or "")
+                 uuid: str | None = None, source: str | None = None) -> SecretPlan:
             usage_id = info.usage_id if info is not None else None
             return SecretPlan(ref=ref, uuid=uuid, action=action, source_status=src_st, dest_status=dst_st,
-                              reason=reason, value_source=v.source if v else None, usage_id=usage_id)
+                              reason=reason, value_source=source, usage_id=usage_id)
 
         info = self.resolve(ref)
         if info is None:
@@ -139,20 +179,19 @@ class SecretProvisioner:
             return plan(SecretAction.BLOCK, "missing", "unknown", uuid=ref.uuid,
                         reason=f"secret {what} is not defined on the source {self.src.uri}")
         uuid = info.uuid
-        self._src_info[uuid] = info
         src_st = "private" if info.private else "readable"
         if info.usage_type != ref.usage_type:
             return plan(SecretAction.BLOCK, f"{src_st}, usage {info.usage_type}", "unknown", uuid=uuid,
                         reason=f"secret {uuid} has usage type {info.usage_type} on {self.src.uri} "
                                f"but the domain needs {ref.usage_type}")
         dst_info = self.dst.secret_info(uuid)
-        value = self.value(uuid, info)
         if dst_info is None:
-            if value is None:
+            source = self.value_source(uuid, info)  # NOTE: the value itself is read when applied
+            if source is None:
                 return plan(SecretAction.BLOCK, src_st, "missing", uuid=uuid,
                             reason=f"secret {uuid} is private on {self.src.uri} and no value source "
                                    f"has it; give --secret-file/--secret-dir/--secret-command/--secret-stdin")
-            return plan(SecretAction.PROVISION, src_st, "missing", uuid=uuid)
+            return plan(SecretAction.PROVISION, src_st, "missing", uuid=uuid, source=source)
         if (dst_info.usage_type, dst_info.usage_id) != (info.usage_type, info.usage_id):
             return plan(SecretAction.BLOCK, src_st, "usage-mismatch", uuid=uuid,
                         reason=f"secret {uuid} has usage {dst_info.usage_type}:{dst_info.usage_id!r} on "
@@ -163,18 +202,19 @@ class SecretProvisioner:
                             reason=f"secret {uuid} on {self.dst.uri} has {flag}="
                                    f"{'yes' if getattr(dst_info, flag) else 'no'}, the policy asks for "
                                    f"{'yes' if wanted else 'no'}")
+        if dst_info.private and not self.policy.reset_values:
+            return plan(SecretAction.REUSE, src_st, "unverifiable", uuid=uuid,
+                        reason="destination copy is private and cannot be compared; "
+                               "pass --reset-secret-values to set the authoritative value")
+        value = self.value(uuid, info)
         if value is None:
             return plan(SecretAction.REUSE, src_st, "unverifiable", uuid=uuid,
                         reason="no value available here to compare with; reusing the destination copy")
         if dst_info.private:
-            if self.policy.reset_values:
-                return plan(SecretAction.RESET_VALUE, src_st, "unverifiable", uuid=uuid,
-                            reason="destination copy is private; its value will be set (--reset-secret-values)")
-            return plan(SecretAction.REUSE, src_st, "unverifiable", uuid=uuid,
-                        reason="destination copy is private and cannot be compared; "
-                               "pass --reset-secret-values to set the authoritative value")
+            return plan(SecretAction.RESET_VALUE, src_st, "unverifiable", uuid=uuid, source=value.source,
+                        reason="destination copy is private; its value will be set (--reset-secret-values)")
         if same_value(self.dst.secret_value(uuid), value.data):
-            return plan(SecretAction.REUSE, src_st, "match", uuid=uuid)
+            return plan(SecretAction.REUSE, src_st, "match", uuid=uuid, source=value.source)
         return plan(SecretAction.BLOCK, src_st, "value-mismatch", uuid=uuid,
                     reason=f"secret {uuid} has a different value on {self.dst.uri} than on {self.src.uri}; "
                            f"the migration would fail late in swtpm")
@@ -189,16 +229,25 @@ class SecretProvisioner:
             if p.action is SecretAction.PROVISION:
                 self._provision(p)
             elif p.action is SecretAction.RESET_VALUE:
-                assert p.uuid
-                self.dst.set_secret_value(p.uuid, self._values[p.uuid].data)
+                value = self._value_for(p)
+                self.dst.set_secret_value(value_uuid(p), value.data)
                 self.journal.record("secret-value-reset", uuid=p.uuid, host=self.dst.uri,
-                                    value_source=self._values[p.uuid].source)
+                                    value_source=value.source)
             else:
                 self.journal.record("secret-reused", uuid=p.uuid, host=self.dst.uri, status=p.dest_status)
 
+    def _value_for(self, p: SecretPlan) -> SecretValue:
+        info = self.source_info(p.uuid)
+        value = self.value(value_uuid(p), info) if info is not None else None
+        if value is None:  # the plan said a source has it; it no longer does
+            raise SecretUnavailable(f"secret {p.uuid}: no value available any more from {p.value_source}")
+        return value
+
     def _provision(self, p: SecretPlan) -> None:
-        assert p.uuid
-        info, value = self._src_info[p.uuid], self._values[p.uuid]
+        # NOTE: the value is read before anything is defined, so a failed read changes nothing.
+        value = self._value_for(p)
+        info = self.source_info(p.uuid)
+        assert info is not None and p.uuid
         private, ephemeral = wanted_flags(info, self.policy)
         self.dst.define_secret(wanted_xml(info, self.policy))
         self.created.append(p.uuid)
@@ -225,6 +274,11 @@ class SecretProvisioner:
             removed.append(uuid)
         self.created = [u for u in self.created if u not in removed]
         return removed
+
+
+def value_uuid(p: SecretPlan) -> str:
+    assert p.uuid, "only plans for a resolved secret carry a value"
+    return p.uuid
 
 
 def cleanup_source(src: Host, uuids: Iterable[str], src_domains_xml: Iterable[str],
