@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 from coordinator import domfacts
-from coordinator.hypervisor import Guest, Host
+from coordinator.hypervisor import Guest, GuestStatus, Host
 from coordinator.model import SecretPlan
 from coordinator.keys import KeyRing
 from coordinator.params import MigrationPolicy
@@ -44,7 +44,8 @@ def validate_selection(skip: Iterable[str], waive: Iterable[str]) -> None:
 def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[str]]], *,
                  policy: MigrationPolicy, secret_policy: SecretPolicy, keyring: KeyRing,
                  skip: Iterable[str] = (), waive: Iterable[str] = (), ssh: SshConfig | None = None,
-                 plans: dict[str, list[SecretPlan]] | None = None) -> Report:
+                 plans: dict[str, list[SecretPlan]] | None = None,
+                 statuses: dict[str, GuestStatus] | None = None) -> Report:
     """Run the checks for ``guests`` (each with its live/inactive XML) on connections the caller
     owns (``migrate``, ``evacuate``). ``plans`` by domain name are shared with the SECRET-* checks
     so no secret is looked up or read twice."""
@@ -56,6 +57,8 @@ def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[st
     for t in ctx.targets:
         if plans and t.name in plans:
             ctx.seed_plans(t, plans[t.name])
+        if statuses and t.name in statuses:
+            t.__dict__["status"] = statuses[t.name]  # NOTE: pre-fills the cached_property
     from dataclasses import replace
     try:
         report = run_checks(ctx, skip=tuple(skip), waive=tuple(waive))

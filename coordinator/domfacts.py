@@ -5,6 +5,8 @@ virt type, arch/machine/emulator, CPU, memory, TPMs, networks, bridges, pools, l
 """
 from __future__ import annotations
 
+import functools
+
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -70,6 +72,7 @@ def to_kib(value: str, unit: str | None) -> int:
     return int(int(value) * mult)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(domain_xml: str) -> DomainFacts:
     """Facts of a domain XML (live or inactive, or a ``<domstatus>`` wrapper)."""
     try:
@@ -139,6 +142,8 @@ class TpmCaps:
     versions_known: bool  # older libvirt has no backendVersion enum
 
 
+# NOTE: one capabilities document serves every domain of a run: parse it once, not per domain.
+@functools.lru_cache(maxsize=32)
 def parse_tpm_caps(domcaps_xml: str) -> TpmCaps:
     root = ET.fromstring(domcaps_xml)
     tpm = root.find("devices/tpm")
@@ -173,6 +178,7 @@ def tpm_problems(tpms: tuple[TpmFacts, ...], caps: TpmCaps) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=32)
 def host_model_cpu(domcaps_xml: str) -> tuple[bool, str | None]:
     """(host-model supported, a <cpu mode='custom'> XML of it) from domain capabilities."""
     root = ET.fromstring(domcaps_xml)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from . import domxml
 from .errors import BadInput, MigcoordError
 from .executor import DEFAULT_LOCK_DIR, EventSink, RetryPolicy, migrate
-from .hypervisor import Guest, Host, check_uri
+from .hypervisor import Guest, GuestStatus, Host, check_uri
 from .journal import Journal
 from .locks import host_lock
 from .keys import KeyRing
@@ -194,26 +194,33 @@ def _excluded(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _xmls(g: Guest, active: bool) -> list[str]:
+def _xmls(g: Guest, active: bool, persistent: bool | None = None) -> list[str]:
     """Live and inactive XML; for a shut-off domain they are the same document: fetch it once."""
     if not active:
         return [g.xml(inactive=True)]
-    return [g.xml()] + ([g.xml(inactive=True)] if g.is_persistent() else [])
+    if persistent is None:
+        persistent = g.is_persistent()
+    return [g.xml()] + ([g.xml(inactive=True)] if persistent else [])
 
 
 def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Settings) -> EvacuationPlan:
     from checks import check_guests  # NOTE: lazy: the checks package imports coordinator
 
-    guests, excluded, live = [], [], {}
-    for g in src.guests():
+    guests, excluded, live, pers = [], [], {}, {}
+    statuses: dict[str, GuestStatus] = {}
+    for g, active, persistent in src.guests_by_state():
         if _excluded(g.name, ev.exclude):
             excluded.append(g.name)
             continue
-        active = g.is_active()
-        if active or (ev.include_inactive and g.is_persistent()):
+        if active or (ev.include_inactive and persistent):
             guests.append(g)
-            live[g.name] = active
-    xmls = {g.name: _xmls(g, live[g.name]) for g in guests}
+            live[g.name], pers[g.name] = active, persistent
+            # Read once and shared by every destination's checks; a shut-off domain's status is
+            # fully known from the listing.
+            statuses[g.name] = g.status() if active else GuestStatus(
+                state="shutoff", active=False, persistent=True, postcopy_failed=False)
+    xmls = {g.name: _xmls(g, live[g.name], pers[g.name]) for g in guests}
+    refs = {g.name: domxml.union_refs(*xmls[g.name]) for g in guests}
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
     plans: dict[tuple[str, str], list[SecretPlan]] = {}
     source = SourceSecrets(src)  # each source secret is looked up and read once for all destinations
@@ -223,11 +230,11 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Settin
             if not group:
                 continue
             prov = SecretProvisioner(src, dst, keyring=s.keyring, policy=s.secret_policy, source=source)
-            group_plans = {g.name: prov.plan(domxml.union_refs(*xmls[g.name])) for g in group}
+            group_plans = {g.name: prov.plan(refs[g.name]) for g in group}
             report = check_guests(src, dst, [(g, xmls[g.name]) for g in group],
                                   policy=replace(s.policy, live=is_live), secret_policy=s.secret_policy,
                                   keyring=s.keyring, skip=s.skip + (CAPACITY_CHECK,), waive=s.waive,
-                                  ssh=s.ssh, plans=group_plans)
+                                  ssh=s.ssh, plans=group_plans, statuses=statuses)
             by_subject: dict[str, set[str]] = {}
             for f in report.blocking:
                 by_subject.setdefault(f.subject, set()).add(f.check_id)

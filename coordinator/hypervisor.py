@@ -343,6 +343,17 @@ class Host:
     def guests(self) -> list[Guest]:
         return [Guest(d) for d in self._conn.listAllDomains(0)]
 
+    def guests_by_state(self) -> list[tuple[Guest, bool, bool]]:
+        """(guest, active, persistent) for every domain from three listings by flag, instead of
+        two calls per domain (planning hundreds of domains)."""
+        active = {d.UUIDString(): d for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        persistent = {d.UUIDString() for d in self._conn.listAllDomains(
+            libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE | libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)}
+        inactive = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
+        out = [(Guest(d), True, u in persistent) for u, d in active.items()]
+        out += [(Guest(d), False, True) for d in inactive]  # an inactive domain is always persistent
+        return out
+
     # -- secrets --------------------------------------------------------
     def secret_info(self, uuid: str) -> SecretInfo | None:
         """virSecretLookupByUUIDString + virSecretGetXMLDesc; None when not defined."""

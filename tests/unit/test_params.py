@@ -5,7 +5,8 @@ import libvirt
 import pytest
 
 from coordinator.errors import BadInput
-from coordinator.params import MigrationPolicy, migration_flags, migration_params
+from coordinator.params import (MigrationPolicy, TimeoutPolicy, deadlines, migration_flags, migration_params,
+                               on_deadline)
 
 BASE = {"PEER2PEER", "LIVE", "PERSIST_DEST", "UNDEFINE_SOURCE"}
 OFFLINE_BASE = {"PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"}
@@ -84,3 +85,42 @@ def test_multithreaded_compression_needs_parallel(method):
     with pytest.raises(BadInput, match="parallel"):
         migration_flags(MigrationPolicy(compression=method))
     assert "COMPRESSED" in migration_flags(MigrationPolicy(compression=method, parallel=2))
+
+
+# ---------------------------------------------------------------- deadlines (issue 5)
+
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize("memory, kw, completion, stall", [
+    pytest.param(128 * 2**20, {}, 100.0, 150.0, id="small-guest-gets-the-minimum"),
+    pytest.param(1 * GiB, {}, 800.0, 150.0, id="800s-per-GiB"),
+    pytest.param(4 * GiB, {"per_gib_s": 10.0, "minimum_s": 5.0}, 40.0, 150.0, id="custom-scale"),
+    pytest.param(4 * GiB, {"completion_s": 3.0, "stall_s": 2.0}, 3.0, 2.0, id="explicit-wins"),
+])
+def test_deadlines(memory, kw, completion, stall):
+    kw = {"minimum_s": 100.0, **kw}
+    d = deadlines(memory, **kw)
+    assert (d.completion_s, d.stall_s) == (completion, stall)
+
+
+@pytest.mark.parametrize("kw", [{"completion_s": 0}, {"completion_s": -1}, {"stall_s": 0}])
+def test_deadlines_reject_nonsense(kw):
+    with pytest.raises(BadInput):
+        deadlines(GiB, **kw)
+
+
+def test_timeout_policy_scales_with_memory():
+    assert TimeoutPolicy().for_memory(2 * GiB).completion_s == 1600.0
+    assert TimeoutPolicy(completion_s=7).for_memory(2 * GiB).completion_s == 7
+
+
+@pytest.mark.parametrize("policy, switched, action", [
+    (MigrationPolicy(), False, "abort"),
+    (MigrationPolicy(postcopy=True), False, "postcopy"),
+    (MigrationPolicy(postcopy=True), True, "abort"),     # switched once already: now give up
+    (MigrationPolicy(postcopy=True, live=False), False, "abort"),
+])
+def test_on_deadline(policy, switched, action):
+    assert on_deadline(policy, switched) == action
