@@ -149,7 +149,7 @@ def build_context(src_uri: str, dst_uri: str, domains: list[str] | tuple[str, ..
             if g is None:
                 raise BadInput(f"domain {ident!r} not found on {src_uri}",
                                hint="give its name, UUID or id as virsh list shows it")
-            xmls = (g.xml(),) + ((g.xml(inactive=True),) if g.is_persistent() else ())
+            xmls = tuple(g.definitions())
             targets.append(Target(ident=ident, guest=g, facts=domfacts.parse(xmls[0]), xmls=xmls))
         ctx.targets = tuple(targets)
     except BaseException:

@@ -4,19 +4,25 @@ from __future__ import annotations
 from .registry import check, failed, passed
 
 
+def _all_active(kind: str, names: tuple[str, ...], state_of) -> list:
+    """One failure per object the destination lacks or has inactive; empty when all are active."""
+    out = []
+    for name in names:
+        st = state_of(name)
+        if st is None:
+            out.append(failed(f"{kind} {name!r} is not defined on the destination"))
+        elif st != "active":
+            out.append(failed(f"{kind} {name!r} is defined but not active on the destination"))
+    return out
+
+
 @check("NETWORK-UNAVAILABLE", tags=("network",),
        hint="define and start the network on the destination (virsh net-define / net-start / net-autostart)")
 def networks(ctx, t):
     """Every libvirt network the domain's interfaces use exists and is active on the destination."""
     if not t.facts.networks:
         return passed("the domain uses no libvirt network")
-    out = []
-    for net in t.facts.networks:
-        st = ctx.dst.network_state(net)
-        if st is None:
-            out.append(failed(f"network {net!r} is not defined on the destination"))
-        elif st != "active":
-            out.append(failed(f"network {net!r} is defined but not active on the destination"))
+    out = _all_active("network", t.facts.networks, ctx.dst.network_state)
     return out or passed(f"network(s) {', '.join(t.facts.networks)} active on the destination")
 
 
@@ -26,13 +32,7 @@ def pools(ctx, t):
     """Every storage pool the domain's volume disks use exists and is active on the destination."""
     if not t.facts.pools:
         return passed("the domain uses no storage pool volume")
-    out = []
-    for pool in t.facts.pools:
-        st = ctx.dst.pool_state(pool)
-        if st is None:
-            out.append(failed(f"storage pool {pool!r} is not defined on the destination"))
-        elif st != "active":
-            out.append(failed(f"storage pool {pool!r} is defined but not active on the destination"))
+    out = _all_active("storage pool", t.facts.pools, ctx.dst.pool_state)
     return out or passed(f"pool(s) {', '.join(t.facts.pools)} active on the destination")
 
 

@@ -22,6 +22,7 @@ from .evacuate import EvacuationPlan, EvacuationPolicy, Settings, evacuate, plan
 from .executor import DEFAULT_LOCK_DIR, RetryPolicy, migrate
 from .journal import DEFAULT_JOURNAL, Journal
 from .keys import KeyRing, ValueSource, canonical_uuid, parse_file_option
+from .model import SecretAction
 from .params import MigrationPolicy, TimeoutPolicy
 from .remote import SshConfig
 from .planner import plan_domain_secrets
@@ -351,13 +352,11 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         rows = [("UUID", "KIND", "USAGE", "SOURCE", "DESTINATION", "ACTION")]
         rows += [(p.uuid or "-", str(p.ref.kind), f"{p.ref.usage_type}:{p.usage_id or p.ref.usage_id or ''}".rstrip(":"),
                   p.source_status, p.dest_status, str(p.action)) for p in plans]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print(_table(rows))
         for p in plans:
             if p.reason:
                 print(f"{p.uuid}: {p.reason}")
-    return 1 if any(str(p.action) == "block" for p in plans) else 0
+    return 1 if any(p.action is SecretAction.BLOCK for p in plans) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from . import domxml
 from .errors import BadInput, MigcoordError
 from .executor import DEFAULT_LOCK_DIR, EventSink, RetryPolicy, migrate
-from .hypervisor import Guest, GuestStatus, Host, check_uri
+from .hypervisor import GuestStatus, Host, check_uri
 from .journal import Journal
 from .locks import host_lock
 from .keys import KeyRing
@@ -194,15 +194,6 @@ def _excluded(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _xmls(g: Guest, active: bool, persistent: bool | None = None) -> list[str]:
-    """Live and inactive XML; for a shut-off domain they are the same document: fetch it once."""
-    if not active:
-        return [g.xml(inactive=True)]
-    if persistent is None:
-        persistent = g.is_persistent()
-    return [g.xml()] + ([g.xml(inactive=True)] if persistent else [])
-
-
 def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Settings) -> EvacuationPlan:
     from checks import check_guests  # NOTE: lazy: the checks package imports coordinator
 
@@ -219,7 +210,7 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Settin
             # fully known from the listing.
             statuses[g.name] = g.status() if active else GuestStatus(
                 state="shutoff", active=False, persistent=True, postcopy_failed=False)
-    xmls = {g.name: _xmls(g, live[g.name], pers[g.name]) for g in guests}
+    xmls = {g.name: g.definitions(live[g.name], pers[g.name]) for g in guests}
     refs = {g.name: domxml.union_refs(*xmls[g.name]) for g in guests}
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
     plans: dict[tuple[str, str], list[SecretPlan]] = {}

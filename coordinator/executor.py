@@ -227,7 +227,7 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
             return MigrationResult(domain=d.name, uuid=d.uuid, source_uri=src.uri, dest_uri=dst.uri,
                                    state="already-on-destination", attempts=0,
                                    duration_s=time.monotonic() - t0, dest_state=d.state())
-    xmls = _all_xml(guest)
+    xmls = guest.definitions()
     prov = SecretProvisioner(src, dst, keyring=keyring, policy=secret_policy, journal=journal)
     plans = prov.plan(domxml.union_refs(*xmls))
     emit({"event": "secrets-planned", "secrets": [p.as_dict() for p in plans]})
@@ -302,14 +302,10 @@ def _migrate_locked(guest: Guest, src: Host, dst: Host, policy: MigrationPolicy,
                              duration_s=time.monotonic() - t0, secrets=tuple(plans))
     verify(result, state["src"], dst, policy, plans, ssh)
     if secret_policy.cleanup_source:
-        xmls_left = [x for g in state["src"].guests() for x in _all_xml(g)]
+        xmls_left = [x for g in state["src"].guests() for x in g.definitions()]
         cleanup_source(state["src"], [p.uuid for p in plans if p.uuid], xmls_left, journal)
     journal.record("migration-done", uuid=guest.uuid, attempts=attempts, duration_s=round(result.duration_s, 3))
     return replace(result, dest_state=dst.find_guest(guest.uuid).state())  # type: ignore[union-attr]
-
-
-def _all_xml(g: Guest) -> list[str]:
-    return [g.xml()] + ([g.xml(inactive=True)] if g.is_persistent() else [])
 
 
 def _adopt_stale_job(guest: Guest, limits: Deadlines, policy: MigrationPolicy, journal: Journal,
@@ -341,7 +337,7 @@ def _adopt_stale_job(guest: Guest, limits: Deadlines, policy: MigrationPolicy, j
 def _rollback_best_effort(prov: SecretProvisioner, dst: Host, journal: Journal) -> list[str]:
     """Undo our secrets on the destination; if it is unreachable, say which ones were left."""
     try:
-        return prov.rollback([x for g in dst.guests() for x in _all_xml(g)])
+        return prov.rollback([x for g in dst.guests() for x in g.definitions()])
     except Exception as e:
         journal.record("rollback-incomplete", host=dst.uri, uuids=list(prov.created), error=error_summary(e))
         log.warning("could not remove secret(s) %s this run created on %s: %s",

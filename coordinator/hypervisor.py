@@ -180,6 +180,16 @@ class Guest:
         """virDomainGetXMLDesc; with VIR_DOMAIN_XML_INACTIVE for the persistent config."""
         return self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
 
+    def definitions(self, active: bool | None = None, persistent: bool | None = None) -> list[str]:
+        """The live and the inactive XML (both can reference secrets the other does not). For a
+        shut-off domain they are the same document, fetched once. ``active``/``persistent``: what
+        the caller already knows, to save a call."""
+        if not (self.is_active() if active is None else active):
+            return [self.xml(inactive=True)]
+        if persistent is None:
+            persistent = self.is_persistent()
+        return [self.xml()] + ([self.xml(inactive=True)] if persistent else [])
+
     def state(self) -> str:
         st, _reason = self._dom.state()
         return _STATE_NAMES.get(st, "unknown")
@@ -433,20 +443,19 @@ class Host:
 
     def network_state(self, name: str) -> str | None:
         """virNetworkLookupByName + isActive: "active" | "inactive", None when not defined."""
-        try:
-            net = self._conn.networkLookupByName(name)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
-                return None
-            raise
-        return "active" if net.isActive() else "inactive"
+        return _object_state(lambda: self._conn.networkLookupByName(name), libvirt.VIR_ERR_NO_NETWORK)
 
     def pool_state(self, name: str) -> str | None:
         """virStoragePoolLookupByName + isActive: "active" | "inactive", None when not defined."""
-        try:
-            pool = self._conn.storagePoolLookupByName(name)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
-                return None
-            raise
-        return "active" if pool.isActive() else "inactive"
+        return _object_state(lambda: self._conn.storagePoolLookupByName(name), libvirt.VIR_ERR_NO_STORAGE_POOL)
+
+
+def _object_state(lookup: Callable[[], Any], not_found: int) -> str | None:
+    """"active" | "inactive" for a looked-up libvirt object (network, pool), None when undefined."""
+    try:
+        obj = lookup()
+    except libvirt.libvirtError as e:
+        if e.get_error_code() == not_found:
+            return None
+        raise
+    return "active" if obj.isActive() else "inactive"

@@ -22,6 +22,6 @@ def plan_domain_secrets(domain: str, source_uri: str, dest_uri: str, *, keyring:
         guest = src.find_guest(domain)
         if guest is None:
             raise BadInput(f"domain {domain!r} not found on {source_uri}")
-        xmls = [guest.xml()] + ([guest.xml(inactive=True)] if guest.is_persistent() else [])
+        xmls = guest.definitions()
         prov = SecretProvisioner(src, dst, keyring=keyring or KeyRing(), policy=policy)
         return prov.plan(domxml.union_refs(*xmls))
