@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from labkit import LAB
+from labkit import LAB, run_lab
 
 
 @pytest.fixture
@@ -69,3 +69,17 @@ def test_up_is_idempotent_recovers_from_a_crash_and_down_leaves_nothing(solo_env
     with open("/proc/self/mountinfo") as f:
         assert solo_env["MIGCOORD_LAB_DIR"] not in f.read()
     assert set(glob.glob("/sys/fs/cgroup/*/machine*")) <= cgroups_before
+
+
+def test_cpu_probe_falls_back_when_a_candidate_cannot_start(lab):
+    """A first candidate that QEMU/libvirt refuse for real (an unknown CPU model) is recorded as
+    failed with libvirt's error, and the probe goes on to the candidate the lab recorded at `up`."""
+    bad = "<cpu mode='custom' match='exact'><model fallback='forbid'>no-such-cpu-model</model></cpu>"
+    out = json.loads(run_lab("cpu", "--first", bad))
+    tried = out["probe"]["tried"]
+    assert tried[0]["xml"] == bad and "no-such-cpu-model" in tried[0]["error"]
+    assert out["probe"]["xml"] == out["recorded"]["xml"] == lab.env["cpu"]["xml"]
+    assert tried[-1]["error"] is None and all(t["error"] for t in tried[:-1])
+    # Every lab guest uses the recorded choice (the one place that decides the CPU).
+    assert lab.env["cpu"]["name"] in {"host-model", "hypervisor-default"} or \
+        lab.env["cpu"]["name"].startswith("host-model-without-")
