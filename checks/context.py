@@ -1,23 +1,26 @@
-"""What every check reads: both hosts (or why one is unreachable), the domains, the policies.
+"""What every check reads: both hosts (or why one is unreachable), the domains, the options.
 
 Built once per run by ``build_context``; read-only. Connection failures do not raise: they
 are recorded in ``connect_errors`` and become HOST-REACHABLE findings.
 """
 from __future__ import annotations
 
-import functools
 import threading
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
-from coordinator import domfacts, domxml
-from coordinator.errors import BadInput, Blocked, HostUnreachable
-from coordinator.hypervisor import Guest, GuestStatus, Host
-from coordinator.keys import KeyRing
-from coordinator.model import SecretPlan
-from coordinator.params import MigrationPolicy
-from coordinator.remote import CommandRunner, SshConfig, runner_for
-from coordinator.secrets import SecretPolicy, SecretProvisioner, check_transport
+from coordinator.core import domfacts, domxml
+from coordinator.core.errors import BadInput, Blocked, HostUnreachable
+from coordinator.core.model import SecretPlan
+from coordinator.core.params import MigrationPolicy
+from coordinator.core.secret_rules import SecretPolicy
+from coordinator.core.uris import check_transport, check_uri
+from coordinator.ssh.runner import CommandRunner, runner_for
+from coordinator.steps.keys import KeyRing
+from coordinator.steps.options import MigrateOptions
+from coordinator.steps.provision import SecretProvisioner
+from coordinator.virt.guest import Guest, GuestStatus
+from coordinator.virt.host import Host
 
 
 @dataclass
@@ -28,15 +31,18 @@ class Target:
     guest: Guest
     facts: domfacts.DomainFacts
     xmls: tuple[str, ...]
+    known_status: GuestStatus | None = None  # what the caller already read (saves two calls)
 
     @property
     def name(self) -> str:
         return self.facts.name or self.ident
 
-    @functools.cached_property
+    @property
     def status(self) -> GuestStatus:
         """State, persistence and post-copy failure, read once and shared by the domain checks."""
-        return self.guest.status()
+        if self.known_status is None:
+            self.known_status = self.guest.status()
+        return self.known_status
 
 
 @dataclass
@@ -46,16 +52,33 @@ class CheckContext:
     src: Host | None
     dst: Host | None
     targets: tuple[Target, ...] = ()
-    policy: MigrationPolicy = field(default_factory=MigrationPolicy)
-    secret_policy: SecretPolicy = field(default_factory=SecretPolicy)
-    keyring: KeyRing = field(default_factory=KeyRing)
+    options: MigrateOptions = field(default_factory=MigrateOptions)
     connect_errors: dict[str, str] = field(default_factory=dict)
-    ssh_config: SshConfig | None = None
     _runners: dict[str, CommandRunner | None] = field(default_factory=dict, repr=False)
     _plans: dict[str, list[SecretPlan]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _caps: dict[tuple, str] = field(default_factory=dict, repr=False)
+    _caps: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
     _dst_index: dict[str, tuple[str, str]] | None = field(default=None, repr=False)
+
+    @property
+    def policy(self) -> MigrationPolicy:
+        return self.options.policy
+
+    @property
+    def secret_policy(self) -> SecretPolicy:
+        return self.options.secret_policy
+
+    @property
+    def source(self) -> Host:
+        """The source connection; only for checks that declare ``needs=("src", ...)``."""
+        assert self.src is not None, "the registry runs this check only when the source is reachable"
+        return self.src
+
+    @property
+    def destination(self) -> Host:
+        """The destination connection; only for checks that declare ``needs=(..., "dst")``."""
+        assert self.dst is not None, "the registry runs this check only when the destination is reachable"
+        return self.dst
 
     @property
     def values_allowed(self) -> bool:
@@ -71,14 +94,11 @@ class CheckContext:
         Reads only. Over a plaintext transport no value is read: values become unverifiable."""
         with self._lock:  # NOTE: one plan per domain even when several SECRET-* checks ask at once
             if t.name not in self._plans:
-                assert self.src is not None and self.dst is not None
-                policy, keyring = self.secret_policy, self.keyring
+                policy, keyring = self.secret_policy, self.options.keyring
                 if not self.values_allowed:
-                    policy = SecretPolicy(dest_private=policy.dest_private, dest_ephemeral=policy.dest_ephemeral,
-                                          reset_values=policy.reset_values, allow_plaintext=False,
-                                          use_source_api=False)
+                    policy = replace(policy, allow_plaintext=False, use_source_api=False, cleanup_source=False)
                     keyring = KeyRing()
-                prov = SecretProvisioner(self.src, self.dst, keyring=keyring, policy=policy)
+                prov = SecretProvisioner(self.source, self.destination, keyring=keyring, policy=policy)
                 self._plans[t.name] = prov.plan(domxml.union_refs(*t.xmls))
             return self._plans[t.name]
 
@@ -88,15 +108,14 @@ class CheckContext:
         with self._lock:
             if role not in self._runners:
                 self._runners[role] = runner_for(self.src_uri if role == "src" else self.dst_uri,
-                                                 self.ssh_config)
+                                                 self.options.ssh)
             return self._runners[role]
 
     def dst_domains(self) -> dict[str, tuple[str, str]]:
         """The destination's domains, listed once per run (``Host.domain_index``)."""
         with self._lock:
             if self._dst_index is None:
-                assert self.dst is not None
-                self._dst_index = self.dst.domain_index()
+                self._dst_index = self.destination.domain_index()
             return self._dst_index
 
     def seed_plans(self, t: Target, plans: list[SecretPlan]) -> None:
@@ -105,27 +124,28 @@ class CheckContext:
             self._plans[t.name] = plans
 
     def domcaps(self, host: Host, f: domfacts.DomainFacts) -> str:
-        key = (host.uri, f.emulator, f.arch, f.machine, f.virt_type)
+        key = (host.uri, f.emulator or "", f.arch or "", f.machine or "", f.virt_type)
         with self._lock:
             if key not in self._caps:
                 self._caps[key] = host.domain_capabilities(f.emulator, f.arch, f.machine, f.virt_type)
             return self._caps[key]
 
-    def close(self) -> None:
+    def close_runners(self) -> None:
         for r in self._runners.values():
             if r is not None:
                 r.close()
+
+    def close(self) -> None:
+        self.close_runners()
         for h in (self.src, self.dst):
             if h is not None:
                 h.close()
 
 
-def build_context(src_uri: str, dst_uri: str, domains: list[str] | tuple[str, ...], *,
-                  policy: MigrationPolicy, secret_policy: SecretPolicy, keyring: KeyRing,
-                  connect: Callable[[str], Host] = Host.open, ssh: SshConfig | None = None) -> CheckContext:
+def build_context(src_uri: str, dst_uri: str, domains: Sequence[str], options: MigrateOptions, *,
+                  connect: Callable[[str], Host] = Host.open) -> CheckContext:
     """Connect to both hosts (failures recorded, not raised) and resolve each domain on the source.
     Raises BadInput for a bad URI, no domain, or a domain the reachable source does not have."""
-    from coordinator.hypervisor import check_uri
     check_uri(src_uri)
     check_uri(dst_uri)
     if not domains:
@@ -138,17 +158,13 @@ def build_context(src_uri: str, dst_uri: str, domains: list[str] | tuple[str, ..
         except HostUnreachable as e:
             hosts[role] = None
             errors[uri] = e.message
-    ctx = CheckContext(src_uri, dst_uri, hosts["src"], hosts["dst"], policy=policy,
-                       secret_policy=secret_policy, keyring=keyring, connect_errors=errors, ssh_config=ssh)
+    ctx = CheckContext(src_uri, dst_uri, hosts["src"], hosts["dst"], options=options, connect_errors=errors)
     if ctx.src is None:
         return ctx
     try:
         targets = []
         for ident in dict.fromkeys(domains):
-            g = ctx.src.find_guest(ident)
-            if g is None:
-                raise BadInput(f"domain {ident!r} not found on {src_uri}",
-                               hint="give its name, UUID or id as virsh list shows it")
+            g = ctx.src.require_guest(ident)
             xmls = tuple(g.definitions())
             targets.append(Target(ident=ident, guest=g, facts=domfacts.parse(xmls[0]), xmls=xmls))
         ctx.targets = tuple(targets)

@@ -1,12 +1,13 @@
 """Domain-level checks: state, jobs, post-copy, name/UUID clash on the destination."""
 from __future__ import annotations
 
-from .registry import check, failed, passed
+from .context import CheckContext, Target
+from .registry import Results, check, failed, passed
 
 
 @check("DOMAIN-STATE", tags=("domain",), needs=("src",),
        hint="start the domain (live migration), or use --offline for a shut-off persistent domain")
-def domain_state(ctx, t):
+def domain_state(ctx: CheckContext, t: Target) -> Results:
     """Live: running or paused. Offline: shut off and persistent."""
     state = t.status.state
     if ctx.policy.live:
@@ -22,7 +23,7 @@ def domain_state(ctx, t):
 @check("DOMAIN-JOB-ACTIVE", tags=("domain", "job"), needs=("src",),
        hint="wait for the running job (e.g. another migration, a dump or a save) to finish, "
             "or abort it with virsh domjobabort")
-def domain_job(ctx, t):
+def domain_job(ctx: CheckContext, t: Target) -> Results:
     """No job (migration, save, dump, ...) is in progress on the domain."""
     job = t.guest.job_type(active=t.status.active)
     if job not in ("none", "completed", "failed", "cancelled"):
@@ -33,7 +34,7 @@ def domain_job(ctx, t):
 @check("DOMAIN-POSTCOPY-FAILED", tags=("domain", "job"), needs=("src",),
        hint="recover the failed post-copy migration first (virsh migrate --postcopy-resume) or "
             "destroy the domain; it cannot be migrated again as it is")
-def domain_postcopy(ctx, t):
+def domain_postcopy(ctx: CheckContext, t: Target) -> Results:
     """The domain is not in a failed post-copy state."""
     if t.status.postcopy_failed:
         return failed("the domain is in a failed post-copy migration state")
@@ -42,7 +43,7 @@ def domain_postcopy(ctx, t):
 
 @check("DOMAIN-EXISTS-ON-DEST", tags=("domain",),
        hint="remove or rename the domain on the destination first (virsh undefine / domrename)")
-def domain_exists(ctx, t):
+def domain_exists(ctx: CheckContext, t: Target) -> Results:
     """No domain with the same name or UUID exists on the destination."""
     clashes: dict[str, str] = {}
     index = ctx.dst_domains()

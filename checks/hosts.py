@@ -1,18 +1,19 @@
 """Host-level checks over the libvirt API: reachability, versions, identity, transport."""
 from __future__ import annotations
 
-from coordinator.domfacts import version_str
-from coordinator.errors import Blocked
-from coordinator.secrets import check_transport
+from coordinator.core.versions import version_str
+from coordinator.core.errors import Blocked
+from coordinator.core.uris import check_transport, same_host_message
 
-from .registry import check, failed, passed
+from .context import CheckContext
+from .registry import Results, check, failed, passed
 
 MIN_LIBVIRT = 7_001_000  # vTPM migration with local state
 
 
 @check("HOST-REACHABLE", scope="pair", tags=("host", "connectivity"), needs=(),
        hint="is libvirtd running there, listening, and the URI right? (virsh -c URI version)")
-def host_reachable(ctx):
+def host_reachable(ctx: CheckContext) -> Results:
     """Both libvirt endpoints accept a connection."""
     out = []
     for uri in (ctx.src_uri, ctx.dst_uri):
@@ -25,10 +26,10 @@ def host_reachable(ctx):
 
 @check("LIBVIRT-VERSION", scope="pair", tags=("host", "version", "tpm"),
        hint="upgrade libvirt to 7.1 or later on that host (vTPM migration with local state)")
-def libvirt_version(ctx):
+def libvirt_version(ctx: CheckContext) -> Results:
     """libvirt ≥ 7.1 on both hosts (vTPM state migration)."""
     out = []
-    for h in (ctx.src, ctx.dst):
+    for h in (ctx.source, ctx.destination):
         v = h.lib_version()
         if v < MIN_LIBVIRT:
             out.append(failed(f"libvirt {version_str(v)} is older than {version_str(MIN_LIBVIRT)}", h.uri))
@@ -40,19 +41,20 @@ def libvirt_version(ctx):
 @check("HOST-SAME", scope="pair", tags=("host",),
        hint="pick another destination; if they really are different machines, give each a distinct "
             "host_uuid in libvirtd.conf")
-def host_same(ctx):
+def host_same(ctx: CheckContext) -> Results:
     """The destination is not the source (host UUID)."""
-    a, b = ctx.src.host_uuid(), ctx.dst.host_uuid()
-    if a == b:
-        return failed(f"{ctx.dst_uri} is the same host as {ctx.src_uri} (host UUID {a})", ctx.dst_uri)
+    a, b = ctx.source.host_uuid(), ctx.destination.host_uuid()
+    same = same_host_message(ctx.src_uri, ctx.dst_uri, a, b)
+    if same:
+        return failed(same, ctx.dst_uri)
     return passed(f"distinct host UUIDs ({a} → {b})", ctx.dst_uri)
 
 
 @check("HYPERVISOR-VERSION", scope="pair", tags=("host", "version"),
        hint="upgrade QEMU on the destination: migrating to an older QEMU is not supported")
-def hypervisor_version(ctx):
+def hypervisor_version(ctx: CheckContext) -> Results:
     """The destination's QEMU is not older than the source's."""
-    s, d = ctx.src.hypervisor_version(), ctx.dst.hypervisor_version()
+    s, d = ctx.source.hypervisor_version(), ctx.destination.hypervisor_version()
     if d < s:
         return failed(f"destination QEMU {version_str(d)} is older than source QEMU {version_str(s)}",
                       ctx.dst_uri)
@@ -61,7 +63,7 @@ def hypervisor_version(ctx):
 
 @check("SECRET-PLAINTEXT-TRANSPORT", scope="pair", tags=("secrets", "transport"), needs=(),
        hint="use qemu+tls:// or qemu+ssh://, or pass --allow-plaintext-secrets")
-def plaintext_transport(ctx):
+def plaintext_transport(ctx: CheckContext) -> Results:
     """Secret values would travel only over encrypted (or local) connections."""
     try:
         check_transport(ctx.src_uri, ctx.dst_uri, allow_plaintext=ctx.secret_policy.allow_plaintext)

@@ -13,9 +13,14 @@ check cannot run without; when one is unreachable the check is reported as skipp
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from coordinator.virt.errors import error_summary
+
+from .context import CheckContext, Target
 
 SEVERITIES = ("error", "warning")
 TRANSPORTS = ("libvirt", "ssh")
@@ -46,10 +51,29 @@ def skipped(message: str, subject: str | None = None) -> Result:
     return Result("skipped", message, subject)
 
 
+Results = Result | Iterable[Result]
+
+
+class PairCheckFn(Protocol):
+    """A check run once per (source, destination)."""
+
+    def __call__(self, ctx: CheckContext, /) -> Results: ...
+
+
+class DomainCheckFn(Protocol):
+    """A check run once per domain."""
+
+    def __call__(self, ctx: CheckContext, t: Target, /) -> Results: ...
+
+
+CheckFn = PairCheckFn | DomainCheckFn
+F = TypeVar("F", PairCheckFn, DomainCheckFn)
+
+
 @dataclass(frozen=True)
 class Check:
     id: str
-    fn: Callable[..., Iterable[Result] | Result]
+    fn: CheckFn
     severity: str
     transport: str
     scope: str
@@ -79,8 +103,8 @@ class Registry:
 
     def check(self, id: str, *, severity: str = "error", transport: str = "libvirt", scope: str = "domain",
               tags: Sequence[str] = (), hint: str = "", needs: Sequence[str] = ("src", "dst"),
-              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+              ) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
             summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
             self.register(Check(id=id, fn=fn, severity=severity, transport=transport, scope=scope,
                                 tags=tuple(tags), hint=hint, summary=summary, needs=tuple(needs)))
@@ -91,7 +115,7 @@ class Registry:
 REGISTRY = Registry()
 
 
-def check(id: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def check(id: str, **kw: Any) -> Callable[[F], F]:
     """Register a check in the default registry: ``@check("CPU-INCOMPATIBLE", tags=("cpu",), ...)``."""
     return REGISTRY.check(id, **kw)
 
@@ -151,7 +175,7 @@ def _selected(c: Check, skip: frozenset[str]) -> bool:
     return c.id not in skip and not (set(c.tags) & skip)
 
 
-def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
+def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
                registry: Registry | None = None, max_workers: int = MAX_WORKERS) -> Report:
     """Run every registered check (pair checks once, domain checks per ``ctx.targets``)
     concurrently on a bounded thread pool. ``skip`` holds ids or tags; ``waive`` ids whose
@@ -208,5 +232,4 @@ def run_checks(ctx: Any, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
 
 
 def _describe(e: BaseException) -> str:
-    from coordinator.hypervisor import error_summary  # one place that formats libvirt errors
     return f"{type(e).__name__}: {error_summary(e)}"

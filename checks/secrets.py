@@ -1,41 +1,23 @@
 """Secret checks: every secret the domain depends on, from ``SecretProvisioner.plan`` (reads only).
 
 One plan per domain is computed and shared; each plan that blocks maps to exactly one id
-(``secret_check_id``), so each problem can be skipped or waived on its own.
+(``SecretPlan.check_id``, decided in ``coordinator.core.secret_rules``), so each problem can be
+skipped or waived on its own.
 """
 from __future__ import annotations
 
-from coordinator.model import SecretAction, SecretPlan
 
-from .registry import check, failed, passed
+from .context import CheckContext, Target
+from .registry import DomainCheckFn, Results, check, failed, passed
 
 _VALUE_HINT = ("give the value with --secret-file/--secret-dir/--secret-command/--secret-stdin, "
                "or make the source secret readable")
 
 
-def secret_check_id(p: SecretPlan) -> str | None:
-    """Pure: which check a plan fails (None: it passes). Unverifiable → the warning SECRET-UNVERIFIABLE."""
-    if p.action is SecretAction.BLOCK:
-        if p.source_status == "missing":
-            return "SECRET-MISSING-ON-SOURCE"
-        if p.dest_status == "usage-mismatch" or ", usage " in p.source_status:
-            return "SECRET-USAGE-MISMATCH"
-        if p.dest_status == "value-mismatch":
-            return "SECRET-VALUE-MISMATCH"
-        if p.dest_status.endswith("-mismatch"):
-            return "SECRET-FLAGS-MISMATCH"
-        if p.dest_status == "missing":
-            return "SECRET-NO-VALUE-SOURCE"
-        return "SECRET-VALUE-MISMATCH" if "value" in p.reason else "SECRET-USAGE-MISMATCH"
-    if p.action is SecretAction.REUSE and p.dest_status == "unverifiable":
-        return "SECRET-UNVERIFIABLE"
-    return None
-
-
-def _secret_check(check_id: str):
-    def run(ctx, t):
+def _secret_check(check_id: str) -> DomainCheckFn:
+    def run(ctx: CheckContext, t: Target) -> Results:
         plans = ctx.secret_plans(t)
-        bad = [p for p in plans if secret_check_id(p) == check_id]
+        bad = [p for p in plans if p.check_id == check_id]
         if bad:
             return [failed(f"secret {p.uuid or p.ref.usage_id} ({p.ref.kind}): {p.reason}") for p in bad]
         return passed(f"{len(plans)} secret(s) checked" if plans else "the domain references no secret")

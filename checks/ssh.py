@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any
 
-from coordinator.domfacts import version_str
-from coordinator.secrets import wanted_flags
+from coordinator.core.domain_xml import domain_root
+from coordinator.core.errors import BadInput
+from coordinator.core.domfacts import TpmFacts
+from coordinator.core.versions import older, parse_version, version_str, version_text
+from coordinator.core.secret_rules import wanted_flags
+from coordinator.ssh.runner import CommandRunner
 
-from .registry import Result, check, failed, passed, skipped
+from .context import CheckContext, Target
+from .registry import Results, Result, check, failed, passed, skipped
 
 TPM_STATE_ROOT = "/var/lib/libvirt/swtpm"  # libvirt's default swtpm state directory (system daemon)
 SECRETS_DIR = "/etc/libvirt/secrets"        # where libvirtd (system) keeps persistent secrets
@@ -69,28 +72,6 @@ def missing_features(caps: SwtpmCaps, needed: tuple[str, ...]) -> tuple[str, ...
     return tuple(f for f in needed if f not in caps.features)
 
 
-_VERSION_RE = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)")
-
-
-def parse_version(text: str) -> tuple[int, ...] | None:
-    """Pure: the first dotted version in a tool's output, as a tuple; None when there is none.
-
-    "TPM emulator version 0.7.1, Copyright ..." → (0, 7, 1); "libvirtd (libvirt) 9.0.0" → (9, 0, 0);
-    a Debian version "0.9.2-3.1+deb12u1" → (0, 9, 2) (upstream part only: an epoch "1:" is skipped)."""
-    m = _VERSION_RE.search(re.sub(r"(?<![\w.])\d+:(?=\d)", "", text))
-    return tuple(int(p) for p in m.group(1).split(".")) if m else None
-
-
-def version_text(v: tuple[int, ...] | None) -> str:
-    return ".".join(map(str, v)) if v else "unknown"
-
-
-def older(dst: tuple[int, ...], src: tuple[int, ...]) -> bool:
-    """Pure: dst < src, padding the shorter with zeros (0.9 == 0.9.0)."""
-    n = max(len(dst), len(src))
-    return dst + (0,) * (n - len(dst)) < src + (0,) * (n - len(src))
-
-
 @dataclass(frozen=True)
 class DiskFree:
     filesystem: str
@@ -131,11 +112,9 @@ def tpm_state_dir(domain_xml: str | None) -> str:
     path=...>`` (libvirt ≥ 10.x) or, by default, under /var/lib/libvirt/swtpm."""
     if domain_xml:
         try:
-            root = ET.fromstring(domain_xml)
-        except ET.ParseError:
+            root = domain_root(domain_xml)
+        except BadInput:
             return TPM_STATE_ROOT
-        if root.tag == "domstatus" and root.find("domain") is not None:
-            root = root.find("domain")  # type: ignore[assignment]
         for src in root.findall("devices/tpm/backend/source"):
             path = src.get("path")
             if path:
@@ -145,17 +124,16 @@ def tpm_state_dir(domain_xml: str | None) -> str:
 
 # ------------------------------------------------------------------ helpers
 
-def _runner(ctx: Any, role: str):
-    get = getattr(ctx, "runner", None)
-    return get(role) if callable(get) else None
+def _runner(ctx: CheckContext, role: str) -> CommandRunner | None:
+    return ctx.runner(role)
 
 
-def _emulated(t: Any) -> tuple[Any, ...]:
+def _emulated(t: Target) -> tuple[TpmFacts, ...]:
     return tuple(x for x in t.facts.tpms if x.backend == "emulator")
 
 
-def _any_emulated(ctx: Any) -> bool:
-    return any(_emulated(t) for t in getattr(ctx, "targets", ()))
+def _any_emulated(ctx: CheckContext) -> bool:
+    return any(_emulated(t) for t in ctx.targets)
 
 
 def _first_line(text: str) -> str:
@@ -197,7 +175,7 @@ def _fs_type(runner, path: str) -> str | None:
 @check("SWTPM-MISSING", transport="ssh", scope="pair", tags=("ssh", "tpm", "swtpm"),
        hint="install swtpm and swtpm-tools on the destination (e.g. apt-get install swtpm swtpm-tools); "
             "libvirt starts swtpm for every emulated TPM")
-def swtpm_missing(ctx):
+def swtpm_missing(ctx: CheckContext) -> Results:
     """swtpm and swtpm_setup are installed on the destination."""
     runner = _runner(ctx, "dst")
     if runner is None:
@@ -215,7 +193,7 @@ def swtpm_missing(ctx):
 @check("SWTPM-CAPABILITIES", transport="ssh", scope="domain", tags=("ssh", "tpm", "swtpm"),
        hint="upgrade swtpm on the destination: encrypted state needs cmdarg-pwd-fd, TPM state on shared "
             "storage needs swtpm ≥ 0.8 (cmdarg-migration); see `swtpm socket --print-capabilities`")
-def swtpm_capabilities(ctx, t):
+def swtpm_capabilities(ctx: CheckContext, t: Target) -> Results:
     """The destination's swtpm offers the TPM version, fd-passed keys and (shared state) migration support."""
     tpms = _emulated(t)
     if not tpms:
@@ -235,7 +213,7 @@ def swtpm_capabilities(ctx, t):
     where = f"TPM state in {state_dir} on {fs or 'an unknown filesystem'}" + (" (shared)" if shared else "")
     if shared:
         # NOTE: libvirt migrates TPM state on shared storage only from 8.10 on (both sides).
-        old = [h.uri for h in (ctx.src, ctx.dst) if h is not None and h.lib_version() < SHARED_STATE_LIBVIRT]
+        old = [h.uri for h in (ctx.source, ctx.destination) if h is not None and h.lib_version() < SHARED_STATE_LIBVIRT]
         if old:
             return failed(f"{where}: needs libvirt ≥ 8.10 on both hosts; older on {', '.join(old)}")
     if missing:
@@ -247,7 +225,7 @@ def swtpm_capabilities(ctx, t):
 @check("SWTPM-VERSION-OLDER", transport="ssh", scope="pair", tags=("ssh", "tpm", "swtpm", "version"),
        hint="upgrade swtpm/libtpms on the destination: TPM state written by a newer libtpms may not load "
             "in an older one")
-def swtpm_version_older(ctx):
+def swtpm_version_older(ctx: CheckContext) -> Results:
     """swtpm and libtpms on the destination are not older than on the source."""
     src, dst = _runner(ctx, "src"), _runner(ctx, "dst")
     if src is None or dst is None:
@@ -283,7 +261,7 @@ def _libtpms_version(runner) -> tuple[int, ...] | None:
 @check("TPM-STATE-SPACE", transport="ssh", scope="domain", tags=("ssh", "tpm", "storage"),
        hint="free space on the destination filesystem holding /var/lib/libvirt/swtpm (the incoming TPM "
             "state is written there)")
-def tpm_state_space(ctx, t):
+def tpm_state_space(ctx: CheckContext, t: Target) -> Results:
     """Enough free space where the TPM state will land on the destination."""
     if not _emulated(t):
         return passed("the domain has no emulated TPM")
@@ -309,23 +287,23 @@ def tpm_state_space(ctx, t):
        hint="libvirt < 12.1 keeps a persistent secret's value as plain base64 in /etc/libvirt/secrets, beside "
             "the TPM state it protects: use --dest-ephemeral yes (value held in memory only; it must then be "
             "provisioned again after a libvirtd restart) or upgrade libvirt on the destination")
-def secret_at_rest(ctx, t):
+def secret_at_rest(ctx: CheckContext, t: Target) -> Results:
     """A persistent secret would be stored unencrypted on the destination (libvirt < 12.1)."""
     runner = _runner(ctx, "dst")
     if runner is None:
         return skipped(NO_SSH)
-    version = ctx.dst.lib_version()
+    version = ctx.destination.lib_version()
     if version >= SECRETS_ENCRYPTED_SINCE:
         return passed(f"libvirt {version_str(version)} on the destination encrypts secrets at rest")
     out: list[Result] = []
     for p in ctx.secret_plans(t):
         if p.uuid is None:
             continue
-        info = ctx.dst.secret_info(p.uuid)
+        info = ctx.destination.secret_info(p.uuid)
         if info is not None:
             persistent, how = not info.ephemeral, "is"
         else:
-            src_info = ctx.src.secret_info(p.uuid) if ctx.src is not None else None
+            src_info = ctx.source.secret_info(p.uuid) if ctx.source is not None else None
             if src_info is None:
                 continue
             persistent, how = not wanted_flags(src_info, ctx.secret_policy)[1], "would be"

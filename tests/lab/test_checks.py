@@ -14,9 +14,9 @@ import libvirt
 import pytest
 
 import checks
-from checks import command
-from coordinator.errors import BadInput, MigcoordError
-from coordinator.params import MigrationPolicy
+from coordinator.cli import cmd_check as command
+from coordinator.core.errors import BadInput, MigcoordError
+from coordinator.core.params import MigrationPolicy
 
 UNREACHABLE = "qemu+tcp://127.0.0.99/system"  # loopback address where nothing listens
 

@@ -19,11 +19,11 @@ import pytest
 
 from checks.context import build_context
 from checks.registry import REGISTRY, Registry, run_checks
-from coordinator.errors import BadInput, HostUnreachable
-from coordinator.keys import KeyRing
-from coordinator.params import MigrationPolicy
-from coordinator.remote import SshConfig, SshRunner, runner_for
-from coordinator.secrets import SecretPolicy
+from coordinator.core.errors import BadInput, HostUnreachable
+from coordinator.steps.keys import KeyRing
+from coordinator.core.params import MigrationPolicy
+from coordinator.ssh.runner import SshConfig, SshRunner, runner_for
+from coordinator.core.secret_rules import SecretPolicy
 
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from checks.secrets import secret_check_id
-from coordinator import domfacts
-from coordinator.errors import BadInput
-from coordinator.model import SecretAction, SecretKind, SecretPlan, SecretRef
+from coordinator.core import domfacts
+from coordinator.core.errors import BadInput
+from coordinator.core.model import SecretAction, SecretKind, SecretPlan, SecretRef
 
 DOM = """<domain type='kvm'>
   <name>vm1</name><uuid>ABCDEF00-0000-4000-8000-000000000001</uuid>
@@ -134,7 +134,7 @@ def test_plaintext_transport_check(src, dst, allow, status):
     from types import SimpleNamespace
 
     from checks.hosts import plaintext_transport
-    from coordinator.secrets import SecretPolicy
+    from coordinator.core.secret_rules import SecretPolicy
     r = plaintext_transport(SimpleNamespace(src_uri=src, dst_uri=dst,
                                             secret_policy=SecretPolicy(allow_plaintext=allow)))
     assert r.status == status

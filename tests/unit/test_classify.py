@@ -5,9 +5,10 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from coordinator.errors import BadInput, HostUnreachable
-from coordinator.executor import RetryPolicy, build_retrying, retryable
-from coordinator.hypervisor import (TRANSIENT_ERRORS, Retry, check_uri, classify, classify_code,
+from coordinator.core.errors import BadInput, HostUnreachable
+from coordinator.flows.migrate import RetryPolicy, build_retrying, retryable
+from coordinator.core.uris import check_uri
+from coordinator.virt.errors import TRANSIENT_ERRORS, Retry, classify, classify_code
                                     is_transient, parse_secret_xml)
 
 T, P = Retry.TRANSIENT, Retry.PERMANENT

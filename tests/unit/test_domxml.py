@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.domxml import domain_identity, secret_refs, union_refs, unique_secret_refs
-from coordinator.errors import BadInput
-from coordinator.model import SecretKind, SecretRef
+from coordinator.core.domxml import domain_identity, secret_refs, union_refs, unique_secret_refs
+from coordinator.core.errors import BadInput
+from coordinator.core.model import SecretKind, SecretRef
 
 VTPM, ENC, AUTH = SecretKind.VTPM, SecretKind.DISK_ENCRYPTION, SecretKind.DISK_AUTH
 HOST, NVRAM = SecretKind.HOSTDEV_AUTH, SecretKind.NVRAM_AUTH

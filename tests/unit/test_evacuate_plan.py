@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.errors import BadInput
-from coordinator.evacuate import Candidate, EvacuationPolicy, Outcome, exit_code_for, place
+from coordinator.core.errors import BadInput
+from coordinator.flows.evacuate import Candidate, EvacuationPolicy, Outcome, exit_code_for, place
 
 MiB = 2**20
 A, B = "qemu+ssh://a/system", "qemu+ssh://b/system"

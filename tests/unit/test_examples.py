@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from coordinator.cli import build_parser
+from coordinator.cli.main import build_parser
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from coordinator.journal import Journal
+from coordinator.steps.journal import Journal
 
 
 def test_records_are_json_lines(tmp_path):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.errors import BadInput, SecretUnavailable
-from coordinator.keys import KeyRing, ValueSource, check_key_file, parse_file_option
-from coordinator.model import SecretValue
+from coordinator.core.errors import BadInput, SecretUnavailable
+from coordinator.steps.keys import KeyRing, ValueSource, check_key_file, parse_file_option
+from coordinator.core.model import SecretValue
 
 A = "6dd3e4a5-1d76-44ce-961f-f119f5aad935"
 B = "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from coordinator.errors import BadInput
-from coordinator.params import (MigrationPolicy, TimeoutPolicy, deadlines, migration_flags, migration_params,
+from coordinator.core.errors import BadInput
+from coordinator.core.params import MigrationPolicy, TimeoutPolicy, deadlines, migration_flags, migration_params
                                on_deadline)
 
 BASE = {"PEER2PEER", "LIVE", "PERSIST_DEST", "UNDEFINE_SOURCE"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.errors import BadInput
-from coordinator.remote import (CommandResult, LocalRunner, SshConfig, SshRunner, format_command, runner_for,
+from coordinator.core.errors import BadInput
+from coordinator.ssh.runner import CommandResult, LocalRunner, SshConfig, SshRunner, format_command, runner_for
                                 ssh_target)
 
 
@@ -277,7 +277,7 @@ def test_ssh_checks_registered_with_transport_ssh(ssh):
 def test_ssh_checks_skip_without_runner(ssh):
     from types import SimpleNamespace
 
-    from coordinator.domfacts import TpmFacts
+    from coordinator.core.domfacts import TpmFacts
     facts = SimpleNamespace(tpms=(TpmFacts("tpm-crb", "emulator", "2.0"),))
     t = SimpleNamespace(facts=facts, xmls=("<domain/>",), name="vm")
     ctx = SimpleNamespace(runner=lambda role: None, targets=(t,), dst_uri="qemu+tcp://hv2/system")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.errors import BadInput, Blocked
-from coordinator.secrets import check_transport
-from coordinator.uris import uri_facts
+from coordinator.core.errors import BadInput, Blocked
+from coordinator.core.uris import check_transport
+from coordinator.core.uris import uri_facts
 
 
 @pytest.mark.parametrize("uri, transport, host, loopback, plaintext", [

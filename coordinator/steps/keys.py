@@ -10,22 +10,21 @@ different value than the source.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shlex
-import stat
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
+from collections.abc import Sequence
 
-from .errors import BadInput, SecretUnavailable
-from .model import SecretValue
+from coordinator.core.errors import BadInput, SecretUnavailable
+from coordinator.core.ids import canonical_uuid
+from coordinator.files.keyfile import check_key_file
+from coordinator.core.model import SecretValue
 
 log = logging.getLogger("migcoord")
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 COMMAND_TIMEOUT_S = 30.0
 MAX_VALUE_BYTES = 1 << 20  # libvirt caps secret values far below this
 
@@ -42,38 +41,12 @@ class ValueSource:
         return f"{self.kind}:{self.arg}" if self.kind != "stdin" else "stdin"
 
 
-def canonical_uuid(text: str, what: str = "secret UUID") -> str:
-    t = text.strip().lower()
-    if re.fullmatch(r"[0-9a-f]{32}", t):
-        t = f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:]}"
-    if not UUID_RE.match(t):
-        raise BadInput(f"{what} {text!r} is not a UUID")
-    return t
-
-
 def parse_file_option(opt: str) -> ValueSource:
     """``UUID=PATH`` as given to --secret-file."""
     uuid, sep, path = opt.partition("=")
     if not sep or not path:
         raise BadInput(f"--secret-file expects UUID=PATH, got {opt!r}")
     return ValueSource("file", path, canonical_uuid(uuid))
-
-
-def check_key_file(path: Path) -> None:
-    """Refuse anything but a regular file readable by its owner only."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise BadInput(f"key file {path} does not exist", hint="check the path") from None
-    except PermissionError:
-        raise BadInput(f"key file {path} cannot be read", hint="run as its owner or root") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BadInput(f"key file {path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise BadInput(f"key file {path} has loose permissions {stat.S_IMODE(st.st_mode):04o}",
-                       hint=f"make it owner-only: chmod 600 {path}")
-    if st.st_uid not in (os.geteuid(), 0):
-        raise BadInput(f"key file {path} is owned by uid {st.st_uid}, not by you or root")
 
 
 def _read_key_file(path: Path) -> bytes:

@@ -9,9 +9,11 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
-from .errors import Busy
+from coordinator.core.errors import Busy
+
+DEFAULT_LOCK_DIR = Path(os.environ.get("MIGCOORD_LOCK_DIR", "/run/migcoord"))
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class SecretKind(str, enum.Enum):
+class SecretKind(enum.StrEnum):
     """Why a domain needs a secret (where in the domain XML it was found)."""
 
     VTPM = "vtpm"
@@ -14,9 +14,6 @@ class SecretKind(str, enum.Enum):
     DISK_AUTH = "disk-auth"
     HOSTDEV_AUTH = "hostdev-auth"
     NVRAM_AUTH = "nvram-auth"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class SecretValue:
         raise TypeError("SecretValue cannot be pickled")
 
 
-class SecretAction(str, enum.Enum):
+class SecretAction(enum.StrEnum):
     """What the run does (or did) about one secret on the destination."""
 
     REUSE = "reuse"          # present and verified (or unverifiable but accepted)
@@ -77,22 +74,68 @@ class SecretAction(str, enum.Enum):
     RESET_VALUE = "reset-value"  # present, private on dst, value re-set on request
     BLOCK = "block"          # cannot proceed
 
-    def __str__(self) -> str:
-        return self.value
+
+class Verdict(enum.Enum):
+    """What the destination needs for one secret: (action, destination status, failing check id)."""
+
+
+    MISSING_ON_SOURCE = (SecretAction.BLOCK, "unknown", "SECRET-MISSING-ON-SOURCE")
+    SOURCE_USAGE_MISMATCH = (SecretAction.BLOCK, "unknown", "SECRET-USAGE-MISMATCH")
+    NO_VALUE_SOURCE = (SecretAction.BLOCK, "missing", "SECRET-NO-VALUE-SOURCE")
+    PROVISION = (SecretAction.PROVISION, "missing", None)
+    DEST_USAGE_MISMATCH = (SecretAction.BLOCK, "usage-mismatch", "SECRET-USAGE-MISMATCH")
+    PRIVATE_MISMATCH = (SecretAction.BLOCK, "private-mismatch", "SECRET-FLAGS-MISMATCH")
+    EPHEMERAL_MISMATCH = (SecretAction.BLOCK, "ephemeral-mismatch", "SECRET-FLAGS-MISMATCH")
+    UNVERIFIABLE_PRIVATE = (SecretAction.REUSE, "unverifiable", "SECRET-UNVERIFIABLE")
+    UNVERIFIABLE_NO_VALUE = (SecretAction.REUSE, "unverifiable", "SECRET-UNVERIFIABLE")
+    RESET_VALUE = (SecretAction.RESET_VALUE, "unverifiable", None)
+    MATCH = (SecretAction.REUSE, "match", None)
+    VALUE_MISMATCH = (SecretAction.BLOCK, "value-mismatch", "SECRET-VALUE-MISMATCH")
+
+    @property
+    def action(self) -> SecretAction:
+        return self.value[0]
+
+    @property
+    def dest_status(self) -> str:
+        return str(self.value[1])
+
+    @property
+    def check_id(self) -> str | None:
+        return self.value[2]
+
+    @property
+    def is_mismatch(self) -> bool:
+        """The destination holds a copy that differs (SecretMismatch rather than plain Blocked)."""
+        return self.dest_status.endswith("-mismatch")
+
 
 
 @dataclass(frozen=True)
 class SecretPlan:
-    """The decision for one secret the domain depends on."""
+    """The decision for one secret the domain depends on (``core.secret_rules`` makes it)."""
 
     ref: SecretRef
     uuid: str | None
-    action: SecretAction
+    verdict: Verdict
     source_status: str  # e.g. "readable", "private", "missing"
-    dest_status: str    # e.g. "missing", "match", "value-mismatch", "unverifiable"
     reason: str = ""
     value_source: str | None = None
     usage_id: str | None = None  # as resolved on the source (a UUID reference carries none)
+
+    @property
+    def action(self) -> SecretAction:
+        return self.verdict.action
+
+    @property
+    def dest_status(self) -> str:
+        """e.g. "missing", "match", "value-mismatch", "unverifiable"."""
+        return self.verdict.dest_status
+
+    @property
+    def check_id(self) -> str | None:
+        """The pre-flight check this plan fails (None: it passes)."""
+        return self.verdict.check_id
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -10,40 +10,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import xml.etree.ElementTree as ET
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from . import domxml
-from .errors import Blocked, SecretMismatch, SecretUnavailable
-from .hypervisor import Host
-from .journal import Journal
-from .keys import KeyRing
-from .model import SecretAction, SecretInfo, SecretPlan, SecretRef, SecretValue
-from .uris import uri_facts
+from coordinator.core import domxml
+from coordinator.core.errors import Blocked, SecretMismatch, SecretUnavailable
+from coordinator.core.model import SecretAction, SecretInfo, SecretPlan, SecretRef, SecretValue, Verdict
+from coordinator.core.secret_rules import SecretPolicy, definition_verdict, value_verdict, wanted_flags
+from coordinator.core.secret_xml import with_flags
+from coordinator.steps.journal import Journal
+from coordinator.steps.keys import KeyRing
+from coordinator.virt.host import Host
 
 log = logging.getLogger("migcoord")
-
-
-@dataclass(frozen=True)
-class SecretPolicy:
-    """How secrets are treated on the destination.
-
-    ``dest_private`` / ``dest_ephemeral``: None mirrors the source secret's flag.
-    ``reset_values``: when the destination copy is private (unverifiable), set our value.
-    ``allow_plaintext``: permit sending values over a plaintext remote transport.
-    ``use_source_api``: read non-private values from the source host.
-    ``cleanup_source``: after a verified migration, undefine the source copies no other
-    source domain uses (opt-in: deleting a secret can leave data unreadable).
-    """
-
-    dest_private: bool | None = None
-    dest_ephemeral: bool | None = None
-    reset_values: bool = False
-    allow_plaintext: bool = False
-    use_source_api: bool = True
-    cleanup_source: bool = False
 
 
 def digest(data: bytes) -> bytes:
@@ -52,30 +32,6 @@ def digest(data: bytes) -> bytes:
 
 def same_value(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(digest(a), digest(b))
-
-
-def check_transport(*uris: str, allow_plaintext: bool) -> None:
-    """Refuse (Blocked) before any value is read when a connection carrying it is plaintext."""
-    for uri in uris:
-        if uri_facts(uri).plaintext_remote and not allow_plaintext:
-            raise Blocked(f"secret values would cross the network unencrypted over {uri}",
-                          hint="use qemu+tls:// or qemu+ssh://, or pass --allow-plaintext-secrets",
-                          check_id="SECRET-PLAINTEXT-TRANSPORT")
-
-
-def wanted_flags(info: SecretInfo, policy: SecretPolicy) -> tuple[bool, bool]:
-    """(private, ephemeral) for the destination copy: the policy's, else mirrored from the source."""
-    return (info.private if policy.dest_private is None else policy.dest_private,
-            info.ephemeral if policy.dest_ephemeral is None else policy.dest_ephemeral)
-
-
-def wanted_xml(info: SecretInfo, policy: SecretPolicy) -> str:
-    """The source secret's XML with the destination flags the policy asks for."""
-    root = ET.fromstring(info.xml)
-    private, ephemeral = wanted_flags(info, policy)
-    root.set("private", "yes" if private else "no")
-    root.set("ephemeral", "yes" if ephemeral else "no")
-    return ET.tostring(root, encoding="unicode")
 
 
 class SourceSecrets:
@@ -167,57 +123,62 @@ class SecretProvisioner:
         return plans
 
     def _plan_one(self, ref: SecretRef) -> SecretPlan:
-        def plan(action: SecretAction, src_st: str, dst_st: str, reason: str = "",
-                 uuid: str | None = None, source: str | None = None) -> SecretPlan:
-            usage_id = info.usage_id if info is not None else None
-            return SecretPlan(ref=ref, uuid=uuid, action=action, source_status=src_st, dest_status=dst_st,
-                              reason=reason, value_source=source, usage_id=usage_id)
-
         info = self.resolve(ref)
+        dst_info = self.dst.secret_info(info.uuid) if info is not None and info.usage_type == ref.usage_type \
+            else None
+        verdict = definition_verdict(ref, info, dst_info, self.policy)
+        source: str | None = None
+        if verdict is None:
+            assert info is not None
+            if dst_info is None:
+                source = self.value_source(info.uuid, info)  # NOTE: the value itself is read when applied
+                verdict = value_verdict(None, source is not None, None)
+            else:
+                value = self.value(info.uuid, info)
+                source = value.source if value is not None else None
+                matches = None if value is None or dst_info.private else \
+                    same_value(self.dst.secret_value(info.uuid), value.data)
+                verdict = value_verdict(dst_info, value is not None, matches)
+        src_st = "missing" if info is None else "private" if info.private else "readable"
+        if verdict is Verdict.SOURCE_USAGE_MISMATCH:
+            assert info is not None
+            src_st += f", usage {info.usage_type}"
+        if verdict not in (Verdict.MATCH, Verdict.PROVISION, Verdict.RESET_VALUE):
+            source = None
+        return SecretPlan(ref=ref, uuid=info.uuid if info is not None else ref.uuid, verdict=verdict,
+                          source_status=src_st, reason=self._reason(verdict, ref, info, dst_info),
+                          value_source=source, usage_id=info.usage_id if info is not None else None)
+
+    def _reason(self, v: Verdict, ref: SecretRef, info: SecretInfo | None, dst: SecretInfo | None) -> str:
+        """The operator's one-line explanation of a verdict (names hosts, UUIDs and usages; never a value)."""
         if info is None:
             what = ref.uuid or f"with usage {ref.usage_type} {ref.usage_id!r}"
-            return plan(SecretAction.BLOCK, "missing", "unknown", uuid=ref.uuid,
-                        reason=f"secret {what} is not defined on the source {self.src.uri}")
+            return f"secret {what} is not defined on the source {self.src.uri}"
         uuid = info.uuid
-        src_st = "private" if info.private else "readable"
-        if info.usage_type != ref.usage_type:
-            return plan(SecretAction.BLOCK, f"{src_st}, usage {info.usage_type}", "unknown", uuid=uuid,
-                        reason=f"secret {uuid} has usage type {info.usage_type} on {self.src.uri} "
-                               f"but the domain needs {ref.usage_type}")
-        dst_info = self.dst.secret_info(uuid)
-        if dst_info is None:
-            source = self.value_source(uuid, info)  # NOTE: the value itself is read when applied
-            if source is None:
-                return plan(SecretAction.BLOCK, src_st, "missing", uuid=uuid,
-                            reason=f"secret {uuid} is private on {self.src.uri} and no value source "
-                                   f"has it; give --secret-file/--secret-dir/--secret-command/--secret-stdin")
-            return plan(SecretAction.PROVISION, src_st, "missing", uuid=uuid, source=source)
-        if (dst_info.usage_type, dst_info.usage_id) != (info.usage_type, info.usage_id):
-            return plan(SecretAction.BLOCK, src_st, "usage-mismatch", uuid=uuid,
-                        reason=f"secret {uuid} has usage {dst_info.usage_type}:{dst_info.usage_id!r} on "
-                               f"{self.dst.uri} but {info.usage_type}:{info.usage_id!r} on {self.src.uri}")
-        for flag, wanted in (("private", self.policy.dest_private), ("ephemeral", self.policy.dest_ephemeral)):
-            if wanted is not None and getattr(dst_info, flag) != wanted:
-                return plan(SecretAction.BLOCK, src_st, f"{flag}-mismatch", uuid=uuid,
-                            reason=f"secret {uuid} on {self.dst.uri} has {flag}="
-                                   f"{'yes' if getattr(dst_info, flag) else 'no'}, the policy asks for "
-                                   f"{'yes' if wanted else 'no'}")
-        if dst_info.private and not self.policy.reset_values:
-            return plan(SecretAction.REUSE, src_st, "unverifiable", uuid=uuid,
-                        reason="destination copy is private and cannot be compared; "
-                               "pass --reset-secret-values to set the authoritative value")
-        value = self.value(uuid, info)
-        if value is None:
-            return plan(SecretAction.REUSE, src_st, "unverifiable", uuid=uuid,
-                        reason="no value available here to compare with; reusing the destination copy")
-        if dst_info.private:
-            return plan(SecretAction.RESET_VALUE, src_st, "unverifiable", uuid=uuid, source=value.source,
-                        reason="destination copy is private; its value will be set (--reset-secret-values)")
-        if same_value(self.dst.secret_value(uuid), value.data):
-            return plan(SecretAction.REUSE, src_st, "match", uuid=uuid, source=value.source)
-        return plan(SecretAction.BLOCK, src_st, "value-mismatch", uuid=uuid,
-                    reason=f"secret {uuid} has a different value on {self.dst.uri} than on {self.src.uri}; "
-                           f"the migration would fail late in swtpm")
+        if v is Verdict.SOURCE_USAGE_MISMATCH:
+            return (f"secret {uuid} has usage type {info.usage_type} on {self.src.uri} "
+                    f"but the domain needs {ref.usage_type}")
+        if v is Verdict.NO_VALUE_SOURCE:
+            return (f"secret {uuid} is private on {self.src.uri} and no value source "
+                    f"has it; give --secret-file/--secret-dir/--secret-command/--secret-stdin")
+        if dst is None:
+            return ""
+        if v is Verdict.DEST_USAGE_MISMATCH:
+            return (f"secret {uuid} has usage {dst.usage_type}:{dst.usage_id!r} on "
+                    f"{self.dst.uri} but {info.usage_type}:{info.usage_id!r} on {self.src.uri}")
+        if v in (Verdict.PRIVATE_MISMATCH, Verdict.EPHEMERAL_MISMATCH):
+            flag = "private" if v is Verdict.PRIVATE_MISMATCH else "ephemeral"
+            have = getattr(dst, flag)
+            return (f"secret {uuid} on {self.dst.uri} has {flag}={'yes' if have else 'no'}, the policy asks for "
+                    f"{'no' if have else 'yes'}")
+        return {
+            Verdict.UNVERIFIABLE_PRIVATE: "destination copy is private and cannot be compared; "
+                                          "pass --reset-secret-values to set the authoritative value",
+            Verdict.UNVERIFIABLE_NO_VALUE: "no value available here to compare with; reusing the destination copy",
+            Verdict.RESET_VALUE: "destination copy is private; its value will be set (--reset-secret-values)",
+            Verdict.VALUE_MISMATCH: f"secret {uuid} has a different value on {self.dst.uri} than on "
+                                    f"{self.src.uri}; the migration would fail late in swtpm",
+        }.get(v, "")
 
     # -- writing ----------------------------------------------------------
     def apply(self, plans: list[SecretPlan]) -> None:
@@ -249,16 +210,16 @@ class SecretProvisioner:
         info = self.source_info(p.uuid)
         assert info is not None and p.uuid
         private, ephemeral = wanted_flags(info, self.policy)
-        self.dst.define_secret(wanted_xml(info, self.policy))
+        self.dst.define_secret(with_flags(info, private, ephemeral))
         self.created.append(p.uuid)
         self.journal.record("secret-defined", uuid=p.uuid, host=self.dst.uri, usage_type=info.usage_type,
                             usage_id=info.usage_id, private=private, ephemeral=ephemeral)
         self.dst.set_secret_value(p.uuid, value.data)
         self.journal.record("secret-value-set", uuid=p.uuid, host=self.dst.uri, value_source=value.source)
         dst_info = self.dst.secret_info(p.uuid)
-        if dst_info is not None and not dst_info.private:
-            if not same_value(self.dst.secret_value(p.uuid), value.data):
-                raise SecretMismatch(f"secret {p.uuid} reads back differently on {self.dst.uri}")
+        if dst_info is not None and not dst_info.private \
+                and not same_value(self.dst.secret_value(p.uuid), value.data):
+            raise SecretMismatch(f"secret {p.uuid} reads back differently on {self.dst.uri}")
 
     def rollback(self, dst_domains_xml: Iterable[str]) -> list[str]:
         """Undefine the secrets this run created that no destination domain references."""
@@ -299,7 +260,7 @@ def cleanup_source(src: Host, uuids: Iterable[str], src_domains_xml: Iterable[st
 
 def blocked_by(blockers: list[SecretPlan]) -> Blocked:
     first = blockers[0]
-    cls = SecretUnavailable if first.source_status == "private" and first.dest_status == "missing" \
-        else SecretMismatch if "mismatch" in first.dest_status else Blocked
+    cls = SecretUnavailable if first.verdict is Verdict.NO_VALUE_SOURCE \
+        else SecretMismatch if first.verdict.is_mismatch else Blocked
     more = f" (and {len(blockers) - 1} more)" if len(blockers) > 1 else ""
     return cls(first.reason + more, plans=blockers)

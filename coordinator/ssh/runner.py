@@ -12,6 +12,7 @@ unusable key file, failed authentication, missing known_hosts file).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import select
 import shlex
@@ -21,13 +22,15 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
-
-import functools
 import importlib
 from types import ModuleType
 from typing import Any as _Any
+from typing import Protocol, runtime_checkable
+
+
+from coordinator.core.errors import BadInput, HostUnreachable
+from coordinator.core.uris import ssh_target
+from coordinator.files.keyfile import check_key_file
 
 
 class _LazyModule:
@@ -44,12 +47,6 @@ class _LazyModule:
 
 paramiko: _Any = _LazyModule("paramiko")
 
-from .errors import BadInput, HostUnreachable
-from .keys import check_key_file
-
-# libvirt transports whose URI port (and user) are the SSH ones.
-_SSH_TRANSPORTS = {"ssh", "libssh", "libssh2"}
-_LOCAL_HOSTS = {"", None}
 _READ_CHUNK = 65536
 
 
@@ -117,27 +114,6 @@ def format_command(fmt: str, *args: str) -> str:
         raise ValueError(f"command format {fmt!r} does not match {len(args)} argument(s): {e}") from None
 
 
-def ssh_target(uri: str) -> tuple[str, str | None, int | None] | None:
-    """Pure: (host, user, port) to reach a libvirt URI's host over SSH; None for a local URI.
-
-    The user and port in the URI are SSH's only for ssh transports (``qemu+ssh://u@h:2222/system``);
-    for ``qemu+tcp://h:16509`` the port is libvirt's, so SSH's own defaults apply."""
-    parts = urlsplit(uri)
-    if "://" not in uri or not parts.scheme:
-        raise BadInput(f"not a libvirt URI: {uri!r}", hint="e.g. qemu+ssh://HOST/system")
-    host = parts.hostname
-    if host in _LOCAL_HOSTS:
-        return None
-    transport = parts.scheme.partition("+")[2]
-    if transport in _SSH_TRANSPORTS:
-        try:
-            port = parts.port
-        except ValueError:
-            raise BadInput(f"bad port in URI {uri!r}") from None
-        return host, parts.username or None, port
-    return host, None, None
-
-
 def runner_for(uri: str, config: SshConfig | None) -> CommandRunner | None:
     """The runner for a libvirt URI's host: a ``LocalRunner`` for a local URI (``qemu:///system``),
     an ``SshRunner`` for a remote one, None when the host is remote and SSH is not configured.
@@ -179,7 +155,7 @@ class LocalRunner:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "LocalRunner":
+    def __enter__(self) -> LocalRunner:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -192,7 +168,7 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 
 @functools.cache
-def _reject_types() -> tuple[type, type]:
+def _reject_types() -> tuple[_Any, type]:
     """(exception, policy): RejectPolicy that remembers the offered key, so the refusal can name
     its fingerprint. Built on first use because paramiko is imported lazily."""
 
@@ -343,7 +319,7 @@ class SshRunner:
                 self._client.close()
                 self._client = None
 
-    def __enter__(self) -> "SshRunner":
+    def __enter__(self) -> SshRunner:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,7 +1,7 @@
 """``migcoord check DOMAIN... --from SRC --to DST [--json] [--skip ID_OR_TAG]... [--waive ID]...``
 
 Read-only. Exit 0 when nothing blocks, 1 when something does, 2 on bad input (BadInput).
-Wired into coordinator/cli.py by ``add_parser(sub)`` and ``"check": run``.
+The matrix in tests/lab/test_verdict_matrix.py (where present) proves the verdict against real migrations.
 """
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import argparse
 import json
 from typing import Any
 
+from checks import preflight
+from checks.registry import Report
+from coordinator.core.params import MigrationPolicy
+from coordinator.steps.options import MigrateOptions
 
-from . import preflight
-from .registry import Report
+from . import options as opts
+from .render import table
 
 EXIT_HELP = """exit codes:
   0  nothing blocks the migration (warnings may be listed)
@@ -20,14 +24,12 @@ EXIT_HELP = """exit codes:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    # NOTE: imported here, not at module level: coordinator.cli imports this module.
-    from coordinator.cli import _add_hosts, _add_secret_options, _add_ssh_options
-    p = subparsers.add_parser("check", help="run the pre-flight checks; change nothing",
+    p: argparse.ArgumentParser = subparsers.add_parser("check", help="run the pre-flight checks; change nothing",
                               epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("domains", nargs="+", metavar="DOMAIN", help="domain name, UUID or id (one or more)")
-    _add_hosts(p)
-    _add_secret_options(p)
-    _add_ssh_options(p)
+    opts.add_hosts(p)
+    opts.add_secret_options(p)
+    opts.add_ssh_options(p)
     p.add_argument("--skip", action="append", default=[], metavar="ID_OR_TAG",
                    help="do not run this check id or every check with this tag (repeatable)")
     p.add_argument("--waive", action="append", default=[], metavar="ID",
@@ -39,11 +41,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coordinator.cli import _keyring, _secret_policy, _ssh_config
-    from coordinator.params import MigrationPolicy
     policy = MigrationPolicy(live=not args.offline, copy_storage=args.copy_storage, unsafe=args.unsafe)
-    report = preflight(args.src, args.dst, args.domains, policy=policy, secret_policy=_secret_policy(args),
-                       keyring=_keyring(args), skip=args.skip, waive=args.waive, ssh=_ssh_config(args))
+    options = MigrateOptions(policy=policy, secret_policy=opts.secret_policy(args), keyring=opts.keyring(args),
+                             skip=tuple(args.skip), waive=tuple(args.waive), ssh=opts.ssh_config(args))
+    report = preflight(args.src, args.dst, args.domains, options)
     print(render_json(report) if args.json else render_table(report))
     return 0 if report.ok else 1
 
@@ -56,8 +57,7 @@ def render_table(report: Report) -> str:
     rows = [("ID", "SEVERITY", "STATUS", "SUBJECT", "MESSAGE")]
     rows += [(f.check_id, f.severity, f.status.upper() if f.status != "pass" else f.status, f.subject,
               f.message) for f in report.findings]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join([*(c.ljust(w) for c, w in zip(r[:4], widths)), r[4]]).rstrip() for r in rows]
+    lines = table(rows).splitlines()
     hints = {f.check_id: f.hint for f in report.findings if f.status in ("fail", "error", "waived") and f.hint}
     if hints:
         lines.append("")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadInput
+from coordinator.core.errors import BadInput
 
 
 @dataclass(frozen=True)

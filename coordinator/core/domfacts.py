@@ -10,7 +10,8 @@ import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from .errors import BadInput
+from coordinator.core.domain_xml import domain_root
+from coordinator.core.errors import BadInput
 
 # formatdomain "Memory Allocation": unit multipliers, to KiB.
 _UNITS_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024, "m": 1024,
@@ -75,17 +76,7 @@ def to_kib(value: str, unit: str | None) -> int:
 @functools.lru_cache(maxsize=1024)
 def parse(domain_xml: str) -> DomainFacts:
     """Facts of a domain XML (live or inactive, or a ``<domstatus>`` wrapper)."""
-    try:
-        root = ET.fromstring(domain_xml)
-    except ET.ParseError as e:
-        raise BadInput(f"malformed domain XML: {e}") from None
-    if root.tag == "domstatus":
-        inner = root.find("domain")
-        if inner is None:
-            raise BadInput("domstatus XML without a <domain>")
-        root = inner
-    if root.tag != "domain":
-        raise BadInput(f"not a domain XML (root <{root.tag}>)")
+    root = domain_root(domain_xml)
     ostype = root.find("os/type")
     mem = root.find("currentMemory")
     if mem is None:
@@ -100,15 +91,16 @@ def parse(domain_xml: str) -> DomainFacts:
         b = t.find("backend")
         tpms.append(TpmFacts(model=t.get("model", "tpm-tis"), backend=b.get("type", "") if b is not None else "",
                              version=b.get("version") if b is not None else None))
-    networks, bridges = [], []
+    networks: list[str] = []
+    bridges: list[str] = []
     for i in root.findall("devices/interface"):
         src = i.find("source")
         if src is None:
             continue
         if i.get("type") == "network" and src.get("network"):
-            networks.append(src.get("network"))
+            networks.append(src.get("network", ""))
         elif i.get("type") == "bridge" and src.get("bridge"):
-            bridges.append(src.get("bridge"))
+            bridges.append(src.get("bridge", ""))
     disks = []
     for d in root.findall("devices/disk"):
         src = d.find("source")
@@ -116,7 +108,8 @@ def parse(domain_xml: str) -> DomainFacts:
         path = None
         if src is not None:
             path = src.get({"file": "file", "block": "dev", "dir": "dir"}.get(dtype, "file"))
-        disks.append(DiskFacts(target=d.find("target").get("dev") if d.find("target") is not None else None,
+        target = d.find("target")
+        disks.append(DiskFacts(target=target.get("dev") if target is not None else None,
                                type=dtype, device=d.get("device", "disk"), path=path,
                                pool=src.get("pool") if src is not None and dtype == "volume" else None,
                                volume=src.get("volume") if src is not None and dtype == "volume" else None,
@@ -189,8 +182,3 @@ def host_model_cpu(domcaps_xml: str) -> tuple[bool, str | None]:
     for child in mode:
         cpu.append(child)
     return True, ET.tostring(cpu, encoding="unicode")
-
-
-def version_str(v: int) -> str:
-    """libvirt's major*1,000,000 + minor*1,000 + release → "major.minor.release"."""
-    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"

@@ -14,22 +14,20 @@ form ends in ``/@secret``. Example: ``/domain/devices/disk[2]/source/encryption/
 """
 from __future__ import annotations
 
-import re
-import uuid as _uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from coordinator.errors import BadInput
-from coordinator.model import SecretKind, SecretRef
+from .domain_xml import HINT_XML, domain_root
+from .errors import BadInput
+from .ids import canonical_uuid
+from .model import SecretKind, SecretRef
 
 __all__ = ["secret_refs", "unique_secret_refs", "union_refs", "domain_identity"]
 
 _ALWAYS_INDEXED = frozenset({"disk", "hostdev", "tpm", "backingStore"})
 # formatsecret: the usage categories a secret can have.
 _USAGE_TYPES = frozenset({"ceph", "iscsi", "volume", "vtpm", "tls"})
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}", re.I)
-_HINT_XML = "pass the XML exactly as libvirt returns it (virsh dumpxml / virDomainGetXMLDesc)"
 # Elements of a storage source that may hold a secret or a further storage source.
 _STORAGE_TAGS = frozenset({"encryption", "auth", "source", "backingStore", "mirror", "dataStore"})
 
@@ -47,7 +45,7 @@ def secret_refs(domain_xml: str) -> list[SecretRef]:
     Duplicates are kept so each use site can be reported; de-duplicate with
     ``unique_secret_refs``. Raises ``BadInput`` on malformed XML or secret elements.
     """
-    dom = _domain_root(domain_xml)
+    dom = domain_root(domain_xml)
     refs: list[SecretRef] = []
     # formatdomain "Operating system booting" / BIOS bootloader: <nvram type='network'> (8.5.0).
     for os_el, os_path in _kids(dom, "/domain", "os"):
@@ -93,34 +91,17 @@ def union_refs(*xmls: str) -> list[SecretRef]:
 
 def domain_identity(domain_xml: str) -> tuple[str, str]:
     """(name, canonical uuid) of the domain, so callers need not parse the XML themselves."""
-    dom = _domain_root(domain_xml)
+    dom = domain_root(domain_xml)
     name = (dom.findtext("name") or "").strip()
     if not name:
-        raise BadInput("domain XML has no <name> at /domain/name", hint=_HINT_XML)
+        raise BadInput("domain XML has no <name> at /domain/name", hint=HINT_XML)
     raw = dom.findtext("uuid")
     if raw is None:
-        raise BadInput("domain XML has no <uuid> at /domain/uuid", hint=_HINT_XML)
-    return name, _canonical_uuid(raw, "/domain/uuid")
+        raise BadInput("domain XML has no <uuid> at /domain/uuid", hint=HINT_XML)
+    return name, canonical_uuid(raw, "UUID at /domain/uuid:")
 
 
 # ---- parsing -------------------------------------------------------------------------
-
-
-def _domain_root(xml: str) -> ET.Element:
-    """The <domain> element; for status XML the inner one, so privateData is never read."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise BadInput(f"domain XML is malformed: {exc}", hint=_HINT_XML) from exc
-    if root.tag == "domstatus":
-        inner = root.find("domain")
-        if inner is None:
-            raise BadInput("domain XML is malformed: <domstatus> holds no <domain>", hint=_HINT_XML)
-        return inner
-    if root.tag != "domain":
-        raise BadInput(f"domain XML is malformed: root element is <{root.tag}>, "
-                       "expected <domain> or <domstatus>", hint=_HINT_XML)
-    return root
 
 
 def _kids(parent: ET.Element, path: str, tag: str | None = None) -> Iterator[tuple[ET.Element, str]]:
@@ -186,7 +167,7 @@ def _tpm(tpm: ET.Element, path: str) -> list[SecretRef]:
         for enc, epath in _kids(backend, bpath, "encryption"):
             if enc.get("secret") is not None:
                 apath = f"{epath}/@secret"
-                refs.append(SecretRef(uuid=_canonical_uuid(enc.get("secret", ""), apath),
+                refs.append(SecretRef(uuid=canonical_uuid(enc.get("secret", ""), f"UUID at {apath}:"),
                                       usage_type="vtpm", kind=SecretKind.VTPM,
                                       location=apath, target=target))
             refs += [_ref(s, p, SecretKind.VTPM, "vtpm", target) for s, p in _kids(enc, epath, "secret")]
@@ -211,15 +192,8 @@ def _ref(secret: ET.Element, path: str, kind: SecretKind, usage_type: str,
     if raw_uuid is None and usage is None:
         raise BadInput(f"secret reference at {path} has neither uuid nor usage",
                        hint="libvirt requires one of them; fix the domain definition")
-    uuid = None if raw_uuid is None else _canonical_uuid(raw_uuid, path)
+    uuid = None if raw_uuid is None else canonical_uuid(raw_uuid, f"UUID at {path}:")
     return SecretRef(uuid=uuid, usage_type=usage_type, kind=kind, location=path,
                      usage_id=usage, target=target)
 
 
-def _canonical_uuid(raw: str, location: str) -> str:
-    """Lowercase dashed form, so the same secret written two ways compares equal."""
-    text = raw.strip()
-    if not _UUID_RE.fullmatch(text):
-        raise BadInput(f"invalid UUID {raw!r} at {location}",
-                       hint="expected 32 hex digits, optionally dashed 8-4-4-4-12")
-    return str(_uuid.UUID(hex=text))

@@ -1,0 +1,74 @@
+"""Run the checks: for a migration about to happen (on the caller's connections) or on their own.
+
+``preflight`` connects, runs every registered check concurrently and returns a ``Report``; it
+changes nothing anywhere. ``check_guests`` does the same on connections a flow already holds.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+from coordinator.core import domfacts
+from coordinator.core.errors import BadInput
+from coordinator.core.model import SecretPlan
+from coordinator.steps.options import MigrateOptions
+from coordinator.virt.guest import Guest, GuestStatus
+from coordinator.virt.host import Host
+
+from .context import CheckContext, Target, build_context
+from .registry import REGISTRY, Report, run_checks
+
+
+def validate_selection(skip: Iterable[str], waive: Iterable[str]) -> None:
+    """Unknown ids are typos that would silently run (or block) a check: refuse them."""
+    tags = {t for c in REGISTRY.checks.values() for t in c.tags}
+    bad_skip = [s for s in skip if s not in REGISTRY.checks and s not in tags]
+    if bad_skip:
+        raise BadInput(f"unknown check id or tag to skip: {', '.join(bad_skip)}", hint="see checks/README.md")
+    bad_waive = [w for w in waive if w not in REGISTRY.checks]
+    if bad_waive:
+        raise BadInput(f"unknown check id to waive: {', '.join(bad_waive)}", hint="see checks/README.md for the ids")
+
+
+def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[str]]], options: MigrateOptions,
+                 plans: dict[str, list[SecretPlan]] | None = None,
+                 statuses: dict[str, GuestStatus] | None = None) -> Report:
+    """Run the checks for ``guests`` (each with its live/inactive XML) on connections the caller
+    owns (``migrate``, ``evacuate``). ``plans`` and ``statuses`` by domain name are what the caller
+    already knows, shared with the checks so nothing is looked up or read twice."""
+    validate_selection(options.skip, options.waive)
+    ctx = CheckContext(src.uri, dst.uri, src, dst, options=options)
+    ctx.targets = tuple(Target(ident=g.name, guest=g, facts=domfacts.parse(x[0]), xmls=tuple(x),
+                               known_status=(statuses or {}).get(g.name)) for g, x in guests)
+    for t in ctx.targets:
+        if plans and t.name in plans:
+            ctx.seed_plans(t, plans[t.name])
+    try:
+        report = run_checks(ctx, skip=options.skip, waive=options.waive)
+    finally:
+        ctx.close_runners()  # the hosts' connections belong to the caller
+    return replace(report, source=src.uri, destination=dst.uri, domains=tuple(g.name for g, _ in guests))
+
+
+def checks_for_migration(src: Host, dst: Host, guest: Guest, xmls: Sequence[str], plans: list[SecretPlan],
+                         options: MigrateOptions) -> Report:
+    """The pre-flight checks ``migrate`` runs before changing anything, for one domain."""
+    return check_guests(src, dst, [(guest, xmls)], options, plans={guest.name: plans})
+
+
+def preflight(src_uri: str, dst_uri: str, domains: Sequence[str], options: MigrateOptions | None = None,
+              connect: Callable[[str], Host] = Host.open) -> Report:
+    """Run every check for migrating ``domains`` from ``src_uri`` to ``dst_uri``. Read-only.
+
+    Unreachable hosts become HOST-REACHABLE findings (the checks needing them are skipped).
+    Raises ``BadInput`` for a malformed URI, no domain, or a domain the source does not have.
+    """
+    options = options or MigrateOptions()
+    validate_selection(options.skip, options.waive)
+    ctx = build_context(src_uri, dst_uri, list(domains), options, connect=connect)
+    try:
+        report = run_checks(ctx, skip=options.skip, waive=options.waive)
+    finally:
+        ctx.close()
+    return replace(report, source=src_uri, destination=dst_uri,
+                   domains=tuple(t.name for t in ctx.targets) or tuple(domains))

@@ -1,0 +1,59 @@
+"""``migcoord migrate DOMAIN --from SRC --to DST``: provision secrets, then live-migrate one domain."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import replace
+from typing import Any
+
+from coordinator.flows.migrate import migrate
+from coordinator.steps.journal import Journal
+from coordinator.steps.options import Runtime
+
+from . import options as opts
+from .render import EventPrinter
+
+
+def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
+    m: argparse.ArgumentParser = sub.add_parser("migrate", help="provision secrets, then live-migrate one domain",
+                                                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("domain", help="domain name, UUID or id (as virsh list shows it)")
+    opts.add_hosts(m)
+    opts.add_secret_options(m)
+    opts.add_ssh_options(m)
+    m.add_argument("--dry-run", action="store_true", help="plan and check only; change nothing")
+    m.add_argument("--cleanup-source-secrets", action="store_true",
+                   help="after a verified migration, remove the source copies of the domain's secrets "
+                        "that no other source domain uses (off by default)")
+    m.add_argument("--offline", action="store_true", help="offline migration of a shut-off persistent domain")
+    opts.add_policy_options(m)
+    return m
+
+
+def run(args: argparse.Namespace) -> int:
+    printer = EventPrinter()
+    runtime = Runtime(on_event=printer, lock_dir=args.lock_dir)
+    if not args.dry_run:
+        runtime = replace(runtime, journal=Journal(args.journal))
+    result = migrate(args.domain, args.src, args.dst, opts.migrate_options(args, dry_run=args.dry_run), runtime)
+    if printer.tty:
+        sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+        return 0
+    if result.state == "already-on-destination":
+        print(f"{result.domain}: already on destination {result.dest_uri} ({result.dest_state}); nothing to do")
+        return 0
+    verb = {"dry-run": "would migrate", "migrated": "migrated"}[result.state]
+    print(f"{result.domain}: {verb} {result.source_uri} -> {result.dest_uri}"
+          + (f" in {result.duration_s:.1f}s, {result.attempts} attempt(s); now {result.dest_state} there"
+             if result.state == "migrated" else ""))
+    for p in result.secrets:
+        print(f"  secret {p.uuid} ({p.ref.kind}, {p.ref.usage_type}): {p.action} [{p.dest_status}]")
+    if result.state == "migrated":
+        print(f"  check: virsh -c {shlex.quote(result.dest_uri)} dominfo {shlex.quote(result.domain)}")
+    return 0
+
+

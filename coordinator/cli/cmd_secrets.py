@@ -1,0 +1,41 @@
+"""``migcoord secrets DOMAIN --from SRC --to DST``: every secret the domain needs and what migrate would do."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from coordinator.core.model import SecretAction
+from coordinator.flows.plan_secrets import plan_domain_secrets
+from coordinator.steps.options import MigrateOptions
+
+from . import options as opts
+from .render import table
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    s: argparse.ArgumentParser = sub.add_parser("secrets",
+                                                help="show every secret a domain needs and what migrate would do")
+    s.add_argument("domain")
+    opts.add_hosts(s)
+    opts.add_secret_options(s)
+    return s
+
+
+def run(args: argparse.Namespace) -> int:
+    options = MigrateOptions(secret_policy=opts.secret_policy(args), keyring=opts.keyring(args))
+    plans = plan_domain_secrets(args.domain, args.src, args.dst, options)
+    if args.json:
+        print(json.dumps([p.as_dict() for p in plans], indent=2, sort_keys=True))
+    else:
+        rows = [("UUID", "KIND", "USAGE", "SOURCE", "DESTINATION", "ACTION")]
+        rows += [(p.uuid or "-", str(p.ref.kind),
+                  f"{p.ref.usage_type}:{p.usage_id or p.ref.usage_id or ''}".rstrip(":"),
+                  p.source_status, p.dest_status, str(p.action)) for p in plans]
+        print(table(rows))
+        for p in plans:
+            if p.reason:
+                print(f"{p.uuid}: {p.reason}")
+    return 1 if any(p.action is SecretAction.BLOCK for p in plans) else 0
+
+

@@ -1,0 +1,158 @@
+"""Option groups shared by the commands, and the one place that turns parsed options into the
+library's parameter objects (``MigrateOptions``, policies, the keyring)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from coordinator.core.errors import BadInput
+from coordinator.core.ids import canonical_uuid
+from coordinator.core.params import MigrationPolicy, TimeoutPolicy
+from coordinator.core.secret_rules import SecretPolicy
+from coordinator.ssh.runner import SshConfig
+from coordinator.steps.journal import DEFAULT_JOURNAL
+from coordinator.steps.keys import KeyRing, ValueSource, parse_file_option
+from coordinator.steps.locks import DEFAULT_LOCK_DIR
+from coordinator.steps.options import MigrateOptions
+from coordinator.steps.retry import RetryPolicy
+
+
+class _OrderedSource(argparse.Action):
+    """Collects --secret-file/--secret-dir/--secret-command/--secret-stdin in the order given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
+                 option: str | None = None) -> None:
+        kind = self.dest.removeprefix("src_")
+        try:
+            if kind == "file":
+                src = parse_file_option(value)
+            elif kind == "stdin":
+                src = ValueSource("stdin", "-", canonical_uuid(value))
+            else:
+                src = ValueSource(kind, value)
+        except BadInput as e:
+            parser.error(str(e))
+        ns.value_sources = [*(getattr(ns, "value_sources", None) or []), src]
+
+
+def _yes_no_mirror(v: str) -> bool | None:
+    m = {"yes": True, "no": False, "mirror": None}
+    if v not in m:
+        raise argparse.ArgumentTypeError("use yes, no or mirror")
+    return m[v]
+
+
+def add_hosts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="src", required=True, metavar="SRC_URI",
+                   help="source libvirt URI, e.g. qemu+ssh://host1/system")
+    p.add_argument("--to", dest="dst", required=True, metavar="DST_URI", help="destination libvirt URI")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def add_ssh_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SSH (host checks; off unless --ssh or any --ssh-* option is given)")
+    g.add_argument("--ssh", action="store_true", help="run the SSH checks on both hosts")
+    g.add_argument("--ssh-user", metavar="USER", help="SSH user (default: from the URI, else root)")
+    g.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port (default: from the URI, else 22)")
+    g.add_argument("--ssh-key", type=Path, metavar="PATH", help="private key file (must be owner-only)")
+    g.add_argument("--ssh-known-hosts", type=Path, metavar="PATH",
+                   help="known_hosts file (default ~/.ssh/known_hosts); unknown host keys are refused")
+    g.add_argument("--ssh-timeout", type=float, metavar="S", help="connect timeout (default 10)")
+
+
+def ssh_config(args: argparse.Namespace) -> SshConfig | None:
+    given = {k: v for k, v in (("user", args.ssh_user), ("port", args.ssh_port), ("key_file", args.ssh_key),
+                                ("known_hosts", args.ssh_known_hosts), ("connect_timeout", args.ssh_timeout))
+             if v is not None}
+    if not (args.ssh or given):
+        return None
+    return SshConfig(**given)
+
+
+def add_secret_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("secret values (tried in the order given, after the source host's API)")
+    g.add_argument("--secret-file", dest="src_file", action=_OrderedSource, metavar="UUID=PATH",
+                   help="value of one secret from an owner-only file (exact bytes)")
+    g.add_argument("--secret-dir", dest="src_dir", action=_OrderedSource, metavar="DIR",
+                   help="values from owner-only files named by UUID")
+    g.add_argument("--secret-command", dest="src_command", action=_OrderedSource, metavar="CMD",
+                   help="helper run without a shell, {uuid} substituted; value read from its stdout")
+    g.add_argument("--secret-stdin", dest="src_stdin", action=_OrderedSource, metavar="UUID",
+                   help="value of this secret from standard input")
+    g.add_argument("--no-source-api", action="store_true",
+                   help="do not read values from the source host even when readable")
+    g.add_argument("--dest-private", type=_yes_no_mirror, default=None, metavar="yes|no|mirror",
+                   help="private flag of secrets created on the destination (default: mirror source)")
+    g.add_argument("--dest-ephemeral", type=_yes_no_mirror, default=None, metavar="yes|no|mirror",
+                   help="ephemeral flag of secrets created on the destination (default: mirror source)")
+    g.add_argument("--reset-secret-values", action="store_true",
+                   help="set the value of a private (unverifiable) destination secret")
+    g.add_argument("--allow-plaintext-secrets", action="store_true",
+                   help="allow sending secret values over a plaintext remote transport (qemu+tcp)")
+
+
+def add_policy_options(m: argparse.ArgumentParser) -> None:
+    """Migration policy, retries, journal and check selection: shared by migrate and evacuate."""
+    m.add_argument("--keep-source", action="store_true", help="keep the source definition (no undefine)")
+    m.add_argument("--tls", action="store_true", help="encrypt the QEMU migration stream (VIR_MIGRATE_TLS)")
+    m.add_argument("--bandwidth", type=int, metavar="MIB_S", help="bandwidth limit in MiB/s")
+    m.add_argument("--parallel-connections", type=int, metavar="N")
+    m.add_argument("--compression", metavar="METHOD", help="e.g. xbzrle, zlib, zstd")
+    m.add_argument("--auto-converge", action="store_true")
+    m.add_argument("--postcopy", action="store_true", help="allow a switch to post-copy")
+    m.add_argument("--migrate-uri", metavar="URI", help="QEMU migration URI (VIR_MIGRATE_PARAM_URI)")
+    m.add_argument("--listen-address", metavar="ADDR")
+    m.add_argument("--copy-storage", action="store_true", help="copy non-shared disks")
+    m.add_argument("--unsafe", action="store_true", help="shared storage libvirt cannot detect")
+    m.add_argument("--timeout", type=float, metavar="S",
+                   help="abort (or switch to post-copy, with --postcopy) when not done after S seconds "
+                        "(default: 800 s per GiB of guest memory, at least 60 s)")
+    m.add_argument("--stall-timeout", type=float, default=TimeoutPolicy.stall_s, metavar="S",
+                   help="abort when the remaining data has not shrunk for S seconds (default %(default)s)")
+    m.add_argument("--retries", type=int, default=RetryPolicy.attempts, metavar="N",
+                   help="attempts on transient libvirt errors (default %(default)s)")
+    m.add_argument("--retry-max-seconds", type=float, default=RetryPolicy.max_seconds, metavar="S")
+    m.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, metavar="PATH",
+                   help="JSON-lines audit journal (default %(default)s; no values are written)")
+    m.add_argument("--lock-dir", type=Path, default=DEFAULT_LOCK_DIR, metavar="DIR", help=argparse.SUPPRESS)
+    m.add_argument("--skip", action="append", default=[], metavar="ID_OR_TAG",
+                   help="do not run this pre-flight check id or tag (see `migcoord check`)")
+    m.add_argument("--waive", action="append", default=[], metavar="ID",
+                   help="let this blocking check id pass, recorded in the report")
+
+
+def keyring(args: argparse.Namespace) -> KeyRing:
+    return KeyRing(getattr(args, "value_sources", None) or [])
+
+
+def secret_policy(args: argparse.Namespace) -> SecretPolicy:
+    return SecretPolicy(dest_private=args.dest_private, dest_ephemeral=args.dest_ephemeral,
+                        reset_values=args.reset_secret_values, allow_plaintext=args.allow_plaintext_secrets,
+                        use_source_api=not args.no_source_api,
+                        cleanup_source=getattr(args, "cleanup_source_secrets", False))
+
+
+def migration_policy(args: argparse.Namespace) -> MigrationPolicy:
+    return MigrationPolicy(
+        live=not getattr(args, "offline", False), undefine_source=not args.keep_source, tls=args.tls,
+        bandwidth_mib=args.bandwidth, parallel=args.parallel_connections, compression=args.compression,
+        auto_converge=args.auto_converge, postcopy=args.postcopy, migrate_uri=args.migrate_uri,
+        listen_address=args.listen_address, copy_storage=args.copy_storage, unsafe=args.unsafe)
+
+
+def retry(args: argparse.Namespace) -> RetryPolicy:
+    if args.retries < 1:
+        raise BadInput("--retries must be at least 1")
+    return RetryPolicy(attempts=args.retries, max_seconds=args.retry_max_seconds)
+
+
+def timeouts(args: argparse.Namespace) -> TimeoutPolicy:
+    return TimeoutPolicy(completion_s=args.timeout, stall_s=args.stall_timeout)
+
+
+def migrate_options(args: argparse.Namespace, dry_run: bool = False) -> MigrateOptions:
+    """Everything the operator decided, as the library's one options object."""
+    return MigrateOptions(policy=migration_policy(args), secret_policy=secret_policy(args), keyring=keyring(args),
+                          retry=retry(args), timeouts=timeouts(args), ssh=ssh_config(args),
+                          skip=tuple(args.skip), waive=tuple(args.waive), dry_run=dry_run)

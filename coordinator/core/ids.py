@@ -1,0 +1,24 @@
+"""Pure: UUID spelling. One rule for every UUID the tool reads — from XML, options or file names."""
+from __future__ import annotations
+
+import re
+import uuid as _uuid
+
+from .errors import BadInput
+
+# 8-4-4-4-12 dashed or 32 plain hex digits, any case: what libvirt itself accepts.
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}", re.I)
+
+
+def looks_like_uuid(text: str) -> bool:
+    return bool(_UUID_RE.fullmatch(text.strip()))
+
+
+def canonical_uuid(raw: str, what: str = "secret UUID") -> str:
+    """Lowercase dashed form, so the same UUID written two ways compares equal.
+    ``what`` names the thing in the error (e.g. "secret UUID", "invalid UUID at /domain/uuid")."""
+    text = raw.strip()
+    if not _UUID_RE.fullmatch(text):
+        raise BadInput(f"{what} {raw!r} is not a UUID",
+                       hint="expected 32 hex digits, optionally dashed 8-4-4-4-12")
+    return str(_uuid.UUID(hex=text))

@@ -1,0 +1,208 @@
+"""Move every domain off a host: plan (checks + placement), then migrate in parallel.
+
+``plan_evacuation`` is read-only (the dry run). ``evacuate`` takes an exclusive lock per
+source host (cron runs cannot overlap), carries out the plan with bounded concurrency (in
+total and per destination), lets one domain's failure leave the others alone, and returns a
+typed report. The values and decisions (placement, exit code) are pure: ``core.evacuation``.
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from checks import check_guests
+from coordinator.core import domfacts, domxml
+from coordinator.core.errors import BadInput, MigcoordError
+from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
+                                         PlannedDomain, place)
+from coordinator.core.model import SecretPlan
+from coordinator.core.uris import check_uri
+from coordinator.flows.migrate import migrate
+from coordinator.steps.locks import host_lock
+from coordinator.steps.options import MigrateOptions, Runtime
+from coordinator.steps.provision import SecretProvisioner, SourceSecrets
+from coordinator.virt.guest import GuestStatus
+from coordinator.virt.host import Host
+
+log = logging.getLogger("migcoord")
+
+# Capacity is accounted by the placement itself (free memory minus what the plan put there).
+CAPACITY_CHECK = "MEMORY-INSUFFICIENT"
+
+__all__ = ["EvacuationPlan", "EvacuationPolicy", "EvacuationReport", "Outcome", "evacuate", "plan_evacuation"]
+
+
+# ---------------------------------------------------------------- planning (reads only)
+
+def _excluded(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: MigrateOptions) -> EvacuationPlan:
+    guests, excluded, live, pers = [], [], {}, {}
+    statuses: dict[str, GuestStatus] = {}
+    for g, active, persistent in src.guests_by_state():
+        if _excluded(g.name, ev.exclude):
+            excluded.append(g.name)
+            continue
+        if active or (ev.include_inactive and persistent):
+            guests.append(g)
+            live[g.name], pers[g.name] = active, persistent
+            # Read once and shared by every destination's checks; a shut-off domain's status is
+            # fully known from the listing.
+            statuses[g.name] = g.status() if active else GuestStatus(
+                state="shutoff", active=False, persistent=True, postcopy_failed=False)
+    xmls = {g.name: g.definitions(live[g.name], pers[g.name]) for g in guests}
+    refs = {g.name: domxml.union_refs(*xmls[g.name]) for g in guests}
+    blockers: dict[tuple[str, str], tuple[str, ...]] = {}
+    plans: dict[tuple[str, str], list[SecretPlan]] = {}
+    source = SourceSecrets(src)  # each source secret is looked up and read once for all destinations
+    for uri, dst in dsts.items():
+        for is_live in (True, False):
+            group = [g for g in guests if live[g.name] is is_live]
+            if not group:
+                continue
+            prov = SecretProvisioner(src, dst, keyring=s.keyring, policy=s.secret_policy, source=source)
+            group_plans = {g.name: prov.plan(refs[g.name]) for g in group}
+            checked = replace(s, policy=replace(s.policy, live=is_live), skip=s.skip + (CAPACITY_CHECK,))
+            report = check_guests(src, dst, [(g, xmls[g.name]) for g in group], checked,
+                                  plans=group_plans, statuses=statuses)
+            by_subject: dict[str, set[str]] = {}
+            for f in report.blocking:
+                by_subject.setdefault(f.subject, set()).add(f.check_id)
+            names = {x.name for x in group}
+            pair_blockers = {cid for subj, ids in by_subject.items() if subj not in names for cid in ids}
+            for g in group:
+                blockers[(g.name, uri)] = tuple(sorted(by_subject.get(g.name, set()) | pair_blockers))
+                plans[(g.name, uri)] = group_plans[g.name]
+    capacity = {uri: min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
+                for uri, dst in dsts.items()}
+    memory = {g.name: g.memory_bytes() if live[g.name] else _defined_memory(xmls[g.name][0]) for g in guests}
+    placement = place([Candidate(g.name, memory[g.name], live[g.name]) for g in guests], capacity, blockers)
+    domains = tuple(
+        PlannedDomain(name=g.name, uuid=g.uuid, live=live[g.name], memory_bytes=memory[g.name],
+                      destination=placement.destination.get(g.name),
+                      reason=placement.unplaceable.get(g.name, ""),
+                      secrets=tuple(plans.get((g.name, placement.destination.get(g.name, "")), ())))
+        for g in sorted(guests, key=lambda g: g.name))
+    return EvacuationPlan(source=src.uri, destinations=tuple(dsts), domains=domains, excluded=tuple(excluded),
+                          blockers={g.name: {uri: blockers[(g.name, uri)] for uri in dsts
+                                             if blockers.get((g.name, uri))} for g in guests})
+
+
+def _defined_memory(xml: str) -> int:
+    return domfacts.parse(xml).memory_kib * 1024
+
+
+@contextlib.contextmanager
+def _connected(source_uri: str, dest_uris: Sequence[str],
+               connect: Callable[[str], Host]) -> Iterator[tuple[Host, dict[str, Host]]]:
+    check_uri(source_uri)
+    if not dest_uris:
+        raise BadInput("no destination given", hint="give at least one --to URI")
+    for u in dest_uris:
+        check_uri(u)
+        if u == source_uri:
+            raise BadInput(f"destination {u} is the source")
+    if len(set(dest_uris)) != len(dest_uris):
+        raise BadInput("a destination is given twice")
+    opened: list[Host] = []
+    try:
+        src = connect(source_uri)
+        opened.append(src)
+        dsts = {}
+        for u in dest_uris:
+            dsts[u] = connect(u)
+            opened.append(dsts[u])
+        yield src, dsts
+    finally:
+        for h in opened:
+            h.close()
+
+
+def plan_evacuation(source_uri: str, dest_uris: Sequence[str], evacuation: EvacuationPolicy | None = None,
+                    options: MigrateOptions | None = None,
+                    connect: Callable[[str], Host] = Host.open) -> EvacuationPlan:
+    """The dry run: which domain goes where, which secrets each needs, what blocks. Changes nothing."""
+    options = options or MigrateOptions()
+    evacuation = evacuation or EvacuationPolicy()
+    unknown = [u for u in evacuation.capacity_mib if u not in dest_uris]
+    if unknown:
+        raise BadInput(f"--max-memory names {', '.join(unknown)}, which is not a --to destination")
+    with _connected(source_uri, dest_uris, connect) as (src, dsts):
+        return _plan_with(src, dsts, evacuation, options)
+
+
+# ---------------------------------------------------------------- execution
+
+def evacuate(source_uri: str, dest_uris: Sequence[str], evacuation: EvacuationPolicy | None = None,
+             options: MigrateOptions | None = None, runtime: Runtime | None = None) -> EvacuationReport:
+    """Evacuate ``source_uri``: every running domain (and shut-off persistent ones with
+    ``include_inactive``) to the best destination; returns one outcome per domain."""
+    options = options or MigrateOptions()
+    evacuation = evacuation or EvacuationPolicy()
+    rt = runtime or Runtime()
+    t0 = rt.clock()
+    with _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
+            host_lock(rt.lock_dir, src.host_uuid(), source_uri):
+        plan = _plan_with(src, dsts, evacuation, options)
+        rt.journal.record("evacuation-plan", source=source_uri,
+                          placed={d.name: d.destination for d in plan.placed},
+                          unplaceable={d.name: d.reason for d in plan.unplaceable})
+        rt.on_event({"event": "evacuation-plan", "plan": plan.as_dict()})
+        outcomes = [Outcome(d.name, "unplaceable", reason=d.reason) for d in plan.unplaceable]
+        outcomes += _Execution(plan, evacuation, options, rt, t0).run()
+    report = EvacuationReport(plan=plan, outcomes=tuple(sorted(outcomes, key=lambda o: o.domain)),
+                              duration_s=rt.clock() - t0)
+    rt.journal.record("evacuation-done", source=source_uri, exit_code=report.exit_code,
+                      moved=[o.domain for o in report.outcomes if o.moved],
+                      not_moved=[o.domain for o in report.outcomes if not o.moved])
+    return report
+
+
+class _Execution:
+    """Carries out a plan: bounded concurrency in total and per destination, a deadline for
+    starting new migrations, and one domain's failure never stopping the others."""
+
+    def __init__(self, plan: EvacuationPlan, ev: EvacuationPolicy, options: MigrateOptions, rt: Runtime,
+                 t0: float) -> None:
+        self.plan, self.ev, self.options, self.rt = plan, ev, options, rt
+        self.per_dst = {uri: threading.Semaphore(ev.per_destination) for uri in plan.destinations}
+        self.deadline = t0 + ev.max_duration_s if ev.max_duration_s else None
+
+    def run(self) -> list[Outcome]:
+        # Biggest first, so the long ones start early (they bound the wall time).
+        todo = sorted(self.plan.placed, key=lambda d: (-d.memory_bytes, d.name))
+        if not todo:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.ev.parallel, len(todo)),
+                                thread_name_prefix="migcoord-evac") as pool:
+            return list(pool.map(self.one, todo))
+
+    def one(self, d: PlannedDomain) -> Outcome:
+        assert d.destination
+        clock, emit = self.rt.clock, self.rt.on_event
+        with self.per_dst[d.destination]:
+            if self.deadline is not None and clock() > self.deadline:
+                return Outcome(d.name, "not-started", d.destination, reason="--max-duration reached")
+            emit({"event": "domain-start", "domain": d.name, "destination": d.destination})
+            start = clock()
+            options = replace(self.options, policy=replace(self.options.policy, live=d.live))
+            runtime = replace(self.rt, on_event=lambda e: emit({**e, "domain": d.name}))
+            try:
+                r = migrate(d.uuid, self.plan.source, d.destination, options, runtime)
+                out = Outcome(d.name, r.state, d.destination, duration_s=clock() - start, attempts=r.attempts)
+            except MigcoordError as e:
+                state = "blocked" if e.exit_code in (1, 2) else "failed"
+                out = Outcome(d.name, state, d.destination, reason=str(e), duration_s=clock() - start,
+                              attempts=int(e.data.get("attempts", 0)))
+            except Exception as e:  # one domain's surprise must not stop the others
+                out = Outcome(d.name, "failed", d.destination, reason=f"{type(e).__name__}: {e}",
+                              duration_s=clock() - start)
+            emit({"event": "domain-done", **out.as_dict()})
+            return out

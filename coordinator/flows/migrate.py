@@ -1,0 +1,255 @@
+"""Migrate one domain: pre-flight → secrets → migrateToURI3 (retried) → verify.
+
+Connections and time come from the ``Runtime`` (house rule 8); what to do comes from the
+``MigrateOptions``. The steps themselves live in ``coordinator.steps``; this module only orders them.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import tenacity
+
+from checks import checks_for_migration
+from checks.registry import Report
+from coordinator.core import domxml
+from coordinator.core.errors import BadInput, Blocked, MigrationFailed
+from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
+from coordinator.core.params import Deadlines, migration_flags, migration_params
+from coordinator.core.uris import check_uri, same_host_message
+from coordinator.steps.locks import domain_lock
+from coordinator.steps.monitor import JobAborted, JobMonitor
+from coordinator.steps.options import MigrateOptions, Runtime
+from coordinator.steps.provision import SecretProvisioner, blocked_by, cleanup_source
+from coordinator.core.uris import check_transport
+from coordinator.core.secret_rules import wanted_flags
+from coordinator.steps.retry import build_retrying
+from coordinator.steps.verify import safe_where, verify, where_is
+from coordinator.virt.errors import error_summary
+from coordinator.virt.guest import Guest
+from coordinator.virt.host import Host
+
+log = logging.getLogger("migcoord")
+
+
+def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions | None = None,
+            runtime: Runtime | None = None) -> MigrationResult:
+    """Migrate ``domain`` (name, UUID or id) from ``source_uri`` to ``dest_uri``.
+
+    Raises ``Blocked`` (nothing changed), ``BadInput``, ``MigrationFailed`` (VM still on the
+    source; secrets this run created on the destination were removed) or ``Busy``.
+    """
+    options = options or MigrateOptions()
+    rt = runtime or Runtime()
+    check_uri(source_uri)
+    check_uri(dest_uri)
+    if source_uri == dest_uri:
+        raise BadInput("source and destination URIs are the same", hint="give a different --to")
+    check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
+    migration_flags(options.policy)  # validate before connecting
+    migration_params(options.policy)
+    options.timeouts.for_memory(0)   # validate the timeout settings too
+    retrying = build_retrying(options.retry, rt.sleep, rt.journal)
+    t0 = rt.clock()
+    with _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
+        same = same_host_message(src.uri, dst.uri, src.host_uuid(), dst.host_uuid())
+        if same:
+            raise Blocked(same, hint="pick another destination", check_id="HOST-SAME")
+        guest = src.find_guest(domain)
+        if guest is None or not guest.is_active():
+            there = dst.find_guest(domain)
+            if there is not None and there.is_active() and (guest is None or options.policy.live):
+                return _already_there(there, src, dst, rt.clock() - t0)
+        if guest is None:
+            guest = src.require_guest(domain)  # raises BadInput: not found
+        with domain_lock(rt.lock_dir, guest.uuid, guest.name):
+            return _Run(guest, src, dst, options, rt, retrying, t0).go()
+
+
+@contextlib.contextmanager
+def _connected(source_uri: str, dest_uri: str, rt: Runtime,
+               retrying: tenacity.Retrying) -> Iterator[tuple[Host, Host]]:
+    src = retrying(rt.connect, source_uri)
+    try:
+        dst = retrying(rt.connect, dest_uri)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        yield src, dst
+    finally:
+        src.close()
+        dst.close()
+
+
+def _already_there(there: Guest, src: Host, dst: Host, duration_s: float) -> MigrationResult:
+    """The domain already runs on the destination (an earlier run, or a migration that completed
+    despite an error): nothing to do."""
+    return MigrationResult(domain=there.name, uuid=there.uuid, source_uri=src.uri, dest_uri=dst.uri,
+                           state="already-on-destination", attempts=0, duration_s=duration_s,
+                           dest_state=there.status().state)
+
+
+@dataclass
+class _Run:
+    """One locked migration of one domain: the state its steps share."""
+
+    guest: Guest
+    src: Host
+    dst: Host
+    options: MigrateOptions
+    rt: Runtime
+    retrying: tenacity.Retrying
+    t0: float
+    attempts: int = 0
+
+    def go(self) -> MigrationResult:
+        policy, journal = self.options.policy, self.rt.journal
+        limits = self.options.timeouts.for_memory(self.guest.memory_bytes()) if self.guest.is_active() else None
+        if limits and self._adopt_stale_job(limits) and where_is(self.src, self.dst, self.guest.uuid) == "destination":
+            d = self.dst.find_guest(self.guest.uuid)
+            assert d is not None
+            journal.record("already-on-destination", uuid=d.uuid, host=self.dst.uri)
+            return _already_there(d, self.src, self.dst, self.rt.clock() - self.t0)
+        prov, plans = self._plan_and_check()
+        base: dict[str, Any] = dict(domain=self.guest.name, uuid=self.guest.uuid, source_uri=self.src.uri,
+                                    dest_uri=self.dst.uri)
+        if self.options.dry_run:
+            return MigrationResult(**base, state="dry-run", attempts=0, duration_s=self.rt.clock() - self.t0,
+                                   secrets=tuple(plans))
+        flags = migration_flags(policy)
+        journal.record("migration-start", domain=self.guest.name, uuid=self.guest.uuid, source=self.src.uri,
+                       dest=self.dst.uri, flags=sorted(flags))
+        prov.apply(plans)
+        self._migrate(prov, limits or self.options.timeouts.for_memory(self.guest.memory_bytes()))
+        result = MigrationResult(**base, state="migrated", attempts=self.attempts,
+                                 duration_s=self.rt.clock() - self.t0, secrets=tuple(plans))
+        verify(result.domain, result.uuid, self.src, self.dst, policy, plans, self.options.ssh)
+        if self.options.secret_policy.cleanup_source:
+            xmls_left = [x for g in self.src.guests() for x in g.definitions()]
+            cleanup_source(self.src, [p.uuid for p in plans if p.uuid], xmls_left, journal)
+        journal.record("migration-done", uuid=self.guest.uuid, attempts=self.attempts,
+                       duration_s=round(result.duration_s, 3))
+        there = self.dst.find_guest(self.guest.uuid)
+        return replace(result, dest_state=there.status().state if there else "")
+
+    def _plan_and_check(self) -> tuple[SecretProvisioner, list[SecretPlan]]:
+        """Plan every secret (reads only) and run the pre-flight checks; raise Blocked if one blocks."""
+        o, emit = self.options, self.rt.on_event
+        xmls = self.guest.definitions()
+        prov = SecretProvisioner(self.src, self.dst, keyring=o.keyring, policy=o.secret_policy,
+                                 journal=self.rt.journal)
+        plans = prov.plan(domxml.union_refs(*xmls))
+        emit({"event": "secrets-planned", "secrets": [p.as_dict() for p in plans]})
+        report = checks_for_migration(self.src, self.dst, self.guest, xmls, plans, o)
+        full = report.as_dict()
+        emit({"event": "checks", "ok": full["ok"], "blocking": full["blocking"], "counts": full["counts"],
+              "warnings": sorted({f.check_id for f in report.findings if f.status == "fail" and not f.blocking})})
+        for f in report.findings:
+            if f.status in ("fail", "error") and not f.blocking:
+                log.warning("%s: %s", f.check_id, f.message)
+        _warn_ephemeral(plans, prov, o)
+        if report.blocking:
+            raise self._blocked(report, plans)
+        return prov, plans
+
+    def _blocked(self, report: Report, plans: list[SecretPlan]) -> Blocked:
+        ids = sorted({f.check_id for f in report.blocking})
+        self.rt.journal.record("blocked", domain=self.guest.name, uuid=self.guest.uuid, checks=ids)
+        secret_blockers = [p for p in plans if p.action is SecretAction.BLOCK]
+        if secret_blockers and all(i.startswith("SECRET-") for i in ids):
+            err = blocked_by(secret_blockers)
+        else:
+            first = report.blocking[0]
+            more = f" (and {len(report.blocking) - 1} more: {', '.join(ids)})" if len(report.blocking) > 1 else ""
+            err = Blocked(f"{first.check_id}: {first.message}{more}", hint=first.hint or None)
+        err.data["report"] = report.as_dict()
+        return err
+
+    def _migrate(self, prov: SecretProvisioner, limits: Deadlines) -> None:
+        """migrateToURI3, retried on transient errors; on failure undo our secrets and raise."""
+        journal, uuid = self.rt.journal, self.guest.uuid
+        flags, params = migration_flags(self.options.policy), migration_params(self.options.policy)
+        try:
+            self.retrying(self._attempt, flags, params, limits)
+        except Exception as e:
+            reason = error_summary(e)
+            journal.record("migration-failed", uuid=uuid, attempts=self.attempts, error=reason)
+            where = safe_where(self.src, self.dst, uuid)
+            if where == "source":
+                removed = self._rollback(prov)
+                raise MigrationFailed(
+                    f"migration of {self.guest.name} to {self.dst.uri} failed after {self.attempts} "
+                    f"attempt(s): {reason}; the VM is still on {self.src.uri}"
+                    + (f"; removed {len(removed)} secret(s) this run created" if removed else ""),
+                    where=where, attempts=self.attempts, rolled_back=removed) from None
+
+    def _attempt(self, flags: frozenset[str], params: dict[str, Any], limits: Deadlines) -> str:
+        self.attempts += 1
+        journal, uuid = self.rt.journal, self.guest.uuid
+        if self.attempts > 1:
+            if not self.src.alive():
+                self.src = self.rt.connect(self.src.uri)
+            where = where_is(self.src, self.dst, uuid)
+            journal.record("migration-retry-check", uuid=uuid, attempt=self.attempts, where=where)
+            if where == "destination":
+                return "completed-earlier"
+        journal.record("migration-attempt", uuid=uuid, attempt=self.attempts)
+        self.rt.on_event({"event": "migration-attempt", "attempt": self.attempts})
+        g = self.src.find_guest(uuid) or self.guest
+        with JobMonitor(g, self.rt.on_event, limits, self.options.policy, self.rt.clock) as monitor:
+            try:
+                g.migrate(self.dst.uri, params, flags)
+            except Exception:
+                if monitor.aborted:
+                    raise JobAborted(f"job aborted: the migration {monitor.aborted}") from None
+                raise
+        return "migrated"
+
+    def _adopt_stale_job(self, limits: Deadlines) -> bool:
+        """An outgoing migration already running although we hold the domain lock was left by a run
+        that died (with peer-to-peer the source daemon carries on without its client). Watch it to
+        its end under our deadlines — aborting it if it overruns them — instead of failing or
+        starting a second one. True if there was such a job."""
+        guest, journal, emit = self.guest, self.rt.journal, self.rt.on_event
+        job = guest.job()
+        if not job.active or job.operation not in ("migration-out", ""):
+            return False
+        journal.record("stale-job-adopted", uuid=guest.uuid, elapsed_ms=job.elapsed_ms)
+        emit({"event": "stale-job-adopted", "elapsed_ms": job.elapsed_ms})
+        log.warning("domain %s already has an outgoing migration job (from an earlier run?); "
+                    "watching it to its end", guest.name)
+        with JobMonitor(guest, emit, limits, self.options.policy, self.rt.clock) as monitor:
+            while True:
+                try:
+                    if not guest.is_active() or not guest.job().active:
+                        break
+                except Exception:  # the domain left the source: the job completed
+                    break
+                self.rt.sleep(0.2)
+        if monitor.aborted:
+            journal.record("stale-job-aborted", uuid=guest.uuid, reason=monitor.aborted)
+        return True
+
+    def _rollback(self, prov: SecretProvisioner) -> list[str]:
+        """Undo our secrets on the destination; if it is unreachable, say which ones were left."""
+        try:
+            return prov.rollback([x for g in self.dst.guests() for x in g.definitions()])
+        except Exception as e:
+            self.rt.journal.record("rollback-incomplete", host=self.dst.uri, uuids=list(prov.created),
+                                   error=error_summary(e))
+            log.warning("could not remove secret(s) %s this run created on %s: %s",
+                        ", ".join(prov.created), self.dst.uri, error_summary(e))
+            return []
+
+
+def _warn_ephemeral(plans: list[SecretPlan], prov: SecretProvisioner, options: MigrateOptions) -> None:
+    for p in plans:
+        info = prov.source_info(p.uuid)
+        if info and p.action is SecretAction.PROVISION and options.policy.persist \
+                and wanted_flags(info, prov.policy)[1]:
+            log.warning("secret %s will be ephemeral on the destination but backs a persistent domain: "
+                        "the domain will not start there after a libvirtd restart", p.uuid)

@@ -1,0 +1,49 @@
+"""Bounded retries of transient failures, built from a policy with an injected sleep (house rules 3, 8)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tenacity
+
+from coordinator.core.errors import HostUnreachable
+from coordinator.steps.journal import Journal
+from coordinator.virt.errors import error_summary, is_transient
+
+log = logging.getLogger("migcoord")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries of transient failures: attempts and total time, exponential backoff + jitter."""
+
+    attempts: int = 4
+    max_seconds: float = 120.0
+    initial_wait: float = 1.0
+    max_wait: float = 15.0
+
+
+def retryable(exc: BaseException) -> bool:
+    """Transient libvirt errors, and connection failures the libvirt seam marked transient."""
+    if isinstance(exc, HostUnreachable):
+        return bool(exc.data.get("transient"))
+    return is_transient(exc)
+
+
+def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None],
+                   journal: Journal | None = None) -> tenacity.Retrying:
+    def before_sleep(rs: tenacity.RetryCallState) -> None:
+        exc = rs.outcome.exception() if rs.outcome else None
+        wait = rs.next_action.sleep if rs.next_action else 0.0
+        log.warning("attempt %d failed (%s); retrying in %.1fs", rs.attempt_number, error_summary(exc), wait)
+        if journal is not None:
+            journal.record("retry-wait", attempt=rs.attempt_number, error=error_summary(exc),
+                           wait_s=round(wait, 2))
+
+    return tenacity.Retrying(
+        before_sleep=before_sleep,
+        retry=tenacity.retry_if_exception(retryable),
+        stop=tenacity.stop_after_attempt(rp.attempts) | tenacity.stop_after_delay(rp.max_seconds),
+        wait=tenacity.wait_exponential_jitter(multiplier=rp.initial_wait, max=rp.max_wait, jitter=rp.initial_wait),
+        sleep=sleep, reraise=True)

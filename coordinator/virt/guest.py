@@ -1,0 +1,144 @@
+"""One domain on one host (virDomain*): state, XML, jobs, migration."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+
+_JOB_OPERATIONS = {
+    getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT", 3): "migration-out",
+    getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN", 2): "migration-in",
+}
+
+_JOB_TYPES = {libvirt.VIR_DOMAIN_JOB_NONE: "none", libvirt.VIR_DOMAIN_JOB_BOUNDED: "bounded",
+              libvirt.VIR_DOMAIN_JOB_UNBOUNDED: "unbounded", libvirt.VIR_DOMAIN_JOB_COMPLETED: "completed",
+              libvirt.VIR_DOMAIN_JOB_FAILED: "failed", libvirt.VIR_DOMAIN_JOB_CANCELLED: "cancelled"}
+
+_STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+                libvirt.VIR_DOMAIN_SHUTOFF: "shutoff", libvirt.VIR_DOMAIN_CRASHED: "crashed",
+                libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended", libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+                libvirt.VIR_DOMAIN_BLOCKED: "blocked"}
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A snapshot of ``virDomainGetJobStats`` for progress display."""
+
+    active: bool
+    data_total: int
+    data_processed: int
+    data_remaining: int
+    elapsed_ms: int
+    mem_bps: int
+    operation: str = ""  # "migration-out", "migration-in", ... ("" when libvirt does not say)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.data_processed / self.data_total if self.data_total else 0.0
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    """virDomainGetState + virDomainIsPersistent in one snapshot."""
+
+    state: str
+    active: bool
+    persistent: bool
+    postcopy_failed: bool
+
+
+def _postcopy_failed(st: int, reason: int) -> bool:
+    """VIR_DOMAIN_PAUSED_POSTCOPY_FAILED, or VIR_DOMAIN_RUNNING_POSTCOPY_FAILED (libvirt ≥ 8.5)."""
+    return ((st == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+            or (st == libvirt.VIR_DOMAIN_RUNNING
+                and reason == getattr(libvirt, "VIR_DOMAIN_RUNNING_POSTCOPY_FAILED", -1)))
+
+
+class Guest:
+    """One domain on one host."""
+
+    def __init__(self, dom: Any) -> None:
+        self._dom = dom
+
+    @property
+    def name(self) -> str:
+        return str(self._dom.name())
+
+    @property
+    def uuid(self) -> str:
+        return str(self._dom.UUIDString())
+
+    def xml(self, inactive: bool = False) -> str:
+        """virDomainGetXMLDesc; with VIR_DOMAIN_XML_INACTIVE for the persistent config."""
+        return str(self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
+
+    def definitions(self, active: bool | None = None, persistent: bool | None = None) -> list[str]:
+        """The live and the inactive XML (both can reference secrets the other does not). For a
+        shut-off domain they are the same document, fetched once. ``active``/``persistent``: what
+        the caller already knows, to save a call."""
+        if not (self.is_active() if active is None else active):
+            return [self.xml(inactive=True)]
+        if persistent is None:
+            persistent = self.is_persistent()
+        return [self.xml()] + ([self.xml(inactive=True)] if persistent else [])
+
+    def is_active(self) -> bool:
+        """virDomainIsActive: one call, for the hot paths that need nothing else."""
+        return bool(self._dom.isActive())
+
+    def is_persistent(self) -> bool:
+        return bool(self._dom.isPersistent())
+
+    def status(self) -> GuestStatus:
+        """virDomainGetState + virDomainIsPersistent: everything the checks and verification ask."""
+        st, reason = self._dom.state()
+        return GuestStatus(state=_STATE_NAMES.get(st, "unknown"),
+                           active=st not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED),
+                           persistent=bool(self._dom.isPersistent()),
+                           postcopy_failed=_postcopy_failed(st, reason))
+
+    def job(self) -> JobInfo:
+        """virDomainGetJobStats(0): the current job, e.g. an outgoing migration."""
+        s = self._dom.jobStats(0)
+        return JobInfo(active=s.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE,
+                       data_total=s.get("data_total", 0), data_processed=s.get("data_processed", 0),
+                       data_remaining=s.get("data_remaining", 0), elapsed_ms=s.get("time_elapsed", 0),
+                       mem_bps=s.get("memory_bps", 0),
+                       operation=_JOB_OPERATIONS.get(s.get("operation", -1), ""))
+
+    def job_type(self, active: bool | None = None) -> str:
+        """virDomainGetJobStats(0) "type": "none" | "bounded" | "unbounded" | ... . An inactive domain
+        has no job (libvirt refuses the call with VIR_ERR_OPERATION_INVALID; we answer "none").
+        ``active``: what the caller already knows, to save a virDomainIsActive."""
+        if not (self._dom.isActive() if active is None else active):
+            return "none"
+        try:
+            t = self._dom.jobStats(0).get("type", libvirt.VIR_DOMAIN_JOB_NONE)
+        except libvirt.libvirtError as e:
+            # NOTE: the domain can stop between isActive() and jobStats(); that is "no job".
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                return "none"
+            raise
+        return _JOB_TYPES.get(t, str(t))
+
+    def memory_bytes(self) -> int:
+        """Current guest memory (virDomainGetInfo, KiB) — what a migration has to copy."""
+        return int(self._dom.info()[2]) * 1024
+
+    def abort_job(self) -> None:
+        """virDomainAbortJob: cancels an outgoing migration; the VM stays on the source."""
+        self._dom.abortJob()
+
+    def start_postcopy(self) -> None:
+        """virDomainMigrateStartPostCopy: only valid when migrating with VIR_MIGRATE_POSTCOPY."""
+        self._dom.migrateStartPostCopy(0)
+
+    def migrate(self, dest_uri: str, params: dict[str, Any], flags: Iterable[str]) -> None:
+        """virDomainMigrateToURI3(dconnuri, params, flags). ``flags`` are names without the
+        VIR_MIGRATE_ prefix (e.g. "LIVE", "PEER2PEER"), built by core.params.migration_flags."""
+        value = 0
+        for f in flags:
+            value |= getattr(libvirt, f"VIR_MIGRATE_{f}")
+        self._dom.migrateToURI3(dest_uri, params, value)

@@ -1,0 +1,223 @@
+"""One libvirt connection (virConnect*): identity, domains, secrets and the facts the checks read."""
+from __future__ import annotations
+
+import contextlib
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Any
+
+import libvirt
+
+from coordinator.core.errors import BadInput, HostUnreachable, SecretUnavailable
+from coordinator.core.ids import looks_like_uuid
+from coordinator.core.model import SecretInfo
+from coordinator.core.secret_xml import parse_secret_xml
+from coordinator.core.uris import check_uri
+from .errors import error_summary, is_transient, silence_default_handler
+from .guest import Guest
+
+USAGE_TYPES = {
+    "volume": libvirt.VIR_SECRET_USAGE_TYPE_VOLUME,
+    "ceph": libvirt.VIR_SECRET_USAGE_TYPE_CEPH,
+    "iscsi": libvirt.VIR_SECRET_USAGE_TYPE_ISCSI,
+    "tls": libvirt.VIR_SECRET_USAGE_TYPE_TLS,
+    "vtpm": getattr(libvirt, "VIR_SECRET_USAGE_TYPE_VTPM", 5),
+}
+
+
+class Host:
+    """One libvirt connection. Open with ``Host.open(uri)``; close with ``close()`` or ``with``."""
+
+    def __init__(self, uri: str, conn: Any) -> None:
+        self.uri = uri
+        self._conn = conn
+        self._host_uuid: str | None = None
+
+    @classmethod
+    def open(cls, uri: str) -> Host:
+        """virConnectOpen (read-write). Connection errors are transient for the retry layer."""
+        check_uri(uri)
+        silence_default_handler()
+        try:
+            return cls(uri, libvirt.open(uri))
+        except libvirt.libvirtError as e:
+            raise HostUnreachable(f"cannot connect to {uri}: {error_summary(e)}",
+                                  hint="is libvirtd running there and the URI right?",
+                                  transient=is_transient(e)) from e
+
+    def close(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.close()
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- identity -------------------------------------------------------
+    def host_uuid(self) -> str:
+        """The host UUID from virConnectGetCapabilities, fetched once per connection."""
+        if self._host_uuid is None:
+            root = ET.fromstring(self._conn.getCapabilities())
+            self._host_uuid = (root.findtext("host/uuid") or "").lower()
+        return self._host_uuid
+
+    def hostname(self) -> str:
+        return self._conn.getHostname()
+
+    def lib_version(self) -> int:
+        return self._conn.getLibVersion()
+
+    def alive(self) -> bool:
+        try:
+            return bool(self._conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    # -- domains --------------------------------------------------------
+    def find_guest(self, ident: str) -> Guest | None:
+        """Like virsh: by name, then UUID, then numeric id. None when absent."""
+        lookups: list[Callable[[], Any]] = [lambda: self._conn.lookupByName(ident)]
+        if looks_like_uuid(ident):
+            lookups.append(lambda: self._conn.lookupByUUIDString(ident))
+        if ident.isdigit():
+            lookups.append(lambda: self._conn.lookupByID(int(ident)))
+        for lookup in lookups:
+            try:
+                return Guest(lookup())
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+        return None
+
+    def require_guest(self, ident: str) -> Guest:
+        """``find_guest``, or BadInput naming the domain and the host: the one "not found" message."""
+        g = self.find_guest(ident)
+        if g is None:
+            raise BadInput(f"domain {ident!r} not found on {self.uri}",
+                           hint="give its name, UUID or id as virsh list shows it")
+        return g
+
+    def domain_index(self) -> dict[str, tuple[str, str]]:
+        """One virConnectListAllDomains: {uuid: (name, state)} and {name: (uuid, state)} merged,
+        for checks that would otherwise look every domain up by name and by UUID."""
+        index: dict[str, tuple[str, str]] = {}
+        # NOTE: two listings by flag give active/inactive without one state call per domain.
+        for flag, state in ((libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE, "active"),
+                            (libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE, "shutoff")):
+            for d in self._conn.listAllDomains(flag):
+                name, uuid = d.name(), d.UUIDString()
+                index[uuid] = (name, state)
+                index[name] = (uuid, state)
+        return index
+
+    def guests(self) -> list[Guest]:
+        return [Guest(d) for d in self._conn.listAllDomains(0)]
+
+    def guests_by_state(self) -> list[tuple[Guest, bool, bool]]:
+        """(guest, active, persistent) for every domain from three listings by flag, instead of
+        two calls per domain (planning hundreds of domains)."""
+        active = {d.UUIDString(): d for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        persistent = {d.UUIDString() for d in self._conn.listAllDomains(
+            libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE | libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)}
+        inactive = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
+        out = [(Guest(d), True, u in persistent) for u, d in active.items()]
+        out += [(Guest(d), False, True) for d in inactive]  # an inactive domain is always persistent
+        return out
+
+    # -- secrets --------------------------------------------------------
+    def secret_info(self, uuid: str) -> SecretInfo | None:
+        """virSecretLookupByUUIDString + virSecretGetXMLDesc; None when not defined."""
+        try:
+            return parse_secret_xml(self._conn.secretLookupByUUIDString(uuid).XMLDesc(0))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+                return None
+            raise
+
+    def secret_by_usage(self, usage_type: str, usage_id: str) -> SecretInfo | None:
+        """virSecretLookupByUsage; None when no secret has that usage."""
+        if usage_type not in USAGE_TYPES:
+            raise BadInput(f"unknown secret usage type {usage_type!r}")
+        try:
+            sec = self._conn.secretLookupByUsage(USAGE_TYPES[usage_type], usage_id)
+            return parse_secret_xml(sec.XMLDesc(0))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+                return None
+            raise
+
+    def secret_value(self, uuid: str) -> bytes:
+        """virSecretGetValue. Private secrets refuse (VIR_ERR_INVALID_SECRET / OPERATION_DENIED)."""
+        try:
+            return self._conn.secretLookupByUUIDString(uuid).value(0)
+        except libvirt.libvirtError as e:
+            raise SecretUnavailable(f"secret {uuid} value cannot be read on {self.uri}: "
+                                    f"{error_summary(e)}") from None
+
+    def define_secret(self, xml: str) -> None:
+        """virSecretDefineXML (the XML carries UUID, usage and the ephemeral/private flags)."""
+        self._conn.secretDefineXML(xml, 0)
+
+    def set_secret_value(self, uuid: str, value: bytes) -> None:
+        """virSecretSetValue: the bytes go over the libvirt connection only (never argv/disk here)."""
+        self._conn.secretLookupByUUIDString(uuid).setValue(bytes(value), 0)
+
+    def undefine_secret(self, uuid: str) -> None:
+        try:
+            self._conn.secretLookupByUUIDString(uuid).undefine()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                raise
+
+    def secret_uuids(self) -> list[str]:
+        return [s.lower() for s in self._conn.listSecrets()]
+
+    # -- pre-flight facts (checks/) ------------------------------------
+    def hypervisor_version(self) -> int:
+        """virConnectGetVersion: the QEMU version as major*1,000,000 + minor*1,000 + release."""
+        return self._conn.getVersion()
+
+    def domain_capabilities(self, emulator: str | None = None, arch: str | None = None,
+                            machine: str | None = None, virttype: str | None = None) -> str:
+        """virConnectGetDomainCapabilities(emulatorbin, arch, machine, virttype, 0) → XML."""
+        return self._conn.getDomainCapabilities(emulator, arch, machine, virttype, 0)
+
+    def compare_cpu(self, cpu_xml: str, emulator: str | None = None, arch: str | None = None,
+                    machine: str | None = None, virttype: str | None = None) -> tuple[str, str]:
+        """virConnectCompareHypervisorCPU with VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE, so that an
+        incompatible CPU comes back with libvirt's reason (VIR_ERR_CPU_INCOMPATIBLE) instead of a bare 0.
+        Returns ("identical" | "superset" | "incompatible", detail)."""
+        try:
+            r = self._conn.compareHypervisorCPU(emulator, arch, machine, virttype, cpu_xml,
+                                                libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
+                return "incompatible", (e.get_error_message() or str(e)).strip()
+            raise
+        return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
+
+    def free_memory(self) -> int:
+        """virNodeGetFreeMemory: free host memory in bytes (all NUMA cells)."""
+        return int(self._conn.getFreeMemory())
+
+    def network_state(self, name: str) -> str | None:
+        """virNetworkLookupByName + isActive: "active" | "inactive", None when not defined."""
+        return _object_state(lambda: self._conn.networkLookupByName(name), libvirt.VIR_ERR_NO_NETWORK)
+
+    def pool_state(self, name: str) -> str | None:
+        """virStoragePoolLookupByName + isActive: "active" | "inactive", None when not defined."""
+        return _object_state(lambda: self._conn.storagePoolLookupByName(name), libvirt.VIR_ERR_NO_STORAGE_POOL)
+
+
+def _object_state(lookup: Callable[[], Any], not_found: int) -> str | None:
+    """"active" | "inactive" for a looked-up libvirt object (network, pool), None when undefined."""
+    try:
+        obj = lookup()
+    except libvirt.libvirtError as e:
+        if e.get_error_code() == not_found:
+            return None
+        raise
+    return "active" if obj.isActive() else "inactive"
