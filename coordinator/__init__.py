@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from coordinator.core.release import __version__
 
 # public name → the module that defines it (one line per name, checked by tests/unit/test_layers.py)
 _EXPORTS = {

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from coordinator import __version__
+from coordinator.core.release import __version__
 from coordinator.core.errors import MigcoordError
 
 from . import cmd_check, cmd_evacuate, cmd_migrate, cmd_secrets

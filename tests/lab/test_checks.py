@@ -1,6 +1,6 @@
 """Pre-flight checks on the real lab: each check's failing case produced for real, and `check`
-changes nothing anywhere. The CLI is exercised in-process through checks.command (the way
-coordinator/cli.py wires it), the library through checks.preflight."""
+changes nothing anywhere. The CLI is exercised in-process through coordinator.cli.cmd_check (the way
+coordinator/cli/main.py wires it), the library through checks.preflight."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ import checks
 from coordinator.cli import cmd_check as command
 from coordinator.core.errors import BadInput, MigcoordError
 from coordinator.core.params import MigrationPolicy
+from coordinator.steps.options import MigrateOptions
 
 UNREACHABLE = "qemu+tcp://127.0.0.99/system"  # loopback address where nothing listens
 
@@ -162,7 +163,7 @@ def test_network_missing_on_destination_then_present(clean, name):
         lab.conn("src").defineXML(xml)
         policy = MigrationPolicy(live=False)
 
-        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], policy=policy)
+        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(policy=policy))
         f = rep.by_id("NETWORK-UNAVAILABLE")
         assert [(x.status, x.subject, x.message) for x in f] == [
             ("fail", name, f"network {net!r} is not defined on the destination")]
@@ -170,12 +171,12 @@ def test_network_missing_on_destination_then_present(clean, name):
 
         d = lab.conn("dst").networkDefineXML(net_xml)
         created.append(d)
-        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], policy=policy)
+        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(policy=policy))
         assert [(x.status, x.message) for x in rep.by_id("NETWORK-UNAVAILABLE")] == [
             ("fail", f"network {net!r} is defined but not active on the destination")]
 
         d.create()
-        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], policy=policy)
+        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(policy=policy))
         assert [(x.status, x.message) for x in rep.by_id("NETWORK-UNAVAILABLE")] == [
             ("pass", f"network(s) {net} active on the destination")]
         assert rep.ok
@@ -262,8 +263,9 @@ def test_migration_job_in_progress(clean, name):
 
     def migrate():
         try:
-            coordinator.migrate(name, lab.uri("src"), lab.uri("dst2"), policy=MigrationPolicy(bandwidth_mib=1),
-                                lock_dir=Path(tempfile.mkdtemp()))
+            coordinator.migrate(name, lab.uri("src"), lab.uri("dst2"),
+                                coordinator.MigrateOptions(policy=MigrationPolicy(bandwidth_mib=1)),
+                                coordinator.Runtime(lock_dir=Path(tempfile.mkdtemp())))
         except Exception as e:  # reported below
             errors.append(e)
 
@@ -311,7 +313,8 @@ def test_memory_insufficient_on_destination(clean, name):
     lab = clean
     lab.vm(name, on="src", memory=64 * 1024, no_start=True)  # 64 GiB: more than this machine has
 
-    rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], policy=MigrationPolicy(live=False))
+    rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name],
+                           MigrateOptions(policy=MigrationPolicy(live=False)))
 
     (f,) = rep.by_id("MEMORY-INSUFFICIENT")
     assert f.status == "fail" and f.message.startswith("guest needs 65536 MiB, destination has ")
@@ -326,7 +329,8 @@ def test_local_disk_warns_unless_copy_storage(clean, name):
     assert (f.status, f.severity) == ("fail", "warning")
     assert f"/var/lib/libvirt/images/{name}.luks" in f.message and "--copy-storage" in f.hint
 
-    rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], policy=MigrationPolicy(copy_storage=True))
+    rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name],
+                           MigrateOptions(policy=MigrationPolicy(copy_storage=True)))
     assert [(f.status, f.message) for f in rep.by_id("STORAGE-NOT-SHARED")] == [
         ("pass", "1 disk(s) handled by --copy-storage")]
 
@@ -337,7 +341,7 @@ def test_bad_input_exit_2(clean, name, check_cli):
     assert check_cli(name, "--from", "http://x", "--to", lab.uri("dst"))[0] == 2
     assert check_cli(name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--skip", "NOPE")[0] == 2
     with pytest.raises(BadInput):
-        checks.preflight(lab.uri("src"), lab.uri("dst"), [name], waive=["NOPE"])
+        checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(waive=("NOPE",)))
 
 
 def test_same_host_as_destination(clean, name):
@@ -346,7 +350,7 @@ def test_same_host_as_destination(clean, name):
     # the same daemon under another spelling of its URI
     alias = lab.uri("src").replace("/system", "/system?no_verify=1")
 
-    rep = checks.preflight(lab.uri("src"), alias, [name], skip=["domain"])
+    rep = checks.preflight(lab.uri("src"), alias, [name], MigrateOptions(skip=("domain",)))
 
     (f,) = rep.by_id("HOST-SAME")
     assert f.status == "fail" and lab.env["hosts"]["src"]["host_uuid"] in f.message
@@ -613,7 +617,8 @@ def test_failed_postcopy_then_destroyed(clean, name):
     # As the hint says: destroyed (post-copy cannot be resumed: the destination QEMU is gone).
     dom.destroy()
     before = snapshot(lab)
-    rep = checks.preflight(lab.uri("src"), lab.uri("dst2"), [name], policy=MigrationPolicy(live=False))
+    rep = checks.preflight(lab.uri("src"), lab.uri("dst2"), [name],
+                           MigrateOptions(policy=MigrationPolicy(live=False)))
     assert [(x.status, x.message) for x in rep.by_id("DOMAIN-POSTCOPY-FAILED")] == [
         ("pass", "not in a failed post-copy state")]
     assert rep.ok, [(x.check_id, x.message) for x in rep.blocking]

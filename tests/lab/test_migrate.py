@@ -85,7 +85,7 @@ def test_library_call_returns_typed_result(clean, name, tmp_path):
 
     lab = clean
     sid = lab.vm(name, on="src")["secret"]
-    result = coordinator.migrate(name, lab.uri("src"), lab.uri("dst"), lock_dir=tmp_path)
+    result = coordinator.migrate(name, lab.uri("src"), lab.uri("dst"), runtime=coordinator.Runtime(lock_dir=tmp_path))
     assert isinstance(result, coordinator.MigrationResult)
     assert result.ok and result.state == "migrated" and result.attempts == 1
     assert [(p.uuid, p.action) for p in result.secrets] == [(sid, coordinator.SecretAction.PROVISION)]

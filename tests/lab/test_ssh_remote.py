@@ -20,8 +20,7 @@ import pytest
 from checks.context import build_context
 from checks.registry import REGISTRY, Registry, run_checks
 from coordinator.core.errors import BadInput, HostUnreachable
-from coordinator.steps.keys import KeyRing
-from coordinator.core.params import MigrationPolicy
+from coordinator.steps.options import MigrateOptions
 from coordinator.ssh.runner import SshConfig, SshRunner, runner_for
 from coordinator.core.secret_rules import SecretPolicy
 
@@ -208,16 +207,12 @@ def checkctx(clean, cfg, name, ssh_checks):
     def make(secret_policy: SecretPolicy = SecretPolicy()):
         if not made:
             clean.vm(name, on="src", secret="readable", no_start=True)
-        ctx = build_context(clean.uri("src"), clean.uri("dst"), [name], policy=MigrationPolicy(),
-                            secret_policy=secret_policy, keyring=KeyRing())
-        runners = {role: runner_for(getattr(ctx, f"{role}_uri"), cfg) for role in ("src", "dst")}
-        ctx.runner = lambda role: runners.get(role)  # NOTE: the method CheckContext provides
-        made.append((ctx, runners))
+        ctx = build_context(clean.uri("src"), clean.uri("dst"), [name],
+                            MigrateOptions(secret_policy=secret_policy, ssh=cfg))
+        made.append(ctx)
         return ctx
     yield make
-    for ctx, runners in made:
-        for r in runners.values():
-            r.close()
+    for ctx in made:
         ctx.close()
 
 

@@ -1,12 +1,10 @@
-"""coordinator.domfacts (pure) and the pure decisions of the checks."""
+"""coordinator.core.domfacts: the facts of a domain XML and of domain capabilities (pure)."""
 from __future__ import annotations
 
 import pytest
 
-from checks.secrets import secret_check_id
 from coordinator.core import domfacts
 from coordinator.core.errors import BadInput
-from coordinator.core.model import SecretAction, SecretKind, SecretPlan, SecretRef
 
 DOM = """<domain type='kvm'>
   <name>vm1</name><uuid>ABCDEF00-0000-4000-8000-000000000001</uuid>
@@ -98,43 +96,3 @@ def test_host_model_cpu():
     ok, xml = domfacts.host_model_cpu(CAPS)
     assert ok and xml.startswith("<cpu mode=\"custom\"") and "kvm64" in xml and "vme" in xml
     assert domfacts.host_model_cpu("<domainCapabilities/>") == (False, None)
-
-
-def test_version_str():
-    assert domfacts.version_str(9_000_000) == "9.0.0" and domfacts.version_str(7_002_022) == "7.2.22"
-
-
-REF = SecretRef(uuid="u", usage_type="vtpm", kind=SecretKind.VTPM, location="/domain/devices/tpm[1]")
-
-
-@pytest.mark.parametrize("action, src, dst, expected", [
-    (SecretAction.BLOCK, "missing", "unknown", "SECRET-MISSING-ON-SOURCE"),
-    (SecretAction.BLOCK, "readable, usage volume", "unknown", "SECRET-USAGE-MISMATCH"),
-    (SecretAction.BLOCK, "readable", "usage-mismatch", "SECRET-USAGE-MISMATCH"),
-    (SecretAction.BLOCK, "readable", "value-mismatch", "SECRET-VALUE-MISMATCH"),
-    (SecretAction.BLOCK, "private", "private-mismatch", "SECRET-FLAGS-MISMATCH"),
-    (SecretAction.BLOCK, "readable", "ephemeral-mismatch", "SECRET-FLAGS-MISMATCH"),
-    (SecretAction.BLOCK, "private", "missing", "SECRET-NO-VALUE-SOURCE"),
-    (SecretAction.REUSE, "private", "unverifiable", "SECRET-UNVERIFIABLE"),
-    (SecretAction.RESET_VALUE, "private", "unverifiable", None),
-    (SecretAction.REUSE, "readable", "match", None),
-    (SecretAction.PROVISION, "readable", "missing", None),
-])
-def test_secret_check_id(action, src, dst, expected):
-    assert secret_check_id(SecretPlan(REF, "u", action, src, dst)) == expected
-
-
-@pytest.mark.parametrize("src, dst, allow, status", [
-    ("qemu+tcp://127.0.0.41/system", "qemu+tcp://127.0.0.42/system", False, "pass"),
-    ("qemu:///system", "qemu+ssh://hv2/system", False, "pass"),
-    ("qemu:///system", "qemu+tcp://hv2.example/system", False, "fail"),
-    ("qemu:///system", "qemu+tcp://hv2.example/system", True, "pass"),
-])
-def test_plaintext_transport_check(src, dst, allow, status):
-    from types import SimpleNamespace
-
-    from checks.hosts import plaintext_transport
-    from coordinator.core.secret_rules import SecretPolicy
-    r = plaintext_transport(SimpleNamespace(src_uri=src, dst_uri=dst,
-                                            secret_policy=SecretPolicy(allow_plaintext=allow)))
-    assert r.status == status
