@@ -52,9 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigcoordError as e:
         if getattr(args, "json", False):
             out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
-            if "report" in e.data:
-                out["report"] = e.data["report"]
+            for key in ("report", "diagnosis"):
+                if key in e.data:
+                    out[key] = e.data[key]
             print(json.dumps(out, sort_keys=True))
+        for line in e.data.get("diagnosis", {}).get("evidence", ()):  # before the error: it stays the last line
+            print(f"migcoord: evidence: {line}", file=sys.stderr)
         print(f"migcoord: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -20,6 +20,8 @@ from coordinator.core.errors import BadInput, Blocked, MigrationFailed
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
 from coordinator.core.params import Deadlines, migration_flags, migration_params
 from coordinator.core.uris import check_uri, same_host_message
+from coordinator.ssh.runner import runner_for
+from coordinator.steps.diagnose import Diagnosis, explain, gather
 from coordinator.steps.locks import domain_lock
 from coordinator.steps.monitor import JobAborted, JobMonitor
 from coordinator.steps.options import MigrateOptions, Runtime
@@ -124,7 +126,7 @@ class _Run:
         journal.record("migration-start", domain=self.guest.name, uuid=self.guest.uuid, source=self.src.uri,
                        dest=self.dst.uri, flags=sorted(flags))
         prov.apply(plans)
-        self._migrate(prov, limits or self.options.timeouts.for_memory(self.guest.memory_bytes()))
+        self._migrate(prov, plans, limits or self.options.timeouts.for_memory(self.guest.memory_bytes()))
         result = MigrationResult(**base, state="migrated", attempts=self.attempts,
                                  duration_s=self.rt.clock() - self.t0, secrets=tuple(plans))
         verify(result.domain, result.uuid, self.src, self.dst, policy, plans, self.options.ssh)
@@ -169,7 +171,7 @@ class _Run:
         err.data["report"] = report.as_dict()
         return err
 
-    def _migrate(self, prov: SecretProvisioner, limits: Deadlines) -> None:
+    def _migrate(self, prov: SecretProvisioner, plans: list[SecretPlan], limits: Deadlines) -> None:
         """migrateToURI3, retried on transient errors; on failure undo our secrets and raise."""
         journal, uuid = self.rt.journal, self.guest.uuid
         flags, params = migration_flags(self.options.policy), migration_params(self.options.policy)
@@ -180,12 +182,32 @@ class _Run:
             journal.record("migration-failed", uuid=uuid, attempts=self.attempts, error=reason)
             where = safe_where(self.src, self.dst, uuid)
             if where == "source":
+                diagnosis = self._diagnose(reason, plans)
                 removed = self._rollback(prov)
                 raise MigrationFailed(
                     f"migration of {self.guest.name} to {self.dst.uri} failed after {self.attempts} "
                     f"attempt(s): {reason}; the VM is still on {self.src.uri}"
-                    + (f"; removed {len(removed)} secret(s) this run created" if removed else ""),
-                    where=where, attempts=self.attempts, rolled_back=removed) from None
+                    + (f"; removed {len(removed)} secret(s) this run created" if removed else "")
+                    + (f"; probable cause: {diagnosis.cause}" if diagnosis.known else ""),
+                    hint=diagnosis.hint or None, where=where, attempts=self.attempts, rolled_back=removed,
+                    diagnosis=diagnosis.as_dict()) from None
+
+    def _diagnose(self, reason: str, plans: list[SecretPlan]) -> Diagnosis:
+        """Why it failed, from the destination's swtpm/QEMU logs (local, or over SSH when configured)
+        and what the plan knew; best effort: a failure to look is itself no error."""
+        logs = ("", "")
+        try:
+            runner = runner_for(self.dst.uri, self.options.ssh)
+            if runner is not None:
+                try:
+                    logs = gather(runner, self.guest.name)
+                finally:
+                    runner.close()
+        except Exception as e:  # NOTE: e.g. SSH unreachable; the migration error stays the news
+            log.info("could not read the destination's logs: %s", e)
+        d = explain(reason, logs[0], logs[1], plans, self.dst.uri)
+        self.rt.journal.record("failure-diagnosis", uuid=self.guest.uuid, **d.as_dict())
+        return d
 
     def _attempt(self, flags: frozenset[str], params: dict[str, Any], limits: Deadlines) -> str:
         self.attempts += 1

@@ -295,3 +295,34 @@ def test_value_never_appears_in_any_process_argv(clean, name, tmp_path):
     assert proc.returncode == 0, err.decode()
     assert seen > 100  # we really looked while it ran
     assert lab.digest("dst", sid) == lab.digest("src", sid)
+
+
+@pytest.mark.parametrize("with_ssh", [True, False], ids=["ssh-logs", "plan-only"])
+def test_late_failure_says_why(clean, name, migcoord, with_ssh):
+    """A private destination copy with a different value cannot be compared, so the migration is
+    tried and fails late with libvirt's generic "job 'migration out' unexpectedly failed". migcoord
+    names the probable cause and the fix; over SSH it also shows the destination's swtpm log lines."""
+    lab = clean
+    sid = lab.vm(name, on="src")["secret"]
+    wrong = b"not-the-right-value-0123456789ab"
+    lab.define_secret("dst", sid, "vtpm", f"{name}-vtpm", wrong, private=True)
+    ssh = lab.env["ssh"]
+    extra = ["--ssh", "--ssh-key", ssh["key"], "--ssh-known-hosts", ssh["known_hosts"]] if with_ssh else []
+
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), *extra)
+
+    assert r.returncode == 3, r.stderr_text
+    lines = r.stderr_text.strip().splitlines()
+    last = lines[-1]
+    assert "unexpectedly failed" in last or "failed" in last
+    assert "probable cause" in last and sid in last and "different value" in last
+    assert "--reset-secret-values" in last  # the fix
+    evidence = [ln for ln in lines if ln.startswith("migcoord: evidence: ")]
+    if with_ssh:
+        assert any("swtpm" in ln and "decrypt" in ln.lower() for ln in evidence), lines
+    else:
+        assert evidence == []
+    assert lab.where(name) == {"src": "running"}
+    assert lab.stored_value("dst", sid) == wrong  # not ours: left as it was
+    assert_no_value(lab.stored_value("src", sid), r.stdout, r.stderr)
+    assert_no_value(wrong, r.stdout, r.stderr)

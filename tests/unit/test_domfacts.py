@@ -89,7 +89,7 @@ T = domfacts.TpmFacts
 ])
 def test_tpm_problems(caps, tpms, problems):
     got = domfacts.tpm_problems(tpms, domfacts.parse_tpm_caps(caps))
-    assert len(got) == len(problems) and all(g.startswith(p) for g, p in zip(got, problems))
+    assert len(got) == len(problems) and all(g.startswith(p) for g, p in zip(got, problems, strict=True))
 
 
 def test_host_model_cpu():

@@ -171,7 +171,8 @@ POSITIVE = [
       (U1, "volume", None, ENC, f"{D}/disk[2]/source/encryption/secret", "vdb")]),
     ("document-order-mixed", dom(
         file_disk("vda", src_inner=enc("luks", f"uuid='{U2}'")) + tpm(f"<encryption secret='{U3}'/>")
-        + ISCSI_HOSTDEV.format(auth=auth(f"uuid='{U4}'"), tail="") + net_disk("rbd", "vdb", src_inner=auth(f"uuid='{U5}'")),
+        + ISCSI_HOSTDEV.format(auth=auth(f"uuid='{U4}'"), tail="")
+        + net_disk("rbd", "vdb", src_inner=auth(f"uuid='{U5}'")),
         os_extra=NVRAM_NET.format(proto="iscsi", inner=auth(f"uuid='{U1}'"))),
      [(U1, "iscsi", None, NVRAM, "/domain/os/nvram/source/auth/secret", "nvram"),
       (U2, "volume", None, ENC, f"{D}/disk[1]/source/encryption/secret", "vda"),

@@ -1,10 +1,11 @@
-"""Pure parts of evacuation: placement with capacity accounting, and the exit code."""
+"""coordinator.core.evacuation: placement with capacity accounting, the exit code, the policy, the report."""
 from __future__ import annotations
 
 import pytest
 
 from coordinator.core.errors import BadInput
-from coordinator.flows.evacuate import Candidate, EvacuationPolicy, Outcome, exit_code_for, place
+from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
+                                         PlannedDomain, exit_code_for, place)
 
 MiB = 2**20
 A, B = "qemu+ssh://a/system", "qemu+ssh://b/system"
@@ -61,3 +62,28 @@ def test_exit_code(states, code):
 def test_policy_rejects_nonsense(kw):
     with pytest.raises(BadInput):
         EvacuationPolicy(**kw)
+
+
+@pytest.mark.parametrize("state, moved", [
+    ("migrated", True), ("already-on-destination", True), ("failed", False), ("blocked", False),
+    ("unplaceable", False), ("not-started", False),
+])
+def test_outcome_moved(state, moved):
+    assert Outcome("d", state).moved is moved
+
+
+def test_plan_and_report():
+    placed = PlannedDomain("x", "u1", True, 512 * MiB, A)
+    stuck = PlannedDomain("y", "u2", False, 100 * MiB, None, reason="fits nowhere")
+    plan = EvacuationPlan(source="qemu:///system", destinations=(A, B), domains=(placed, stuck),
+                          excluded=("z",), blockers={"y": {A: ("CPU-INCOMPATIBLE",)}})
+    assert plan.placed == (placed,) and plan.unplaceable == (stuck,)
+    d = plan.as_dict()
+    assert [x["mode"] for x in d["domains"]] == ["live", "offline"]
+    assert d["domains"][0]["memory_mib"] == 512 and d["blockers"] == {"y": {A: ["CPU-INCOMPATIBLE"]}}
+    report = EvacuationReport(plan, (Outcome("x", "migrated", A, duration_s=1.23456), Outcome("y", "unplaceable")),
+                              2.0)
+    assert report.exit_code == 4
+    r = report.as_dict()
+    assert (r["exit_code"], r["outcomes"][0]["duration_s"], r["plan"]) == (4, 1.235, d)
+

@@ -1,4 +1,4 @@
-"""coordinator.keys: key-file checks, --secret-file parsing, and the KeyRing's sources."""
+"""coordinator.steps.keys: --secret-file parsing and the KeyRing's sources (key files refused before reading)."""
 from __future__ import annotations
 
 import io
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.core.errors import BadInput, SecretUnavailable
-from coordinator.steps.keys import KeyRing, ValueSource, check_key_file, parse_file_option
 from coordinator.core.model import SecretValue
+from coordinator.steps.keys import KeyRing, ValueSource, parse_file_option
 
 A = "6dd3e4a5-1d76-44ce-961f-f119f5aad935"
 B = "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"
@@ -21,37 +21,6 @@ def key(path: Path, data: bytes, mode: int = 0o600) -> Path:
     path.write_bytes(data)
     path.chmod(mode)
     return path
-
-
-# -- check_key_file --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o700 | 0o007])
-def test_check_key_file_refuses_loose_modes(tmp_path, mode):
-    p = key(tmp_path / "k", b"v", mode)
-    with pytest.raises(BadInput) as ei:
-        check_key_file(p)
-    assert str(p) in str(ei.value)
-    assert f"chmod 600 {p}" in str(ei.value)
-    assert f"{mode:04o}" in str(ei.value)
-
-
-@pytest.mark.parametrize("mode", [0o600, 0o400])
-def test_check_key_file_accepts_owner_only(tmp_path, mode):
-    assert check_key_file(key(tmp_path / "k", b"v", mode)) is None
-
-
-def test_check_key_file_refuses_missing(tmp_path):
-    p = tmp_path / "absent"
-    with pytest.raises(BadInput, match="does not exist") as ei:
-        check_key_file(p)
-    assert str(p) in str(ei.value)
-
-
-def test_check_key_file_refuses_directory(tmp_path):
-    d = tmp_path / "d"
-    d.mkdir(mode=0o700)
-    with pytest.raises(BadInput, match="not a regular file"):
-        check_key_file(d)
 
 
 # -- parse_file_option -----------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""coordinator.params: a MigrationPolicy → migrateToURI3 flag names and typed params."""
+"""coordinator.core.params: a MigrationPolicy → migrateToURI3 flag names and typed params."""
 from __future__ import annotations
 
 import libvirt
 import pytest
 
 from coordinator.core.errors import BadInput
-from coordinator.core.params import MigrationPolicy, TimeoutPolicy, deadlines, migration_flags, migration_params
-                               on_deadline)
+from coordinator.core.params import (MigrationPolicy, TimeoutPolicy, deadlines, migration_flags, migration_params,
+                                    on_deadline)
 
 BASE = {"PEER2PEER", "LIVE", "PERSIST_DEST", "UNDEFINE_SOURCE"}
 OFFLINE_BASE = {"PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"}

@@ -1,6 +1,7 @@
 """checks.registry with fake checks: skip by id/tag, waive, raising check → error, concurrency."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from types import SimpleNamespace
@@ -128,7 +129,7 @@ def test_finding_is_frozen_and_blocking_only_for_failing_errors():
     assert not Finding("X", "warning", "error", "vm", "m").blocking
     assert not Finding("X", "warning", "fail", "vm", "m").blocking
     assert not Finding("X", "error", "waived", "vm", "m").blocking
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         f.status = "pass"  # type: ignore[misc]
 
 

@@ -1,11 +1,11 @@
-"""coordinator.uris facts and the plaintext-transport rule in coordinator.secrets."""
+"""coordinator.core.uris: URI check and facts, the SSH target of a URI, the same-host message, and the
+plaintext-transport rule."""
 from __future__ import annotations
 
 import pytest
 
 from coordinator.core.errors import BadInput, Blocked
-from coordinator.core.uris import check_transport
-from coordinator.core.uris import uri_facts
+from coordinator.core.uris import check_transport, check_uri, same_host_message, ssh_target, uri_facts
 
 
 @pytest.mark.parametrize("uri, transport, host, loopback, plaintext", [
@@ -50,3 +50,53 @@ def test_check_transport_blocks_plaintext_remote():
 ])
 def test_check_transport_allows(uris, allow):
     assert check_transport(*uris, allow_plaintext=allow) is None
+
+
+# -- check_uri -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri", ["qemu:///system", "qemu:///session", "qemu+ssh://root@h:2222/system",
+                                 "qemu+tls://h/system", "qemu+tcp://127.0.0.1/system?x=y"])
+def test_check_uri_accepts(uri):
+    assert check_uri(uri) == uri
+
+
+@pytest.mark.parametrize("uri", ["http://h/system", "qemu://h", "", "qemu:///nonsense", "xen:///system",
+                                 "qemu+ssh://h /system", None])
+def test_check_uri_rejects(uri):
+    with pytest.raises(BadInput) as ei:
+        check_uri(uri)
+    assert repr(uri) in str(ei.value)
+
+
+# -- ssh_target -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri,expected", [
+    ("qemu:///system", None),
+    ("qemu:///session", None),
+    ("qemu+unix:///system", None),
+    ("qemu+ssh://hv2/system", ("hv2", None, None)),
+    ("qemu+ssh://admin@hv2:2222/system", ("hv2", "admin", 2222)),
+    ("qemu+libssh2://root@127.0.0.52/system?keyfile=/k&known_hosts=/kh", ("127.0.0.52", "root", None)),
+    ("qemu+tcp://127.0.0.52/system", ("127.0.0.52", None, None)),
+    ("qemu+tcp://hv2:16509/system", ("hv2", None, None)),   # libvirt's port, not SSH's
+    ("qemu+tls://bob@hv3/system", ("hv3", None, None)),      # not an SSH user either
+    ("qemu+ssh://[fd00::5]:2200/system", ("fd00::5", None, 2200)),
+])
+def test_ssh_target(uri, expected):
+    assert ssh_target(uri) == expected
+
+
+def test_ssh_target_bad_uri():
+    with pytest.raises(BadInput):
+        ssh_target("hv2")
+
+
+# -- same_host_message --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("src_uuid, dst_uuid, same", [("h1", "h2", False), ("h1", "h1", True)])
+def test_same_host_message(src_uuid, dst_uuid, same):
+    msg = same_host_message("qemu:///system", "qemu+ssh://hv2/system", src_uuid, dst_uuid)
+    if same:
+        assert msg == "qemu+ssh://hv2/system is the same host as qemu:///system (host UUID h1)"
+    else:
+        assert msg is None

@@ -1,0 +1,79 @@
+"""coordinator.steps.monitor.deadline_action: the pure decision at each poll of a migration job
+(continue, switch to post-copy once, or abort). No threads, no clock: times are given."""
+from __future__ import annotations
+
+import pytest
+
+from coordinator.core.params import Deadlines, MigrationPolicy
+from coordinator.steps.monitor import Progress, deadline_action
+
+LIMITS = Deadlines(completion_s=100.0, stall_s=30.0)
+PRECOPY = MigrationPolicy()
+POSTCOPY = MigrationPolicy(postcopy=True)
+TOTAL = 1000
+
+
+@pytest.mark.parametrize("p, now, total, remaining, policy, action, why, after", [
+    pytest.param(Progress(0, 0), 10, TOTAL, 900, PRECOPY, "continue", "", Progress(0, 10, 900),
+                 id="first-progress"),
+    pytest.param(Progress(0, 0, 500), 20, TOTAL, 400, PRECOPY, "continue", "", Progress(0, 20, 400),
+                 id="shrinking"),
+    pytest.param(Progress(0, 0, 500), 100, TOTAL, 500, PRECOPY, "abort", "made no progress for 30s",
+                 Progress(0, 0, 500), id="stall"),
+    pytest.param(Progress(0, 0, 500), 30, TOTAL, 500, PRECOPY, "continue", "", Progress(0, 0, 500),
+                 id="stall-limit-itself-is-not-a-stall"),
+    pytest.param(Progress(0, 0, 500), 31, TOTAL, 600, PRECOPY, "abort", "made no progress for 30s",
+                 Progress(0, 0, 500), id="growing-is-no-progress"),
+    pytest.param(Progress(0, 0, 500), 31, TOTAL, 499, PRECOPY, "continue", "", Progress(0, 31, 499),
+                 id="progress-resets-the-stall-clock"),
+    pytest.param(Progress(0, 95, 100), 101, TOTAL, 50, PRECOPY, "abort", "did not complete within 100s",
+                 Progress(0, 101, 50), id="completion-deadline-despite-progress"),
+    pytest.param(Progress(0, 95, 100), 100, TOTAL, 50, PRECOPY, "continue", "", Progress(0, 100, 50),
+                 id="completion-limit-itself-is-in-time"),
+    pytest.param(Progress(0, 95, 100), 101, TOTAL, 50, POSTCOPY, "postcopy", "did not complete within 100s",
+                 Progress(101, 101, 50, True), id="completion-postcopy-restarts-the-clocks"),
+    pytest.param(Progress(0, 0, 500), 31, TOTAL, 500, POSTCOPY, "postcopy", "made no progress for 30s",
+                 Progress(31, 31, 500, True), id="stall-postcopy"),
+    pytest.param(Progress(101, 101, 50, True), 202, TOTAL, 10, POSTCOPY, "abort", "did not complete within 100s",
+                 Progress(101, 202, 10, True), id="after-the-switch-abort"),
+    pytest.param(Progress(101, 101, 50, True), 150, TOTAL, 10, POSTCOPY, "continue", "",
+                 Progress(101, 150, 10, True), id="after-the-switch-in-time"),
+    pytest.param(Progress(0, 0), 31, 0, 0, PRECOPY, "abort", "made no progress for 30s", Progress(0, 0),
+                 id="not-started-stalls"),
+    pytest.param(Progress(0, 0), 31, 0, 0, POSTCOPY, "abort", "made no progress for 30s", Progress(0, 0),
+                 id="not-started-abort-not-postcopy"),
+    pytest.param(Progress(0, 0), 101, 0, 0, POSTCOPY, "abort", "did not complete within 100s", Progress(0, 0),
+                 id="not-started-completion-abort-not-postcopy"),
+    pytest.param(Progress(0, 0, 500), 31, TOTAL, 500, MigrationPolicy(postcopy=True, live=False), "abort",
+                 "made no progress for 30s", Progress(0, 0, 500), id="offline-never-postcopy"),
+])
+def test_deadline_action(p, now, total, remaining, policy, action, why, after):
+    assert deadline_action(p, now, total, remaining, LIMITS, policy) == (action, why, after)
+
+
+def run(policy: MigrationPolicy, polls: list[tuple[float, int, int]]) -> list[str]:
+    """The actions of consecutive polls (now, data_total, data_remaining), carrying the progress
+    forward as the monitor does; stops at the first abort."""
+    p = Progress(0, 0)
+    actions = []
+    for now, total, remaining in polls:
+        action, _, p = deadline_action(p, now, total, remaining, LIMITS, policy)
+        actions.append(action)
+        if action == "abort":
+            break
+    return actions
+
+
+@pytest.mark.parametrize("policy, polls, actions", [
+    pytest.param(POSTCOPY, [(10, TOTAL, 900), (50, TOTAL, 500), (90, TOTAL, 100), (101, TOTAL, 90),
+                            (150, TOTAL, 80), (202, TOTAL, 70)],
+                 ["continue"] * 3 + ["postcopy", "continue", "abort"], id="postcopy-once-then-abort"),
+    pytest.param(POSTCOPY, [(10, TOTAL, 900), (45, TOTAL, 900), (70, TOTAL, 900), (76, TOTAL, 900)],
+                 ["continue", "postcopy", "continue", "abort"], id="stall-then-postcopy-then-stall-again"),
+    pytest.param(PRECOPY, [(10, TOTAL, 900), (50, TOTAL, 500), (90, TOTAL, 100), (101, TOTAL, 90)],
+                 ["continue"] * 3 + ["abort"], id="precopy-aborts"),
+    pytest.param(POSTCOPY, [(10, 0, 0), (20, 0, 0), (31, 0, 0)], ["continue", "continue", "abort"],
+                 id="never-started"),
+])
+def test_consecutive_polls(policy, polls, actions):
+    assert run(policy, polls) == actions

@@ -1,0 +1,176 @@
+"""coordinator.core.secret_rules: the pure per-secret decision (definitions, then value), the flags
+the destination copy gets, and what each Verdict means (action, destination status, check id)."""
+from __future__ import annotations
+
+import pytest
+
+from coordinator.core.model import SecretAction, SecretInfo, SecretKind, SecretPlan, SecretRef, Verdict
+from coordinator.core.secret_rules import SecretPolicy, definition_verdict, value_verdict, wanted_flags
+
+U = "6dd3e4a5-1d76-44ce-961f-f119f5aad935"
+REF = SecretRef(uuid=U, usage_type="vtpm", kind=SecretKind.VTPM, location="/domain/devices/tpm[1]")
+V = Verdict
+BLOCK, REUSE, PROVISION, RESET = SecretAction.BLOCK, SecretAction.REUSE, SecretAction.PROVISION, \
+    SecretAction.RESET_VALUE
+
+
+def info(usage_type: str = "vtpm", usage_id: str | None = "VTPM_vm1", private: bool = False,
+         ephemeral: bool = False) -> SecretInfo:
+    return SecretInfo(uuid=U, usage_type=usage_type, usage_id=usage_id, ephemeral=ephemeral, private=private,
+                      xml="<secret/>")
+
+
+SRC = info()
+PRIV_SRC = info(private=True)
+POLICY = SecretPolicy()
+
+
+# -- definition_verdict ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("src, dst, policy, expected", [
+    pytest.param(None, None, POLICY, V.MISSING_ON_SOURCE, id="source-missing"),
+    pytest.param(None, info(), POLICY, V.MISSING_ON_SOURCE, id="source-missing-whatever-the-destination"),
+    pytest.param(info(usage_type="volume", usage_id="/i.qcow2"), None, POLICY, V.SOURCE_USAGE_MISMATCH,
+                 id="source-usage-type-differs-from-reference"),
+    pytest.param(info(usage_type="volume"), info(usage_type="volume"), POLICY, V.SOURCE_USAGE_MISMATCH,
+                 id="source-usage-checked-before-destination"),
+    pytest.param(SRC, None, POLICY, None, id="destination-missing-value-decides"),
+    pytest.param(PRIV_SRC, None, SecretPolicy(dest_private=False), None, id="destination-missing-flags-irrelevant"),
+    pytest.param(SRC, info(usage_type="volume"), POLICY, V.DEST_USAGE_MISMATCH, id="destination-usage-type"),
+    pytest.param(SRC, info(usage_id="VTPM_other"), POLICY, V.DEST_USAGE_MISMATCH, id="destination-usage-id"),
+    pytest.param(SRC, info(usage_id=None), POLICY, V.DEST_USAGE_MISMATCH, id="destination-usage-id-absent"),
+    pytest.param(SRC, info(usage_id="VTPM_other", private=True), SecretPolicy(dest_private=False),
+                 V.DEST_USAGE_MISMATCH, id="usage-before-flags"),
+    pytest.param(SRC, info(private=False), SecretPolicy(dest_private=True), V.PRIVATE_MISMATCH,
+                 id="policy-private-destination-readable"),
+    pytest.param(SRC, info(private=True), SecretPolicy(dest_private=False, reset_values=True), V.PRIVATE_MISMATCH,
+                 id="policy-readable-destination-private"),
+    pytest.param(SRC, info(ephemeral=False), SecretPolicy(dest_ephemeral=True), V.EPHEMERAL_MISMATCH,
+                 id="policy-ephemeral-destination-persistent"),
+    pytest.param(SRC, info(ephemeral=True), SecretPolicy(dest_ephemeral=False), V.EPHEMERAL_MISMATCH,
+                 id="policy-persistent-destination-ephemeral"),
+    pytest.param(SRC, info(private=True, ephemeral=True), SecretPolicy(dest_private=False, dest_ephemeral=False),
+                 V.PRIVATE_MISMATCH, id="private-reported-before-ephemeral"),
+    pytest.param(SRC, info(ephemeral=True), POLICY, None, id="mirrored-ephemeral-no-mismatch"),
+    pytest.param(PRIV_SRC, info(private=False), POLICY, None, id="mirrored-private-no-mismatch"),
+    pytest.param(SRC, info(private=True), POLICY, V.UNVERIFIABLE_PRIVATE, id="mirrored-private-destination"),
+    pytest.param(SRC, info(private=True), SecretPolicy(dest_private=True), V.UNVERIFIABLE_PRIVATE,
+                 id="private-destination-as-asked"),
+    pytest.param(SRC, info(private=True), SecretPolicy(reset_values=True), None,
+                 id="private-destination-reset-value-decides"),
+    pytest.param(SRC, info(ephemeral=True), SecretPolicy(dest_ephemeral=True), None, id="flags-as-asked"),
+    pytest.param(SRC, info(), POLICY, None, id="definitions-agree-value-decides"),
+])
+def test_definition_verdict(src, dst, policy, expected):
+    assert definition_verdict(REF, src, dst, policy) is expected
+
+
+def test_definition_verdict_of_a_usage_reference():
+    ref = SecretRef(uuid=None, usage_type="volume", usage_id="/i.qcow2", kind=SecretKind.DISK_ENCRYPTION,
+                    location="/domain/devices/disk[1]/source/encryption/secret")
+    vol = info(usage_type="volume", usage_id="/i.qcow2")
+    assert definition_verdict(ref, vol, vol, POLICY) is None
+    assert definition_verdict(ref, SRC, None, POLICY) is V.SOURCE_USAGE_MISMATCH
+
+
+# -- value_verdict ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dst, have_value, matches, expected", [
+    pytest.param(None, True, None, V.PROVISION, id="missing-with-value-source"),
+    pytest.param(None, False, None, V.NO_VALUE_SOURCE, id="missing-without-value-source"),
+    pytest.param(info(), False, None, V.UNVERIFIABLE_NO_VALUE, id="present-no-value-to-compare"),
+    pytest.param(info(private=True), False, None, V.UNVERIFIABLE_NO_VALUE, id="private-no-value"),
+    pytest.param(info(private=True), True, None, V.RESET_VALUE, id="private-reset"),
+    pytest.param(info(private=True), True, False, V.RESET_VALUE, id="private-reset-whatever-compared"),
+    pytest.param(info(), True, True, V.MATCH, id="match"),
+    pytest.param(info(), True, False, V.VALUE_MISMATCH, id="mismatch"),
+    pytest.param(info(), True, None, V.VALUE_MISMATCH, id="not-compared-is-never-a-match"),
+])
+def test_value_verdict(dst, have_value, matches, expected):
+    assert value_verdict(dst, have_value, matches) is expected
+
+
+# -- the whole decision, as the provisioner makes it -----------------------------------------
+
+def decide(src: SecretInfo | None, dst: SecretInfo | None, policy: SecretPolicy, have_value: bool,
+           matches: bool | None) -> Verdict:
+    return definition_verdict(REF, src, dst, policy) or value_verdict(dst, have_value, matches)
+
+
+@pytest.mark.parametrize("src, dst, policy, have_value, matches, check_id", [
+    pytest.param(None, None, POLICY, False, None, "SECRET-MISSING-ON-SOURCE", id="missing-on-source"),
+    pytest.param(info(usage_type="volume"), None, POLICY, True, None, "SECRET-USAGE-MISMATCH", id="source-usage"),
+    pytest.param(SRC, info(usage_id="x"), POLICY, True, None, "SECRET-USAGE-MISMATCH", id="destination-usage"),
+    pytest.param(SRC, info(), POLICY, True, False, "SECRET-VALUE-MISMATCH", id="value-mismatch"),
+    pytest.param(PRIV_SRC, info(private=False), SecretPolicy(dest_private=True), True, None,
+                 "SECRET-FLAGS-MISMATCH", id="private-mismatch"),
+    pytest.param(SRC, info(ephemeral=False), SecretPolicy(dest_ephemeral=True), True, None,
+                 "SECRET-FLAGS-MISMATCH", id="ephemeral-mismatch"),
+    pytest.param(PRIV_SRC, None, POLICY, False, None, "SECRET-NO-VALUE-SOURCE", id="private-source-no-value"),
+    pytest.param(PRIV_SRC, info(private=True), POLICY, True, None, "SECRET-UNVERIFIABLE",
+                 id="private-destination-not-reset"),
+    pytest.param(PRIV_SRC, info(), POLICY, False, None, "SECRET-UNVERIFIABLE", id="no-value-to-compare"),
+    pytest.param(PRIV_SRC, info(private=True), SecretPolicy(reset_values=True), True, None, None, id="reset"),
+    pytest.param(SRC, info(), POLICY, True, True, None, id="match"),
+    pytest.param(SRC, None, POLICY, True, None, None, id="provision"),
+])
+def test_decision_to_check_id(src, dst, policy, have_value, matches, check_id):
+    assert decide(src, dst, policy, have_value, matches).check_id == check_id
+
+
+# -- what each verdict means -----------------------------------------------------------------
+
+MEANING = {
+    V.MISSING_ON_SOURCE: (BLOCK, "unknown", "SECRET-MISSING-ON-SOURCE", False),
+    V.SOURCE_USAGE_MISMATCH: (BLOCK, "unknown", "SECRET-USAGE-MISMATCH", False),
+    V.NO_VALUE_SOURCE: (BLOCK, "missing", "SECRET-NO-VALUE-SOURCE", False),
+    V.PROVISION: (PROVISION, "missing", None, False),
+    V.DEST_USAGE_MISMATCH: (BLOCK, "usage-mismatch", "SECRET-USAGE-MISMATCH", True),
+    V.PRIVATE_MISMATCH: (BLOCK, "private-mismatch", "SECRET-FLAGS-MISMATCH", True),
+    V.EPHEMERAL_MISMATCH: (BLOCK, "ephemeral-mismatch", "SECRET-FLAGS-MISMATCH", True),
+    V.UNVERIFIABLE_PRIVATE: (REUSE, "unverifiable", "SECRET-UNVERIFIABLE", False),
+    V.UNVERIFIABLE_NO_VALUE: (REUSE, "unverifiable", "SECRET-UNVERIFIABLE", False),
+    V.RESET_VALUE: (RESET, "unverifiable", None, False),
+    V.MATCH: (REUSE, "match", None, False),
+    V.VALUE_MISMATCH: (BLOCK, "value-mismatch", "SECRET-VALUE-MISMATCH", True),
+}
+
+
+@pytest.mark.parametrize("verdict", list(Verdict), ids=lambda v: v.name)
+def test_verdict_meaning(verdict):
+    action, dest_status, check_id, is_mismatch = MEANING[verdict]
+    assert (verdict.action, verdict.dest_status, verdict.check_id, verdict.is_mismatch) == \
+        (action, dest_status, check_id, is_mismatch)
+
+
+@pytest.mark.parametrize("verdict", list(Verdict), ids=lambda v: v.name)
+def test_plan_reads_action_status_and_check_id_from_its_verdict(verdict):
+    plan = SecretPlan(REF, U, verdict, "readable", reason="why")
+    assert (plan.action, plan.dest_status, plan.check_id) == (verdict.action, verdict.dest_status, verdict.check_id)
+    d = plan.as_dict()
+    assert (d["action"], d["dest_status"], d["source_status"]) == (str(verdict.action), verdict.dest_status,
+                                                                   "readable")
+
+
+def test_only_blocking_verdicts_fail_an_error_check_and_every_id_is_registered():
+    from checks import REGISTRY
+    for v in Verdict:
+        if v.check_id is None:
+            assert v.action is not BLOCK, v
+            continue
+        c = REGISTRY.checks[v.check_id]
+        assert (c.severity == "error") == (v.action is BLOCK), v
+
+
+# -- wanted_flags ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("src, policy, expected", [
+    (info(private=False, ephemeral=False), SecretPolicy(), (False, False)),
+    (info(private=True, ephemeral=True), SecretPolicy(), (True, True)),
+    (info(private=True, ephemeral=False), SecretPolicy(dest_private=False), (False, False)),
+    (info(private=False, ephemeral=True), SecretPolicy(dest_private=True), (True, True)),
+    (info(private=True, ephemeral=True), SecretPolicy(dest_ephemeral=False), (True, False)),
+    (info(private=False, ephemeral=False), SecretPolicy(dest_private=True, dest_ephemeral=True), (True, True)),
+])
+def test_wanted_flags(src, policy, expected):
+    assert wanted_flags(src, policy) == expected
