@@ -55,7 +55,8 @@ def error_summary(exc: BaseException | None) -> str:
     libvirt never puts secret values in error messages)."""
     if isinstance(exc, libvirt.libvirtError):
         code, dom = exc.get_error_code(), exc.get_error_domain()
-        msg = (exc.get_error_message() or str(exc)).strip().splitlines()[0]
+        lines = (exc.get_error_message() or str(exc)).strip().splitlines()
+        msg = lines[0] if lines else "libvirt gave no message"
         return f"{msg} [{_const_name('VIR_ERR_', code)}/{_const_name('VIR_FROM_', dom)}]"
     return str(exc)
 

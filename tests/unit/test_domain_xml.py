@@ -29,6 +29,7 @@ def test_domain_root(xml, name):
     pytest.param("<domstatus/>", "<domstatus> holds no <domain>", id="empty-domstatus"),
     pytest.param("<network><name>n</name></network>", "root element is <network>", id="other-root"),
     pytest.param("<Domain/>", "root element is <Domain>", id="case-matters"),
+    pytest.param(f"<DomStatus>{DOMAIN}</DomStatus>", "root element is <DomStatus>", id="case-matters-domstatus"),
     pytest.param("<domain><name>vm1</name>", "malformed", id="unclosed"),
     pytest.param("", "malformed", id="empty"),
     pytest.param("not xml", "malformed", id="text"),

@@ -1,4 +1,4 @@
-"""coordinator.domxml: every secret-reference location from libvirt's formatdomain /
+"""coordinator.core.domxml: every secret-reference location from libvirt's formatdomain /
 formatstorageencryption docs, plus the things that look like secrets but are not."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""coordinator.journal: owner-only JSON-lines audit file; bytes are refused."""
+"""coordinator.steps.journal: owner-only JSON-lines audit file; bytes are refused."""
 from __future__ import annotations
 
 import json

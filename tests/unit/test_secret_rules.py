@@ -167,6 +167,8 @@ def test_only_blocking_verdicts_fail_an_error_check_and_every_id_is_registered()
 @pytest.mark.parametrize("src, policy, expected", [
     (info(private=False, ephemeral=False), SecretPolicy(), (False, False)),
     (info(private=True, ephemeral=True), SecretPolicy(), (True, True)),
+    (info(private=True, ephemeral=False), SecretPolicy(), (True, False)),
+    (info(private=False, ephemeral=True), SecretPolicy(), (False, True)),
     (info(private=True, ephemeral=False), SecretPolicy(dest_private=False), (False, False)),
     (info(private=False, ephemeral=True), SecretPolicy(dest_private=True), (True, True)),
     (info(private=True, ephemeral=True), SecretPolicy(dest_ephemeral=False), (True, False)),
