@@ -11,10 +11,9 @@ import sys
 import uuid as uuidlib
 from pathlib import Path
 
-import libvirt
 import pytest
 
-from labkit import HOSTS, ROOT, Lab, run_lab
+from labkit.client import HOSTS, ROOT, Lab, run_lab
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +24,7 @@ def lab() -> Lab:
     env = json.loads(run_lab("env", "--json"))
     the_lab = Lab(env)
     yield the_lab
-    for c in the_lab.conns.values():
-        try:
-            c.close()
-        except libvirt.libvirtError:
-            pass
+    the_lab.close()
     run_lab("down")
 
 

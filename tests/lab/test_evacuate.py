@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from labkit import ROOT, assert_no_value
+from labkit.client import ROOT, assert_no_value
 
 
 def snapshot(lab) -> dict:

@@ -14,7 +14,7 @@ import time
 import libvirt
 import pytest
 
-from labkit import ROOT, run_lab
+from labkit.client import ROOT, run_lab
 
 
 def on_exactly_one_host(lab, name: str, host: str) -> None:

@@ -14,12 +14,17 @@ import time
 
 import pytest
 
-from labkit import LAB, run_lab
+from labkit.client import LAB, run_lab
+
+
+# The solo lab's address follows the session lab's (127.0.0.61 beside the default .11), so
+# test runs with their own MIGCOORD_LAB_FIRST_ADDR can run side by side.
+SOLO_ADDR = int(os.environ.get("MIGCOORD_LAB_FIRST_ADDR", "11")) + 50
 
 
 @pytest.fixture
 def solo_env(tmp_path):
-    env = dict(os.environ, MIGCOORD_LAB_DIR=str(tmp_path / "lab"), MIGCOORD_LAB_FIRST_ADDR="61")
+    env = dict(os.environ, MIGCOORD_LAB_DIR=str(tmp_path / "lab"), MIGCOORD_LAB_FIRST_ADDR=str(SOLO_ADDR))
     yield env
     subprocess.run([sys.executable, str(LAB), "down"], env=env, capture_output=True)
 
@@ -50,7 +55,7 @@ def test_up_is_idempotent_recovers_from_a_crash_and_down_leaves_nothing(solo_env
     assert lab(solo_env, "vm", "guest", "--on", "solo").returncode == 0
     state = json.loads(open(os.path.join(solo_env["MIGCOORD_LAB_DIR"], "state.json")).read())
     host = state["hosts"]["solo"]
-    assert host["addr"] == "127.0.0.61"
+    assert host["addr"] == f"127.0.0.{SOLO_ADDR}"
     members = ns_members(host["mntns"])
     assert len(members) >= 3  # libvirtd, QEMU, swtpm
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from labkit import assert_no_value
+from labkit.client import assert_no_value
 
 
 def test_missing_secret_is_provisioned_and_vm_migrates(clean, name, migcoord):
@@ -107,7 +107,7 @@ def test_tty_gets_a_progress_bar(clean, name):
     import subprocess
     import sys
 
-    from labkit import ROOT
+    from labkit.client import ROOT
 
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from labkit import ROOT, assert_no_value
+from labkit.client import ROOT, assert_no_value
 
 
 def _events(migcoord) -> list[dict]:
