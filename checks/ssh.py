@@ -4,7 +4,7 @@ secrets stored unencrypted at rest.
 The runner for a host comes from ``ctx.runner("src" | "dst")`` (a ``coordinator.remote.CommandRunner``,
 or None when SSH is not configured: the check is then reported as skipped). Every command is a
 format string plus quoted arguments (house rule 7). Parsing is done by the pure functions at the
-top of this module, tested as tables in tests/unit/test_remote.py.
+top of this module, tested as tables in tests/unit/test_checks_ssh.py.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SSH for real: coordinator/remote.py and checks/ssh.py against each lab host's own sshd.
+"""SSH for real: coordinator/ssh/runner.py and checks/ssh.py against each lab host's own sshd.
 
 Failing cases are produced on the destination host itself, inside its mount namespace only
 (nsenter into dst's libvirtd namespace; every change is undone in a finally): swtpm hidden,
