@@ -1,7 +1,7 @@
 """Host checks over SSH (transport ``ssh``): swtpm on the destination, versions, TPM-state space,
 secrets stored unencrypted at rest.
 
-The runner for a host comes from ``ctx.runner("src" | "dst")`` (a ``coordinator.remote.CommandRunner``,
+The runner for a host comes from ``ctx.runner("src" | "dst")`` (a ``coordinator.ssh.runner.CommandRunner``,
 or None when SSH is not configured: the check is then reported as skipped). Every command is a
 format string plus quoted arguments (house rule 7). Parsing is done by the pure functions at the
 top of this module, tested as tables in tests/unit/test_checks_ssh.py.
