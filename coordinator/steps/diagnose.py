@@ -62,7 +62,8 @@ def explain(error: str, swtpm_log: str, qemu_log: str, plans: Sequence[SecretPla
     evidence = tuple([f"{where}: swtpm: {ln}" for ln in swtpm] + [f"{where}: qemu: {ln}" for ln in qemu])
     unverified = [p for p in plans if p.verdict in (Verdict.UNVERIFIABLE_PRIVATE, Verdict.UNVERIFIABLE_NO_VALUE)
                   and p.ref.kind == "vtpm"]
-    key_failure = any(_SWTPM_KEY_FAILURE.search(ln) for ln in swtpm)
+    # NOTE: under TCG (and other timings) QEMU itself reports "TPM error 0x21 decryption error".
+    key_failure = any(_SWTPM_KEY_FAILURE.search(ln) for ln in swtpm) or bool(_SWTPM_KEY_FAILURE.search(error))
     fix = ("give the value (--secret-file/--secret-dir/--secret-command/--secret-stdin) and pass "
            "--reset-secret-values, or undefine the destination copy so migcoord provisions it")
     if key_failure or (unverified and is_generic(error)):

@@ -69,3 +69,10 @@ def test_qemu_log_lines_are_evidence_without_a_secret_story():
 def test_a_disk_secret_is_not_the_vtpm_story():
     d = explain(GENERIC, "", "", [plan(Verdict.UNVERIFIABLE_PRIVATE, SecretKind.DISK_ENCRYPTION)], "dst")
     assert not d.known
+
+
+def test_qemus_own_decryption_error_tells_the_story_without_logs():
+    error = ("internal error: qemu unexpectedly closed the monitor: tpm-emulator: Setting the stateblob (type 1) "
+             "failed with a TPM error 0x21 decryption error [VIR_ERR_INTERNAL_ERROR/VIR_FROM_QEMU]")
+    d = explain(error, "", "", [plan(Verdict.UNVERIFIABLE_PRIVATE)], "dst")
+    assert d.known and "could not decrypt" in d.cause and U in d.cause and "--reset-secret-values" in d.hint
