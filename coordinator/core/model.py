@@ -91,6 +91,8 @@ class Verdict(enum.Enum):
     RESET_VALUE = (SecretAction.RESET_VALUE, "unverifiable", None)
     MATCH = (SecretAction.REUSE, "match", None)
     VALUE_MISMATCH = (SecretAction.BLOCK, "value-mismatch", "SECRET-VALUE-MISMATCH")
+    # The value would have to be read or sent over an unprotected channel: it is neither.
+    VALUE_NOT_READ = (SecretAction.BLOCK, "not-compared", "SECRET-PLAINTEXT-TRANSPORT")
 
     @property
     def action(self) -> SecretAction:
