@@ -59,7 +59,6 @@ class CheckContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _caps: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
     _dst_index: dict[str, tuple[str, str]] | None = field(default=None, repr=False)
-    _provisioners: list[SecretProvisioner] = field(default_factory=list, repr=False)
 
     @property
     def policy(self) -> MigrationPolicy:
@@ -89,7 +88,6 @@ class CheckContext:
                 prov = SecretProvisioner(self.source, self.destination, keyring=self.options.keyring,
                                          policy=self.secret_policy)
                 self._plans[t.name] = prov.plan(domxml.union_refs(*t.xmls))
-                self._provisioners.append(prov)
             return self._plans[t.name]
 
     def runner(self, role: str) -> CommandRunner | None:

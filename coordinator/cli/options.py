@@ -12,7 +12,7 @@ from coordinator.core.params import MigrationPolicy, TimeoutPolicy
 from coordinator.core.secret_rules import SecretPolicy
 from coordinator.ssh.runner import SshConfig
 from coordinator.steps.journal import DEFAULT_JOURNAL
-from coordinator.steps.keys import KeyRing, ValueSource, parse_file_option
+from coordinator.steps.keys import KeyRing, ValueSource, parse_command_option, parse_file_option
 from coordinator.steps.locks import DEFAULT_LOCK_DIR
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.retry import RetryPolicy
@@ -29,6 +29,8 @@ class _OrderedSource(argparse.Action):
                 src = parse_file_option(value)
             elif kind == "stdin":
                 src = ValueSource("stdin", "-", canonical_uuid(value))
+            elif kind == "command":
+                src = parse_command_option(value)
             else:
                 src = ValueSource(kind, value)
         except BadInput as e:

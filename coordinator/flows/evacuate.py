@@ -62,7 +62,7 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
     refs = {g.name: domxml.union_refs(*xmls[g.name]) for g in guests}
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
     plans: dict[tuple[str, str], list[SecretPlan]] = {}
-    source = SourceSecrets(src)  # each source secret is looked up and read once for all destinations
+    source = SourceSecrets(src, s.keyring)  # each source secret is looked up and read once for all destinations
     for uri, dst in dsts.items():
         for is_live in (True, False):
             group = [g for g in guests if live[g.name] is is_live]
@@ -134,7 +134,7 @@ def plan_evacuation(source_uri: str, dest_uris: Sequence[str], evacuation: Evacu
     options = options or MigrateOptions()
     evacuation = evacuation or EvacuationPolicy()
     _validate(source_uri, dest_uris, evacuation, options)
-    with _connected(source_uri, dest_uris, connect) as (src, dsts):
+    with options.keyring.held(), _connected(source_uri, dest_uris, connect) as (src, dsts):
         return _plan_with(src, dsts, evacuation, options)
 
 
@@ -149,7 +149,7 @@ def evacuate(source_uri: str, dest_uris: Sequence[str], evacuation: EvacuationPo
     rt = runtime or Runtime()
     _validate(source_uri, dest_uris, evacuation, options)
     t0 = rt.clock()
-    with _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
+    with options.keyring.held(), _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
             host_lock(rt.lock_dir, src.host_uuid(), source_uri):
         plan = _plan_with(src, dsts, evacuation, options)
         rt.journal.record("evacuation-plan", source=source_uri,

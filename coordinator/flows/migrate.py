@@ -51,7 +51,7 @@ def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
     retrying = build_retrying(options.retry, rt.sleep, rt.journal)
     t0 = rt.clock()
-    with _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
+    with options.keyring.held(), _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
         same = same_host_message(src.uri, dst.uri, src.host_uuid(), dst.host_uuid())
         if same:
             raise Blocked(same, hint="pick another destination", check_id="HOST-SAME")

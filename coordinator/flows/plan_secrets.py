@@ -18,7 +18,7 @@ def plan_domain_secrets(domain: str, source_uri: str, dest_uri: str, options: Mi
     options = options or MigrateOptions()
     before_connecting(source_uri, [dest_uri], options, [domain])
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
-    with connect(source_uri) as src, connect(dest_uri) as dst:
+    with options.keyring.held(), connect(source_uri) as src, connect(dest_uri) as dst:
         xmls = src.require_guest(domain).definitions()
         prov = SecretProvisioner(src, dst, keyring=options.keyring, policy=options.secret_policy)
         return prov.plan(domxml.union_refs(*xmls))

@@ -27,11 +27,11 @@ from coordinator.virt.host import Host
 log = logging.getLogger("migcoord")
 
 
-def digest(data: bytes) -> bytes:
+def digest(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def same_value(a: bytes, b: bytes) -> bool:
+def same_value(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> bool:
     return hmac.compare_digest(digest(a), digest(b))
 
 
@@ -40,8 +40,9 @@ class SourceSecrets:
     per run and shared by every destination's provisioner (an evacuation plans one source
     against several destinations). Thread-safe."""
 
-    def __init__(self, src: Host) -> None:
+    def __init__(self, src: Host, keyring: KeyRing | None = None) -> None:
         self.src = src
+        self.keyring = keyring if keyring is not None else KeyRing()  # holds (and wipes) what we read
         self._lock = threading.Lock()
         self._info: dict[tuple[str, str], SecretInfo | None] = {}
         self._values: dict[str, SecretValue] = {}
@@ -63,10 +64,11 @@ class SourceSecrets:
             return self._info.get(("uuid", uuid or ""))
 
     def api_value(self, uuid: str) -> SecretValue:
-        """virSecretGetValue on the source, once."""
+        """virSecretGetValue on the source, once per run (again if the run's values were wiped)."""
         with self._lock:
-            if uuid not in self._values:
-                self._values[uuid] = SecretValue(data=self.src.secret_value(uuid), source="source-api")
+            if uuid not in self._values or self._values[uuid].wiped:
+                self._values[uuid] = self.keyring.keep(
+                    SecretValue(data=self.src.secret_value(uuid), source="source-api"))
             return self._values[uuid]
 
 
@@ -90,7 +92,7 @@ class SecretProvisioner:
 
     def __post_init__(self) -> None:
         if self.source is None:
-            self.source = SourceSecrets(self.src)
+            self.source = SourceSecrets(self.src, self.keyring)
 
     @property
     def values_allowed(self) -> bool:

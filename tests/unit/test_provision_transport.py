@@ -86,3 +86,16 @@ def test_protected_channels_compare_values():
     dst = RecordingHost("qemu+ssh://hv2.example.com/system", b"w")
     [plan] = SecretProvisioner(src, dst).plan([REF])  # type: ignore[arg-type]
     assert plan.verdict is Verdict.VALUE_MISMATCH
+
+
+def test_source_api_values_are_wiped_when_the_run_ends():
+    src = RecordingHost("qemu+tls://hv1.example.com/system", b"SRC-VALUE")
+    dst = RecordingHost("qemu+tls://hv2.example.com/system", b"SRC-VALUE")
+    ring = KeyRing()
+    with ring.held():
+        prov = SecretProvisioner(src, dst, keyring=ring)  # type: ignore[arg-type]
+        [plan] = prov.plan([REF])
+        assert plan.verdict is Verdict.MATCH
+        held = prov.source.api_value(U)  # cached: no second read
+        assert bytes(held.data) == b"SRC-VALUE" and src.calls == [("get", U)]
+    assert held.wiped and bytes(held.data) == bytes(9)
