@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 
 
 from coordinator.core.errors import BadInput, HostUnreachable
+from coordinator.core.params import bounded_int, positive_seconds
 from coordinator.core.uris import ssh_target
 from coordinator.files.keyfile import read_key_file
 
@@ -68,10 +69,9 @@ class SshConfig:
             object.__setattr__(self, "key_file", Path(self.key_file))
         if not isinstance(self.known_hosts, Path):
             object.__setattr__(self, "known_hosts", Path(self.known_hosts))
-        if not 0 < int(self.port) < 65536:
-            raise BadInput(f"SSH port {self.port} is out of range")
-        if self.connect_timeout <= 0 or self.command_timeout <= 0:
-            raise BadInput("SSH timeouts must be positive")
+        bounded_int(self.port, "the SSH port (--ssh-port)", 1, 65535)
+        positive_seconds(self.connect_timeout, "the SSH connect timeout (--ssh-timeout)")
+        positive_seconds(self.command_timeout, "the SSH command timeout")
 
 
 @dataclass(frozen=True)
