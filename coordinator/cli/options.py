@@ -10,6 +10,7 @@ from coordinator.core.errors import BadInput
 from coordinator.core.ids import canonical_uuid
 from coordinator.core.params import MigrationPolicy, TimeoutPolicy
 from coordinator.core.secret_rules import SecretPolicy
+from coordinator.files.keyfile import check_key_file
 from coordinator.ssh.runner import SshConfig
 from coordinator.steps.journal import DEFAULT_JOURNAL
 from coordinator.steps.keys import KeyRing, ValueSource, parse_command_option, parse_file_option
@@ -69,6 +70,8 @@ def ssh_config(args: argparse.Namespace) -> SshConfig | None:
              if v is not None}
     if not (args.ssh or given):
         return None
+    if args.ssh_key is not None:
+        check_key_file(args.ssh_key)  # before any connection (read again, on its descriptor, when used)
     return SshConfig(**given)
 
 
