@@ -77,11 +77,16 @@ def write_atomic(path: Path | str, data: bytes, mode: int = 0o600, what: str = "
 def open_append(path: Path | str, what: str = "journal") -> int:
     """A descriptor for appending whole lines (owner-only when created). BadInput when the path
     is a symlink or cannot be opened; the caller closes it."""
-    try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY,
-                       0o600)
+    try:  # NOTE: O_NONBLOCK: a FIFO planted at the path must not hang the run (ENXIO without a reader)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+                     | os.O_NONBLOCK, 0o600)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise BadInput(f"{what} {_show(path)} is a symbolic link; refusing to write through it",
                            hint="give the real path") from None
         raise BadInput(f"{what} {_show(path)} cannot be opened for writing: {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):  # a file, or a device such as /dev/null
+        os.close(fd)
+        raise BadInput(f"{what} {_show(path)} is not a regular file")
+    return fd

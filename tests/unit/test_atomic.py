@@ -71,3 +71,13 @@ def test_open_append_refuses_symlink(tmp_path):
     (tmp_path / "j").symlink_to(victim)
     with pytest.raises(BadInput, match="symbolic link"):
         open_append(tmp_path / "j")
+
+
+def test_open_append_refuses_a_planted_fifo_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "j", 0o600)  # no reader: a blocking open would hang the run
+    with pytest.raises(BadInput, match="cannot be opened|not a regular file"):
+        open_append(tmp_path / "j")
+
+
+def test_open_append_accepts_dev_null():
+    os.close(open_append("/dev/null"))
