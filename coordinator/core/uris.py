@@ -85,11 +85,15 @@ class UriFacts:
         """Why secret bytes sent over this connection would be exposed, or None when they would not."""
         if self.transport == "ext":
             return "an external command carries the connection (qemu+ext)"
+        if self.weakened_by == "command=...":  # another program carries it: it may go anywhere
+            return f"{self.weakened_by} hands the connection to another program"
+        if self.is_loopback or self.transport == "unix":  # NOTE: never leaves this machine
+            return None
+        if self.transport not in _PROTECTED:
+            return f"{self.transport} is plaintext"
         if self.weakened_by:
             return f"{self.weakened_by} switches off the {self.transport} peer verification"
-        if self.transport in _PROTECTED or self.transport == "unix" or self.is_loopback:
-            return None
-        return f"{self.transport} is plaintext"
+        return None
 
     @property
     def plaintext_remote(self) -> bool:

@@ -114,6 +114,7 @@ def test_same_host_message(src_uuid, dst_uuid, same):
     ("qemu+libssh2://h.invalid/system?known_hosts_verify=ignore", "known_hosts_verify=ignore"),
     ("qemu+libssh://h.invalid/system?known_hosts_verify=auto", "known_hosts_verify=auto"),
     ("qemu+ssh://h.invalid/system?command=/opt/myssh", "command="),
+    ("qemu+ssh://localhost/system?command=/opt/myssh", "command="),  # the program may go anywhere
     ("qemu+ext://h.invalid/system?command=/bin/nc", "qemu+ext"),
     ("qemu+ext:///system?command=/bin/nc", "qemu+ext"),          # no host, but the command goes anywhere
     ("qemu+tls://h.invalid/system?tls_priority=NONE:+NULL", "tls_priority"),
@@ -135,6 +136,8 @@ def test_unprotected_channels_are_refused(uri, reason):
     "qemu+tcp://2130706433/system",
     "qemu+tcp://[::ffff:127.0.0.1]/system",
     "qemu+tcp://0.0.0.0/system",
+    "qemu+tls://127.0.0.1/system?no_verify=1",  # never leaves this machine
+    "qemu+tcp://127.0.0.101/system?no_verify=1",
 ])
 def test_protected_or_local_channels_pass(uri):
     assert not uri_facts(uri).plaintext_remote
