@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from coordinator.core import domfacts, domxml
-from coordinator.core.errors import BadInput, Blocked, HostUnreachable
+from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.model import SecretPlan
 from coordinator.core.params import MigrationPolicy
 from coordinator.core.secret_rules import SecretPolicy
-from coordinator.core.uris import check_transport, check_uri
+from coordinator.core.ids import check_domain_ident
+from coordinator.core.uris import check_endpoints
 from coordinator.ssh.runner import CommandRunner, runner_for
-from coordinator.steps.keys import KeyRing
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner
 from coordinator.virt.guest import Guest, GuestStatus
@@ -80,25 +80,13 @@ class CheckContext:
         assert self.dst is not None, "the registry runs this check only when the destination is reachable"
         return self.dst
 
-    @property
-    def values_allowed(self) -> bool:
-        """Secret values may be read (and compared) only when no connection is plaintext-remote."""
-        try:
-            check_transport(self.src_uri, self.dst_uri, allow_plaintext=self.secret_policy.allow_plaintext)
-        except Blocked:
-            return False
-        return True
-
     def secret_plans(self, t: Target) -> list[SecretPlan]:
         """``SecretProvisioner.plan`` for one domain, computed once and shared by the SECRET-* checks.
-        Reads only. Over a plaintext transport no value is read: values become unverifiable."""
+        Reads only. Over a plaintext transport the provisioner reads no value (its own rule)."""
         with self._lock:  # NOTE: one plan per domain even when several SECRET-* checks ask at once
             if t.name not in self._plans:
-                policy, keyring = self.secret_policy, self.options.keyring
-                if not self.values_allowed:
-                    policy = replace(policy, allow_plaintext=False, use_source_api=False, cleanup_source=False)
-                    keyring = KeyRing()
-                prov = SecretProvisioner(self.source, self.destination, keyring=keyring, policy=policy)
+                prov = SecretProvisioner(self.source, self.destination, keyring=self.options.keyring,
+                                         policy=self.secret_policy)
                 self._plans[t.name] = prov.plan(domxml.union_refs(*t.xmls))
             return self._plans[t.name]
 
@@ -146,10 +134,11 @@ def build_context(src_uri: str, dst_uri: str, domains: Sequence[str], options: M
                   connect: Callable[[str], Host] = Host.open) -> CheckContext:
     """Connect to both hosts (failures recorded, not raised) and resolve each domain on the source.
     Raises BadInput for a bad URI, no domain, or a domain the reachable source does not have."""
-    check_uri(src_uri)
-    check_uri(dst_uri)
+    check_endpoints(src_uri, [dst_uri])
     if not domains:
         raise BadInput("no domain given", hint="name at least one domain (name, UUID or id)")
+    for d in domains:
+        check_domain_ident(d)
     errors: dict[str, str] = {}
     hosts: dict[str, Host | None] = {}
     for role, uri in (("src", src_uri), ("dst", dst_uri)):

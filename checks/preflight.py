@@ -65,10 +65,11 @@ def preflight(src_uri: str, dst_uri: str, domains: Sequence[str], options: Migra
     """
     options = options or MigrateOptions()
     validate_selection(options.skip, options.waive)
-    ctx = build_context(src_uri, dst_uri, list(domains), options, connect=connect)
-    try:
-        report = run_checks(ctx, skip=options.skip, waive=options.waive)
-    finally:
-        ctx.close()
+    with options.keyring.held():  # values compared by the checks are wiped when they are done
+        ctx = build_context(src_uri, dst_uri, list(domains), options, connect=connect)
+        try:
+            report = run_checks(ctx, skip=options.skip, waive=options.waive)
+        finally:
+            ctx.close()
     return replace(report, source=src_uri, destination=dst_uri,
                    domains=tuple(t.name for t in ctx.targets) or tuple(domains))

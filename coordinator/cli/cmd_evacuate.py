@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator.core.errors import BadInput
+from coordinator.core.errors import BadInput, MigcoordError
 from coordinator.core.evacuation import EvacuationPlan, EvacuationPolicy
+from coordinator.files.atomic import check_target, write_atomic
 from coordinator.flows.evacuate import evacuate, plan_evacuation
 from coordinator.steps.journal import Journal
 from coordinator.steps.options import Runtime
@@ -75,15 +76,19 @@ def run(args: argparse.Namespace) -> int:
                           parallel=args.parallel, per_destination=args.per_destination,
                           max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory))
     options = opts.migrate_options(args)
+    if args.report is not None:
+        check_target(args.report, "report")  # before any connection: a bad path costs nothing
     if args.dry_run:
         plan = plan_evacuation(args.src, args.dsts, ev, options)
         print(json.dumps(plan.as_dict(), indent=2, sort_keys=True) if args.json else render_plan(plan))
+        code = 0 if not plan.unplaceable else 1
         _write_report(args.report, plan.as_dict())
-        return 0 if not plan.unplaceable else 1
+        return code
     printer = EventPrinter(progress=False)
+    journal = Journal(args.journal)
     report = evacuate(args.src, args.dsts, ev, options,
-                      Runtime(journal=Journal(args.journal), lock_dir=args.lock_dir, on_event=printer))
-    _write_report(args.report, report.as_dict())
+                      Runtime(journal=journal, lock_dir=args.lock_dir, on_event=printer))
+    # NOTE: the outcome first: the VMs have moved (or not) whatever happens to the files below.
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     else:
@@ -91,16 +96,23 @@ def run(args: argparse.Namespace) -> int:
         rows += [(o.domain, o.state, o.destination or "-", f"{o.duration_s:.1f}s", o.reason)
                  for o in report.outcomes]
         moved = sum(o.moved for o in report.outcomes)
-        print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s")
+        print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s", flush=True)
+    _write_report(args.report, report.as_dict())
+    if journal.failed:
+        warn(f"the journal {args.journal} is incomplete ({journal.failed}); the outcome above is what happened")
     return report.exit_code
 
 
+def warn(message: str) -> None:
+    print(f"migcoord: warning: {message}", file=sys.stderr)
+
+
 def _write_report(path: Path | None, data: dict[str, Any]) -> None:
-    """Atomically, so a cron job's consumer never reads half a report."""
+    """Atomically (files.atomic), so a cron job's consumer never reads half a report. A failure
+    to write it is a warning: the run's outcome has already been printed and sets the exit code."""
     if path is None:
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
+    try:
+        write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), what="report")
+    except (OSError, MigcoordError) as e:
+        warn(f"the report was not written to {path}: {getattr(e, 'strerror', None) or e}")

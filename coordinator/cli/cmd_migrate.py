@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     result = migrate(args.domain, args.src, args.dst, opts.migrate_options(args, dry_run=args.dry_run), runtime)
     if printer.tty:
         sys.stderr.write("\n")
+    if runtime.journal.failed:  # the migration's outcome (below) is what happened; the journal missed some of it
+        print(f"migcoord: warning: the journal {args.journal} is incomplete ({runtime.journal.failed})",
+              file=sys.stderr)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
         return 0

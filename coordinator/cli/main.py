@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from coordinator.core.release import __version__
 from coordinator.core.errors import MigcoordError
@@ -27,8 +28,21 @@ COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets":
             "check": cmd_check.run}
 
 
+def one_line(text: str) -> str:
+    """Control characters (a newline in a hostile path or URI) shown escaped: an error is one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on ONE line (``migcoord: error: ...``, exit 2), like every other
+    error of the tool; ``--help`` shows the usage. Subcommand parsers inherit this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"migcoord: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="migcoord", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Live-migrate libvirt/QEMU VMs whose vTPM (and disks) depend on libvirt secrets: "
                     "confirm or provision every secret on the destination, then migrate.")
@@ -44,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage error (one line, above), --help or --version
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="migcoord: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
@@ -58,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(out, sort_keys=True))
         for line in e.data.get("diagnosis", {}).get("evidence", ()):  # before the error: it stays the last line
             print(f"migcoord: evidence: {line}", file=sys.stderr)
-        print(f"migcoord: error: {e}", file=sys.stderr)
+        print(f"migcoord: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("migcoord: interrupted", file=sys.stderr)

@@ -10,9 +10,10 @@ from coordinator.core.errors import BadInput
 from coordinator.core.ids import canonical_uuid
 from coordinator.core.params import MigrationPolicy, TimeoutPolicy
 from coordinator.core.secret_rules import SecretPolicy
+from coordinator.files.keyfile import check_key_file
 from coordinator.ssh.runner import SshConfig
 from coordinator.steps.journal import DEFAULT_JOURNAL
-from coordinator.steps.keys import KeyRing, ValueSource, parse_file_option
+from coordinator.steps.keys import KeyRing, ValueSource, parse_command_option, parse_file_option
 from coordinator.steps.locks import DEFAULT_LOCK_DIR
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.retry import RetryPolicy
@@ -29,6 +30,8 @@ class _OrderedSource(argparse.Action):
                 src = parse_file_option(value)
             elif kind == "stdin":
                 src = ValueSource("stdin", "-", canonical_uuid(value))
+            elif kind == "command":
+                src = parse_command_option(value)
             else:
                 src = ValueSource(kind, value)
         except BadInput as e:
@@ -67,6 +70,8 @@ def ssh_config(args: argparse.Namespace) -> SshConfig | None:
              if v is not None}
     if not (args.ssh or given):
         return None
+    if args.ssh_key is not None:
+        check_key_file(args.ssh_key)  # before any connection (read again, on its descriptor, when used)
     return SshConfig(**given)
 
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.core.errors import BadInput
 from coordinator.core.model import SecretPlan
+from coordinator.core.params import bounded_int, positive_seconds
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,11 @@ class EvacuationPolicy:
     capacity_mib: Mapping[str, int] = field(default_factory=dict)  # dst URI → memory this run may use
 
     def __post_init__(self) -> None:
-        if self.parallel < 1 or self.per_destination < 1:
-            raise BadInput("--parallel and --per-destination must be at least 1")
-        if self.max_duration_s is not None and self.max_duration_s <= 0:
-            raise BadInput("--max-duration must be positive")
+        bounded_int(self.parallel, "--parallel", 1, 1024)
+        bounded_int(self.per_destination, "--per-destination", 1, 1024)
+        positive_seconds(self.max_duration_s, "--max-duration", allow_none=True)
+        for uri, mib in self.capacity_mib.items():
+            bounded_int(mib, f"--max-memory for {uri} (MiB)", 0, 2**44)
 
 
 @dataclass(frozen=True)

@@ -22,3 +22,13 @@ def canonical_uuid(raw: str, what: str = "secret UUID") -> str:
         raise BadInput(f"{what} {raw!r} is not a UUID",
                        hint="expected 32 hex digits, optionally dashed 8-4-4-4-12")
     return str(_uuid.UUID(hex=text))
+
+
+def check_domain_ident(ident: str) -> str:
+    """A domain name, UUID or id as an operator may give it: not empty, no control characters,
+    no longer than a name libvirt could hold. BadInput before any lookup."""
+    if not isinstance(ident, str) or not ident.strip():
+        raise BadInput("empty domain name", hint="give the domain's name, UUID or id")
+    if any(ord(c) < 32 or ord(c) == 127 for c in ident) or len(ident) > 1024:
+        raise BadInput(f"not a domain name, UUID or id: {ident[:80]!r}")
+    return ident

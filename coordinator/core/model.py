@@ -52,18 +52,60 @@ class SecretInfo:
     xml: str = field(repr=False)
 
 
-@dataclass(frozen=True)
 class SecretValue:
-    """A secret's bytes and where they came from. The bytes never appear in repr/str."""
+    """A secret's bytes and where they came from.
 
-    data: bytes = field(repr=False)
-    source: str  # "source-api", "file:PATH", "dir:PATH", "command:NAME", "stdin"
+    The bytes live in a private ``bytearray`` slot: they never appear in repr/str, ``vars()`` and
+    ``dataclasses.asdict`` cannot reach them (no ``__dict__``, not a dataclass; a dataclass holding
+    one cannot be ``asdict``-ed either), pickling and copying are refused, and ``wipe()`` zeroes
+    them in place when the run no longer needs them. ``data`` is a read-only view, not a copy."""
+
+    __slots__ = ("__buf", "__wiped", "source")
+    source: str  # "source-api", "file:PATH", "dir:PATH", "command:ARGV0", "stdin"
+
+    def __init__(self, data: bytes | bytearray | memoryview, source: str) -> None:
+        self.__buf = bytearray(data)
+        self.__wiped = False
+        self.source = source
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self.__buf).toreadonly()
+
+    def __len__(self) -> int:
+        return len(self.__buf)
+
+    def wipe(self) -> None:
+        """Overwrite the bytes with zeros (every ``data`` view then reads zeros)."""
+        self.__buf[:] = bytes(len(self.__buf))
+        self.__wiped = True
+
+    @property
+    def wiped(self) -> bool:
+        return self.__wiped
+
+    def __repr__(self) -> str:
+        return f"SecretValue(source={self.source!r}, {len(self.__buf)} bytes)"
 
     def __str__(self) -> str:
         return f"<secret value from {self.source}>"
 
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
     def __reduce__(self) -> Any:  # never pickled into a file or another process by accident
         raise TypeError("SecretValue cannot be pickled")
+
+    def __getstate__(self) -> Any:
+        raise TypeError("SecretValue cannot be pickled or copied")
+
+    def __copy__(self) -> Any:
+        raise TypeError("SecretValue cannot be copied")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError("SecretValue cannot be copied")
 
 
 class SecretAction(enum.StrEnum):
@@ -91,6 +133,8 @@ class Verdict(enum.Enum):
     RESET_VALUE = (SecretAction.RESET_VALUE, "unverifiable", None)
     MATCH = (SecretAction.REUSE, "match", None)
     VALUE_MISMATCH = (SecretAction.BLOCK, "value-mismatch", "SECRET-VALUE-MISMATCH")
+    # The value would have to be read or sent over an unprotected channel: it is neither.
+    VALUE_NOT_READ = (SecretAction.BLOCK, "not-compared", "SECRET-PLAINTEXT-TRANSPORT")
 
     @property
     def action(self) -> SecretAction:

@@ -6,10 +6,33 @@ Param keys are libvirt's stable ``VIR_MIGRATE_PARAM_*`` string values.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from coordinator.core.errors import BadInput
+
+# libvirt's QEMU driver keeps the bandwidth as an unsigned long of MiB/s and refuses more than
+# QEMU_DOMAIN_MIG_BANDWIDTH_MAX = INT64_MAX / (1024 * 1024) MiB/s on 64-bit hosts ("bandwidth must
+# be less than ..."), checked only inside migrateToURI3 — after the secrets were provisioned.
+MAX_BANDWIDTH_MIB = (2**63 - 1) // 2**20
+# QEMU's multifd-channels parameter is a uint8 (1..255).
+MAX_PARALLEL = 255
+
+
+def positive_seconds(value: float | None, what: str, *, allow_none: bool = False) -> None:
+    """A duration the tool waits for: a finite number > 0 (NaN and inf would never fire)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BadInput(f"{what} must be a positive, finite number of seconds, got {value!r}")
+
+
+def bounded_int(value: int | None, what: str, low: int, high: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadInput(f"{what} must be a whole number from {low} to {high}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -42,10 +65,10 @@ class Deadlines:
 def deadlines(memory_bytes: int, *, per_gib_s: float = 800.0, minimum_s: float = 60.0,
               completion_s: float | None = None, stall_s: float = 150.0) -> Deadlines:
     """Pure: an explicit completion timeout wins; else ``per_gib_s`` × GiB, at least ``minimum_s``."""
-    if completion_s is not None and completion_s <= 0:
-        raise BadInput(f"completion timeout must be positive, got {completion_s}")
-    if stall_s <= 0:
-        raise BadInput(f"stall timeout must be positive, got {stall_s}")
+    positive_seconds(completion_s, "the completion timeout (--timeout)", allow_none=True)
+    positive_seconds(stall_s, "the stall timeout (--stall-timeout)")
+    positive_seconds(per_gib_s, "the per-GiB timeout")
+    positive_seconds(minimum_s, "the minimum timeout")
     scaled = max(minimum_s, per_gib_s * memory_bytes / 2**30)
     return Deadlines(completion_s=completion_s if completion_s is not None else scaled, stall_s=stall_s)
 
@@ -59,6 +82,10 @@ class TimeoutPolicy:
     minimum_s: float = 60.0
     stall_s: float = 150.0
 
+    def __post_init__(self) -> None:
+        deadlines(0, per_gib_s=self.per_gib_s, minimum_s=self.minimum_s, completion_s=self.completion_s,
+                  stall_s=self.stall_s)
+
     def for_memory(self, memory_bytes: int) -> Deadlines:
         return deadlines(memory_bytes, per_gib_s=self.per_gib_s, minimum_s=self.minimum_s,
                          completion_s=self.completion_s, stall_s=self.stall_s)
@@ -71,13 +98,11 @@ def on_deadline(p: MigrationPolicy, switched_to_postcopy: bool) -> str:
 
 def validate(p: MigrationPolicy) -> None:
     """Combinations libvirt would reject only at migration time are refused up front."""
-    if p.parallel is not None and p.parallel < 1:
-        raise BadInput(f"parallel connections must be ≥ 1, got {p.parallel}")
+    bounded_int(p.parallel, "parallel connections (--parallel-connections)", 1, MAX_PARALLEL)
+    bounded_int(p.bandwidth_mib, "the bandwidth in MiB/s (--bandwidth)", 1, MAX_BANDWIDTH_MIB)
     if p.compression in ("zlib", "zstd") and not p.parallel:
         raise BadInput(f"{p.compression} compression needs parallel migration",
                        hint="add --parallel-connections N")
-    if p.bandwidth_mib is not None and p.bandwidth_mib <= 0:
-        raise BadInput(f"bandwidth must be a positive number of MiB/s, got {p.bandwidth_mib}")
 
 
 def migration_flags(p: MigrationPolicy) -> frozenset[str]:

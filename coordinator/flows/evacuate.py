@@ -21,8 +21,9 @@ from coordinator.core.errors import BadInput, MigcoordError
 from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
                                          PlannedDomain, place)
 from coordinator.core.model import SecretPlan
-from coordinator.core.uris import check_uri
+from coordinator.core.uris import check_endpoints, distinct_hosts
 from coordinator.flows.migrate import migrate
+from coordinator.flows.validate import before_connecting
 from coordinator.steps.locks import host_lock
 from coordinator.steps.options import MigrateOptions, Runtime
 from coordinator.steps.provision import SecretProvisioner, SourceSecrets
@@ -61,7 +62,7 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
     refs = {g.name: domxml.union_refs(*xmls[g.name]) for g in guests}
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
     plans: dict[tuple[str, str], list[SecretPlan]] = {}
-    source = SourceSecrets(src)  # each source secret is looked up and read once for all destinations
+    source = SourceSecrets(src, s.keyring)  # each source secret is looked up and read once for all destinations
     for uri, dst in dsts.items():
         for is_live in (True, False):
             group = [g for g in guests if live[g.name] is is_live]
@@ -99,18 +100,17 @@ def _defined_memory(xml: str) -> int:
     return domfacts.parse(xml).memory_kib * 1024
 
 
+def _validate(source_uri: str, dest_uris: Sequence[str], ev: EvacuationPolicy, options: MigrateOptions) -> None:
+    before_connecting(source_uri, dest_uris, options)
+    unknown = [u for u in ev.capacity_mib if u not in dest_uris]
+    if unknown:
+        raise BadInput(f"--max-memory names {', '.join(unknown)}, which is not a --to destination")
+
+
 @contextlib.contextmanager
 def _connected(source_uri: str, dest_uris: Sequence[str],
                connect: Callable[[str], Host]) -> Iterator[tuple[Host, dict[str, Host]]]:
-    check_uri(source_uri)
-    if not dest_uris:
-        raise BadInput("no destination given", hint="give at least one --to URI")
-    for u in dest_uris:
-        check_uri(u)
-        if u == source_uri:
-            raise BadInput(f"destination {u} is the source")
-    if len(set(dest_uris)) != len(dest_uris):
-        raise BadInput("a destination is given twice")
+    check_endpoints(source_uri, dest_uris)
     opened: list[Host] = []
     try:
         src = connect(source_uri)
@@ -119,6 +119,8 @@ def _connected(source_uri: str, dest_uris: Sequence[str],
         for u in dest_uris:
             dsts[u] = connect(u)
             opened.append(dsts[u])
+        # Two spellings of one host would double its capacity and concurrency: identity is the host UUID.
+        distinct_hosts({source_uri: src.host_uuid(), **{u: d.host_uuid() for u, d in dsts.items()}})
         yield src, dsts
     finally:
         for h in opened:
@@ -131,10 +133,8 @@ def plan_evacuation(source_uri: str, dest_uris: Sequence[str], evacuation: Evacu
     """The dry run: which domain goes where, which secrets each needs, what blocks. Changes nothing."""
     options = options or MigrateOptions()
     evacuation = evacuation or EvacuationPolicy()
-    unknown = [u for u in evacuation.capacity_mib if u not in dest_uris]
-    if unknown:
-        raise BadInput(f"--max-memory names {', '.join(unknown)}, which is not a --to destination")
-    with _connected(source_uri, dest_uris, connect) as (src, dsts):
+    _validate(source_uri, dest_uris, evacuation, options)
+    with options.keyring.held(), _connected(source_uri, dest_uris, connect) as (src, dsts):
         return _plan_with(src, dsts, evacuation, options)
 
 
@@ -147,8 +147,9 @@ def evacuate(source_uri: str, dest_uris: Sequence[str], evacuation: EvacuationPo
     options = options or MigrateOptions()
     evacuation = evacuation or EvacuationPolicy()
     rt = runtime or Runtime()
+    _validate(source_uri, dest_uris, evacuation, options)
     t0 = rt.clock()
-    with _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
+    with options.keyring.held(), _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
             host_lock(rt.lock_dir, src.host_uuid(), source_uri):
         plan = _plan_with(src, dsts, evacuation, options)
         rt.journal.record("evacuation-plan", source=source_uri,

@@ -16,10 +16,11 @@ import tenacity
 from checks import checks_for_migration
 from checks.registry import Report
 from coordinator.core import domxml
-from coordinator.core.errors import BadInput, Blocked, MigrationFailed
+from coordinator.core.errors import Blocked, MigrationFailed
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
 from coordinator.core.params import Deadlines, migration_flags, migration_params
-from coordinator.core.uris import check_uri, same_host_message
+from coordinator.core.uris import same_host_message
+from coordinator.flows.validate import before_connecting
 from coordinator.ssh.runner import runner_for
 from coordinator.steps.diagnose import Diagnosis, explain, gather
 from coordinator.steps.locks import domain_lock
@@ -46,17 +47,11 @@ def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions
     """
     options = options or MigrateOptions()
     rt = runtime or Runtime()
-    check_uri(source_uri)
-    check_uri(dest_uri)
-    if source_uri == dest_uri:
-        raise BadInput("source and destination URIs are the same", hint="give a different --to")
+    before_connecting(source_uri, [dest_uri], options, [domain])
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
-    migration_flags(options.policy)  # validate before connecting
-    migration_params(options.policy)
-    options.timeouts.for_memory(0)   # validate the timeout settings too
     retrying = build_retrying(options.retry, rt.sleep, rt.journal)
     t0 = rt.clock()
-    with _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
+    with options.keyring.held(), _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
         same = same_host_message(src.uri, dst.uri, src.host_uuid(), dst.host_uuid())
         if same:
             raise Blocked(same, hint="pick another destination", check_id="HOST-SAME")

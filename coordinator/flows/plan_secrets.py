@@ -5,7 +5,8 @@ from collections.abc import Callable
 
 from coordinator.core import domxml
 from coordinator.core.model import SecretPlan
-from coordinator.core.uris import check_transport, check_uri
+from coordinator.core.uris import check_transport
+from coordinator.flows.validate import before_connecting
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner
 from coordinator.virt.host import Host
@@ -15,10 +16,9 @@ def plan_domain_secrets(domain: str, source_uri: str, dest_uri: str, options: Mi
                         connect: Callable[[str], Host] = Host.open) -> list[SecretPlan]:
     """The secret plan ``migrate`` would carry out, without changing anything anywhere."""
     options = options or MigrateOptions()
-    check_uri(source_uri)
-    check_uri(dest_uri)
+    before_connecting(source_uri, [dest_uri], options, [domain])
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
-    with connect(source_uri) as src, connect(dest_uri) as dst:
+    with options.keyring.held(), connect(source_uri) as src, connect(dest_uri) as dst:
         xmls = src.require_guest(domain).definitions()
         prov = SecretProvisioner(src, dst, keyring=options.keyring, policy=options.secret_policy)
         return prov.plan(domxml.union_refs(*xmls))

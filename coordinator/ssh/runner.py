@@ -16,6 +16,7 @@ import functools
 import hashlib
 import select
 import shlex
+import io
 import socket
 import subprocess
 import threading
@@ -29,8 +30,9 @@ from typing import Protocol, runtime_checkable
 
 
 from coordinator.core.errors import BadInput, HostUnreachable
+from coordinator.core.params import bounded_int, positive_seconds
 from coordinator.core.uris import ssh_target
-from coordinator.files.keyfile import check_key_file
+from coordinator.files.keyfile import read_key_file
 
 
 class _LazyModule:
@@ -67,10 +69,9 @@ class SshConfig:
             object.__setattr__(self, "key_file", Path(self.key_file))
         if not isinstance(self.known_hosts, Path):
             object.__setattr__(self, "known_hosts", Path(self.known_hosts))
-        if not 0 < int(self.port) < 65536:
-            raise BadInput(f"SSH port {self.port} is out of range")
-        if self.connect_timeout <= 0 or self.command_timeout <= 0:
-            raise BadInput("SSH timeouts must be positive")
+        bounded_int(self.port, "the SSH port (--ssh-port)", 1, 65535)
+        positive_seconds(self.connect_timeout, "the SSH connect timeout (--ssh-timeout)")
+        positive_seconds(self.command_timeout, "the SSH command timeout")
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,7 @@ class SshRunner:
         self._client: paramiko.SSHClient | None = None
         self._pkey: paramiko.PKey | None = None
         if config.key_file is not None:
-            check_key_file(config.key_file)  # refused before any network traffic
-            self._pkey = _load_key(config.key_file)
+            self._pkey = _load_key(config.key_file)  # checked and read before any network traffic
 
     @property
     def where(self) -> str:
@@ -330,14 +330,22 @@ class SshRunner:
 
 
 def _load_key(path: Path) -> paramiko.PKey:
-    try:
-        return paramiko.PKey.from_path(str(path))
-    except paramiko.PasswordRequiredException:
-        raise BadInput(f"key file {path} is passphrase-protected",
-                       hint="use an unencrypted key reserved for migcoord, or load it into ssh-agent and "
-                            "leave the key file unset") from None
-    except (paramiko.SSHException, ValueError, OSError) as e:
-        raise BadInput(f"key file {path} is not a usable SSH private key: {_describe(e)}") from None
+    """The private key from the bytes read on the checked descriptor (``files.keyfile``): the
+    file is opened once, without following a symlink, so what was checked is what is used."""
+    data = read_key_file(path, 1 << 20)
+    text = bytes(data).decode("utf-8", "replace")
+    data[:] = bytes(len(data))
+    problem: BaseException | None = None
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except paramiko.PasswordRequiredException:
+            raise BadInput(f"key file {path} is passphrase-protected",
+                           hint="use an unencrypted key reserved for migcoord, or load it into ssh-agent and "
+                                "leave the key file unset") from None
+        except (paramiko.SSHException, ValueError, TypeError) as e:
+            problem = problem or e
+    raise BadInput(f"key file {path} is not a usable SSH private key: {_describe(problem or ValueError())}")
 
 
 def _describe(e: BaseException) -> str:

@@ -6,27 +6,55 @@ substituted, value on stdout — like git credential helpers), or stdin. Bytes a
 taken exactly as they are; a trailing newline earns a warning because it is almost
 always the ``virsh secret-set-value --file`` mistake, and libvirt would then hold a
 different value than the source.
+
+Key files are opened without following symlinks and checked on the descriptor
+(``files.keyfile``). A helper command runs in its own session; at most the size cap is read
+from its stdout, and on a timeout its whole process group is killed. Only its argv[0] is
+ever recorded (journal, JSON, events): the other tokens may be credentials. Values read are
+kept until ``clear()`` — which the flows call when a run is done — and while any value is
+kept the process writes no core dump (``steps.nodump``).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import selectors
 import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-from collections.abc import Sequence
 
 from coordinator.core.errors import BadInput, SecretUnavailable
 from coordinator.core.ids import canonical_uuid
-from coordinator.files.keyfile import check_key_file
 from coordinator.core.model import SecretValue
+from coordinator.files.keyfile import check_key_file, key_dir, read_key_file
+
+from . import nodump
 
 log = logging.getLogger("migcoord")
 
 COMMAND_TIMEOUT_S = 30.0
 MAX_VALUE_BYTES = 1 << 20  # libvirt caps secret values far below this
+
+
+def split_command(cmd: str) -> list[str]:
+    """``--secret-command`` as argv (shell-like quoting, no shell). The command line is never
+    echoed in an error: its tokens may be credentials."""
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as e:
+        raise BadInput(f"--secret-command cannot be split into words ({e})",
+                       hint="quote like a shell would; no shell runs it") from None
+    if not argv:
+        raise BadInput("--secret-command is empty")
+    return argv
 
 
 @dataclass(frozen=True)
@@ -38,100 +66,204 @@ class ValueSource:
     uuid: str | None = None  # file and stdin apply to one UUID
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.arg}" if self.kind != "stdin" else "stdin"
+        if self.kind == "stdin":
+            return "stdin"
+        if self.kind == "command":  # argv[0] only: the other tokens may be credentials
+            return f"command:{split_command(self.arg)[0]}"
+        return f"{self.kind}:{self.arg}"
+
+    def __repr__(self) -> str:
+        return f"ValueSource({str(self)!r})"
 
 
 def parse_file_option(opt: str) -> ValueSource:
     """``UUID=PATH`` as given to --secret-file."""
     uuid, sep, path = opt.partition("=")
     if not sep or not path:
-        raise BadInput(f"--secret-file expects UUID=PATH, got {opt!r}")
+        raise BadInput(f"--secret-file expects UUID=PATH, got {opt[:200]!r}")
     return ValueSource("file", path, canonical_uuid(uuid))
 
 
-def _read_key_file(path: Path) -> bytes:
-    check_key_file(path)
-    with open(path, "rb") as f:
-        data = f.read(MAX_VALUE_BYTES + 1)
-    if len(data) > MAX_VALUE_BYTES:
-        raise BadInput(f"key file {path} is larger than {MAX_VALUE_BYTES} bytes")
-    return data
+def parse_command_option(cmd: str) -> ValueSource:
+    split_command(cmd)
+    return ValueSource("command", cmd)
 
 
 class KeyRing:
-    """Supplies values for UUIDs from the operator's sources; each value is read at most once."""
+    """Supplies values for UUIDs from the operator's sources; each value is read at most once
+    and kept until ``clear()``. ``held()`` brackets a run: nested runs (an evacuation's
+    migrations) share the values, the outermost one's end drops them."""
 
     def __init__(self, sources: Sequence[ValueSource] = (), stdin: BinaryIO | None = None) -> None:
         self.sources = list(sources)
         self._stdin = stdin
         self._cache: dict[str, SecretValue] = {}
+        self._kept: list[SecretValue] = []  # values read elsewhere this run (source API), wiped with ours
+        self._lock = threading.RLock()
+        self._runs = 0
         stdin_uuids = [s.uuid for s in self.sources if s.kind == "stdin"]
         if len(stdin_uuids) > 1:
             raise BadInput("only one secret can be read from stdin")
-        for s in self.sources:
+        for s in self.sources:  # fail fast, before anything changes
             if s.kind == "file":
-                check_key_file(Path(s.arg))  # fail fast, before anything changes
-            elif s.kind == "dir" and not Path(s.arg).is_dir():
-                raise BadInput(f"secret directory {s.arg} does not exist or is not a directory")
-            elif s.kind == "command" and not shlex.split(s.arg):
-                raise BadInput("--secret-command is empty")
+                check_key_file(Path(s.arg))
+            elif s.kind == "dir":
+                with key_dir(s.arg):
+                    pass
+            elif s.kind == "command":
+                split_command(s.arg)
 
     def has_sources(self) -> bool:
         return bool(self.sources)
 
     def value_for(self, uuid: str) -> SecretValue | None:
         """The first value any source offers for ``uuid``, or None."""
-        if uuid in self._cache:
-            return self._cache[uuid]
-        for src in self.sources:
-            data = self._try(src, uuid)
-            if data is not None:
-                if data.endswith(b"\n"):
-                    log.warning("secret %s: value from %s ends with a newline; it is used as is "
-                                "(byte-exact) — if that newline is a mistake, remove it", uuid, src)
-                if not data:
-                    raise SecretUnavailable(f"secret {uuid}: {src} gave an empty value")
-                value = SecretValue(data=data, source=str(src))
+        uuid = canonical_uuid(uuid)  # NOTE: before it can become a file name (dir/../x)
+        with self._lock:
+            if uuid in self._cache:
+                return self._cache[uuid]
+            for src in self.sources:
+                data = self._try(src, uuid)
+                if data is None:
+                    continue
+                try:
+                    if not data:
+                        raise SecretUnavailable(f"secret {uuid}: {src} gave an empty value")
+                    if data.endswith(b"\n"):
+                        log.warning("secret %s: value from %s ends with a newline; it is used as is "
+                                    "(byte-exact) — if that newline is a mistake, remove it", uuid, src)
+                    value = SecretValue(data=data, source=str(src))
+                finally:
+                    data[:] = bytes(len(data))
+                self._hold()
                 self._cache[uuid] = value
                 return value
-        return None
+            return None
 
-    def _try(self, src: ValueSource, uuid: str) -> bytes | None:
+    def _hold(self) -> None:
+        if not self._cache and not self._kept:
+            nodump.acquire()
+
+    def keep(self, value: SecretValue) -> SecretValue:
+        """Hold a value read elsewhere in this run (the source host's API) under the same rules:
+        no core dump while held, wiped by ``clear()``."""
+        with self._lock:
+            self._hold()
+            self._kept.append(value)
+        return value
+
+    def clear(self) -> None:
+        """Wipe and drop every value read or kept so far (a stdin value cannot be read again)."""
+        with self._lock:
+            if not self._cache and not self._kept:
+                return
+            for v in [*self._cache.values(), *self._kept]:
+                v.wipe()
+            self._cache.clear()
+            self._kept.clear()
+            nodump.release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[KeyRing]:
+        """One run: values read inside are kept for nested runs and dropped at the outermost end."""
+        with self._lock:
+            self._runs += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._runs -= 1
+                if self._runs == 0:
+                    self.clear()
+
+    def _try(self, src: ValueSource, uuid: str) -> bytearray | None:
         if src.kind == "file":
-            return _read_key_file(Path(src.arg)) if src.uuid == uuid else None
+            return read_key_file(src.arg, MAX_VALUE_BYTES) if src.uuid == uuid else None
         if src.kind == "dir":
-            path = Path(src.arg) / uuid
-            return _read_key_file(path) if path.exists() else None
+            with key_dir(src.arg) as dfd:
+                try:
+                    os.stat(uuid, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return None
+                return read_key_file(uuid, MAX_VALUE_BYTES, dir_fd=dfd, what=f"key file in {src.arg}:")
         if src.kind == "command":
-            return self._run_command(src.arg, uuid)
+            return _run_command(split_command(src.arg), uuid)
         if src.kind == "stdin":
             if src.uuid != uuid:
                 return None
             stream = self._stdin if self._stdin is not None else sys.stdin.buffer
-            data = stream.read(MAX_VALUE_BYTES + 1)
+            data = bytearray(stream.read(MAX_VALUE_BYTES + 1))
             if len(data) > MAX_VALUE_BYTES:
+                data[:] = bytes(len(data))
                 raise BadInput(f"secret {uuid}: stdin gave more than {MAX_VALUE_BYTES} bytes")
             return data
         raise BadInput(f"unknown value source kind {src.kind!r}")
 
-    @staticmethod
-    def _run_command(cmd: str, uuid: str) -> bytes | None:
-        argv = [part.replace("{uuid}", uuid) for part in shlex.split(cmd)]
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """The helper runs in its own session (its pid is its process group): end it and every
+    process it started. Called before the helper is reaped, so the group id is still its own."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _read_capped(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytearray, str | None]:
+    """Read the helper's stdout until EOF, at most the cap + 1 bytes and until the deadline.
+    Returns (bytes read, None | "timeout" | "too-large")."""
+    assert proc.stdout is not None
+    buf = bytearray()
+    fd = proc.stdout.fileno()
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return buf, "timeout"
+            if not sel.select(left):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return buf, None
+            buf += chunk
+            if len(buf) > MAX_VALUE_BYTES:
+                return buf, "too-large"
+
+
+def _run_command(template: list[str], uuid: str, timeout_s: float | None = None) -> bytearray | None:
+    argv = [part.replace("{uuid}", uuid) for part in template]
+    name = template[0]
+    timeout_s = COMMAND_TIMEOUT_S if timeout_s is None else timeout_s
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL,  # NOTE: a helper might print what it should not
+                                start_new_session=True, close_fds=True)
+    except FileNotFoundError:
+        raise BadInput(f"--secret-command: {name} not found") from None
+    except OSError as e:
+        raise BadInput(f"--secret-command: {name} cannot be run ({e.strerror})", hint="make it executable") from None
+    deadline = time.monotonic() + timeout_s
+    buf, problem = _read_capped(proc, deadline)
+    failure: Exception | None = None
+    if problem is None:
         try:
-            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                               timeout=COMMAND_TIMEOUT_S, check=False)
-        except FileNotFoundError:
-            raise BadInput(f"--secret-command: {argv[0]} not found") from None
-        except OSError as e:
-            raise BadInput(f"--secret-command: {argv[0]} cannot be run ({e.strerror})",
-                           hint="make it executable") from None
+            code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            raise SecretUnavailable(f"secret {uuid}: command {argv[0]} timed out "
-                                    f"after {COMMAND_TIMEOUT_S:.0f}s") from None
-        if r.returncode != 0:
-            # NOTE: stderr is not echoed: a helper might print what it should not.
-            raise SecretUnavailable(f"secret {uuid}: command {argv[0]} exited with {r.returncode}",
-                                    hint="run the helper by hand to see its error")
-        if len(r.stdout) > MAX_VALUE_BYTES:
-            raise BadInput(f"secret {uuid}: command {argv[0]} printed more than {MAX_VALUE_BYTES} bytes")
-        return r.stdout or None
+            problem = "timeout"
+        else:
+            if code != 0:
+                # NOTE: stderr is not echoed: a helper might print what it should not.
+                failure = SecretUnavailable(f"secret {uuid}: command {name} exited with {code}",
+                                            hint="run the helper by hand to see its error")
+    if problem == "timeout":
+        failure = SecretUnavailable(f"secret {uuid}: command {name} timed out after {timeout_s:g}s")
+    elif problem == "too-large":
+        failure = BadInput(f"secret {uuid}: command {name} printed more than {MAX_VALUE_BYTES} bytes")
+    if proc.returncode is None:
+        _kill_group(proc)  # timed out or too much: the helper and everything it started
+    assert proc.stdout is not None
+    proc.stdout.close()
+    if failure is not None:
+        buf[:] = bytes(len(buf))  # a partial value is still a secret
+        raise failure  # NOTE: raised outside any except block: no exception context is kept
+    return buf or None

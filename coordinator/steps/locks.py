@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from collections.abc import Iterator
 
-from coordinator.core.errors import Busy
+from coordinator.core.errors import BadInput, Busy
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("MIGCOORD_LOCK_DIR", "/run/migcoord"))
 
@@ -20,7 +20,11 @@ DEFAULT_LOCK_DIR = Path(os.environ.get("MIGCOORD_LOCK_DIR", "/run/migcoord"))
 def exclusive(path: Path, busy: str, hint: str) -> Iterator[None]:
     """Hold ``path`` exclusively for the block, or raise ``Busy(busy, hint=hint)`` at once."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:  # NOTE: O_NOFOLLOW: a symlink planted in the lock directory must not make us create its target
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise BadInput(f"lock file {path} cannot be opened: {e.strerror}",
+                       hint="it must be a regular file in an owner-only directory") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -19,6 +19,7 @@ from coordinator.core.errors import Blocked, SecretMismatch, SecretUnavailable
 from coordinator.core.model import SecretAction, SecretInfo, SecretPlan, SecretRef, SecretValue, Verdict
 from coordinator.core.secret_rules import SecretPolicy, definition_verdict, value_verdict, wanted_flags
 from coordinator.core.secret_xml import with_flags
+from coordinator.core.uris import check_transport, values_may_cross
 from coordinator.steps.journal import Journal
 from coordinator.steps.keys import KeyRing
 from coordinator.virt.host import Host
@@ -26,11 +27,11 @@ from coordinator.virt.host import Host
 log = logging.getLogger("migcoord")
 
 
-def digest(data: bytes) -> bytes:
+def digest(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def same_value(a: bytes, b: bytes) -> bool:
+def same_value(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> bool:
     return hmac.compare_digest(digest(a), digest(b))
 
 
@@ -39,8 +40,9 @@ class SourceSecrets:
     per run and shared by every destination's provisioner (an evacuation plans one source
     against several destinations). Thread-safe."""
 
-    def __init__(self, src: Host) -> None:
+    def __init__(self, src: Host, keyring: KeyRing | None = None) -> None:
         self.src = src
+        self.keyring = keyring if keyring is not None else KeyRing()  # holds (and wipes) what we read
         self._lock = threading.Lock()
         self._info: dict[tuple[str, str], SecretInfo | None] = {}
         self._values: dict[str, SecretValue] = {}
@@ -62,16 +64,23 @@ class SourceSecrets:
             return self._info.get(("uuid", uuid or ""))
 
     def api_value(self, uuid: str) -> SecretValue:
-        """virSecretGetValue on the source, once."""
+        """virSecretGetValue on the source, once per run (again if the run's values were wiped)."""
         with self._lock:
-            if uuid not in self._values:
-                self._values[uuid] = SecretValue(data=self.src.secret_value(uuid), source="source-api")
+            if uuid not in self._values or self._values[uuid].wiped:
+                self._values[uuid] = self.keyring.keep(
+                    SecretValue(data=self.src.secret_value(uuid), source="source-api"))
             return self._values[uuid]
 
 
 @dataclass
 class SecretProvisioner:
-    """One run's secret work between a source and a destination host."""
+    """One run's secret work between a source and a destination host.
+
+    The one place that reads or writes secret values over a connection (source API, destination
+    compare, provisioning), so the transport rule (``core.uris.check_transport``) is enforced
+    here for every entry point — migrate, evacuate, its dry run, the checks, library callers:
+    over an unprotected channel no value is read (``Verdict.VALUE_NOT_READ``) and ``apply``
+    refuses before writing anything."""
 
     src: Host
     dst: Host
@@ -83,7 +92,12 @@ class SecretProvisioner:
 
     def __post_init__(self) -> None:
         if self.source is None:
-            self.source = SourceSecrets(self.src)
+            self.source = SourceSecrets(self.src, self.keyring)
+
+    @property
+    def values_allowed(self) -> bool:
+        """Values may cross both connections (``core.uris``' rule and the policy's override)."""
+        return values_may_cross(self.src.uri, self.dst.uri, allow_plaintext=self.policy.allow_plaintext)
 
     # -- reading ----------------------------------------------------------
     def value_source(self, uuid: str, src_info: SecretInfo) -> str | None:
@@ -128,6 +142,8 @@ class SecretProvisioner:
             else None
         verdict = definition_verdict(ref, info, dst_info, self.policy)
         source: str | None = None
+        if verdict is None and not self.values_allowed:
+            verdict = Verdict.VALUE_NOT_READ  # NOTE: neither the source API nor the keyring is asked
         if verdict is None:
             assert info is not None
             if dst_info is None:
@@ -161,6 +177,9 @@ class SecretProvisioner:
         if v is Verdict.NO_VALUE_SOURCE:
             return (f"secret {uuid} is private on {self.src.uri} and no value source "
                     f"has it; give --secret-file/--secret-dir/--secret-command/--secret-stdin")
+        if v is Verdict.VALUE_NOT_READ:
+            return (f"secret {uuid}: its value is neither read nor sent: the connection to {self.src.uri} or "
+                    f"{self.dst.uri} is unprotected (see SECRET-PLAINTEXT-TRANSPORT)")
         if dst is None:
             return ""
         if v is Verdict.DEST_USAGE_MISMATCH:
@@ -183,6 +202,7 @@ class SecretProvisioner:
     # -- writing ----------------------------------------------------------
     def apply(self, plans: list[SecretPlan]) -> None:
         """Carry out PROVISION / RESET_VALUE plans. Raises before writing if any plan blocks."""
+        check_transport(self.src.uri, self.dst.uri, allow_plaintext=self.policy.allow_plaintext)
         blockers = [p for p in plans if p.action is SecretAction.BLOCK]
         if blockers:
             raise blocked_by(blockers)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import tenacity
 
 from coordinator.core.errors import HostUnreachable
+from coordinator.core.params import bounded_int, positive_seconds
 from coordinator.steps.journal import Journal
 from coordinator.virt.errors import error_summary, is_transient
 
@@ -22,6 +23,12 @@ class RetryPolicy:
     max_seconds: float = 120.0
     initial_wait: float = 1.0
     max_wait: float = 15.0
+
+    def __post_init__(self) -> None:
+        bounded_int(self.attempts, "the number of attempts (--retries)", 1, 1000)
+        positive_seconds(self.max_seconds, "the retry time budget (--retry-max-seconds)")
+        positive_seconds(self.initial_wait, "the first retry wait")
+        positive_seconds(self.max_wait, "the longest retry wait")
 
 
 def retryable(exc: BaseException) -> bool:

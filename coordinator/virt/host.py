@@ -160,7 +160,7 @@ class Host:
         """virSecretDefineXML (the XML carries UUID, usage and the ephemeral/private flags)."""
         self._conn.secretDefineXML(xml, 0)
 
-    def set_secret_value(self, uuid: str, value: bytes) -> None:
+    def set_secret_value(self, uuid: str, value: bytes | bytearray | memoryview) -> None:
         """virSecretSetValue: the bytes go over the libvirt connection only (never argv/disk here)."""
         self._conn.secretLookupByUUIDString(uuid).setValue(bytes(value), 0)
 

@@ -70,3 +70,36 @@ def test_fields_cannot_spoof_run_or_time(tmp_path):
     j.record("y", run="spoofed", ts=0)
     line = json.loads((tmp_path / "j.jsonl").read_text())
     assert (line["run"], line["event"]) == ("real", "y") and line["ts"] > 0
+
+
+# -- issue #12 --------------------------------------------------------------------------------------
+
+def test_journal_symlink_is_refused_before_anything(tmp_path):
+    from coordinator.core.errors import BadInput
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    (tmp_path / "j").symlink_to(victim)
+    with pytest.raises(BadInput, match="symbolic link"):
+        Journal(tmp_path / "j")
+    assert victim.read_text() == ""
+
+
+def test_journal_swapped_for_a_symlink_later_is_not_written_through(tmp_path, caplog):
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    j = Journal(tmp_path / "j")
+    (tmp_path / "j").symlink_to(victim)
+    j.record("x")
+    assert victim.read_text() == "" and j.failed
+
+
+def test_disk_full_is_one_warning_not_an_exception(caplog):
+    import logging
+    j = Journal("/dev/full")
+    with caplog.at_level(logging.WARNING, logger="migcoord"):
+        for i in range(3):
+            j.record("e", i=i)
+    assert len(j.events) == 3  # kept in memory
+    assert j.failed and "space" in j.failed.lower()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "/dev/full" in warnings[0].getMessage()

@@ -133,6 +133,7 @@ MEANING = {
     V.RESET_VALUE: (RESET, "unverifiable", None, False),
     V.MATCH: (REUSE, "match", None, False),
     V.VALUE_MISMATCH: (BLOCK, "value-mismatch", "SECRET-VALUE-MISMATCH", True),
+    V.VALUE_NOT_READ: (BLOCK, "not-compared", "SECRET-PLAINTEXT-TRANSPORT", False),
 }
 
 

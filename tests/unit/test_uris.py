@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from coordinator.core.errors import BadInput, Blocked
-from coordinator.core.uris import check_transport, check_uri, same_host_message, ssh_target, uri_facts
+from coordinator.core.uris import (check_endpoints, check_transport, check_uri, distinct_hosts, same_host_message,
+                                   ssh_target, uri_facts)
 
 
 @pytest.mark.parametrize("uri, transport, host, loopback, plaintext", [
@@ -100,3 +101,95 @@ def test_same_host_message(src_uuid, dst_uuid, same):
         assert msg == "qemu+ssh://hv2/system is the same host as qemu:///system (host UUID h1)"
     else:
         assert msg is None
+
+
+# -- issue #12: channels that look protected but are not ------------------------------------------
+
+@pytest.mark.parametrize("uri, reason", [
+    ("qemu+tls://h.invalid/system?no_verify=1", "no_verify=1"),
+    ("qemu://h.invalid/system?no_verify=1", "no_verify=1"),
+    ("qemu+ssh://h.invalid/system?no_verify=1", "no_verify=1"),
+    ("qemu+ssh://h.invalid/system?NO_VERIFY=1", "NO_VERIFY"),
+    ("qemu+ssh://h.invalid/system?no%5Fverify=1", "no_verify=1"),
+    ("qemu+libssh2://h.invalid/system?known_hosts_verify=ignore", "known_hosts_verify=ignore"),
+    ("qemu+libssh://h.invalid/system?known_hosts_verify=auto", "known_hosts_verify=auto"),
+    ("qemu+ssh://h.invalid/system?command=/opt/myssh", "command="),
+    ("qemu+ssh://localhost/system?command=/opt/myssh", "command="),  # the program may go anywhere
+    ("qemu+ext://h.invalid/system?command=/bin/nc", "qemu+ext"),
+    ("qemu+ext:///system?command=/bin/nc", "qemu+ext"),          # no host, but the command goes anywhere
+    ("qemu+tls://h.invalid/system?tls_priority=NONE:+NULL", "tls_priority"),
+    ("qemu+tcp://h.invalid/system", "plaintext"),
+])
+def test_unprotected_channels_are_refused(uri, reason):
+    assert uri_facts(uri).plaintext_remote
+    with pytest.raises(Blocked, match="SECRET|unencrypted") as ei:
+        check_transport("qemu:///system", uri, allow_plaintext=False)
+    assert reason.split("=")[0].lower() in str(ei.value).lower()
+    assert check_transport("qemu:///system", uri, allow_plaintext=True) is None
+
+
+@pytest.mark.parametrize("uri", [
+    "qemu+tls://h.invalid/system?no_verify=0",
+    "qemu+libssh2://h.invalid/system?known_hosts_verify=normal&known_hosts=/kh",
+    "qemu+ssh://h.invalid/system?keyfile=/k&no_tty=1",
+    "qemu+tcp://127.1/system",                 # inet_aton spellings of loopback are loopback
+    "qemu+tcp://2130706433/system",
+    "qemu+tcp://[::ffff:127.0.0.1]/system",
+    "qemu+tcp://0.0.0.0/system",
+    "qemu+tls://127.0.0.1/system?no_verify=1",  # never leaves this machine
+    "qemu+tcp://127.0.0.101/system?no_verify=1",
+])
+def test_protected_or_local_channels_pass(uri):
+    assert not uri_facts(uri).plaintext_remote
+    check_transport(uri, allow_plaintext=False)
+
+
+@pytest.mark.parametrize("uri", ["qemu+tcp://[::1/system", "qemu+tcp://h.invalid:99999/system",
+                                 "qemu+tcp://h.invalid:x/system", "qemu+tcp://h\x00/system",
+                                 "qemu+tcp://[zz::1]/system"])
+def test_malformed_host_or_port_is_bad_input(uri):
+    with pytest.raises(BadInput):
+        check_uri(uri)
+
+
+# -- issue #12: the destination URI is resolved by the source daemon ------------------------------
+
+@pytest.mark.parametrize("src, dst, ok", [
+    ("qemu+tcp://127.0.0.101/system", "qemu+tcp://127.0.0.102/system", True),   # the lab: one view
+    ("qemu:///system", "qemu+tls://hv2.invalid/system", True),
+    ("qemu+tls://hv1.invalid/system", "qemu+tls://hv2.invalid/system", True),
+    ("qemu+tls://hv1.invalid/system", "qemu+tcp://localhost/system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu+tcp://127.0.0.5/system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu+tcp://127.1/system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu:///system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu+unix:///system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu+ssh://localhost./system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu+tls://foo.localhost/system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu+tcp://[::1]/system", False),
+    ("qemu+tls://hv1.invalid/system", "qemu+tcp://0.0.0.0/system", False),
+])
+def test_loopback_destination_with_remote_source_is_refused(src, dst, ok):
+    if ok:
+        check_endpoints(src, [dst])
+    else:
+        with pytest.raises(BadInput, match="names this machine"):
+            check_endpoints(src, [dst])
+
+
+@pytest.mark.parametrize("src, dsts, match", [
+    ("qemu:///system", [], "no destination"),
+    ("qemu:///system", ["qemu:///system"], "is the source"),
+    ("qemu+tls://a.invalid/system", ["qemu+tls://b.invalid/system"] * 2, "twice"),
+    ("qemu+tls://a.invalid/system", ["http://b/system"], "not a libvirt"),
+])
+def test_check_endpoints_rejects(src, dsts, match):
+    with pytest.raises(BadInput, match=match):
+        check_endpoints(src, dsts)
+
+
+def test_two_spellings_of_one_host_are_refused():
+    distinct_hosts({"qemu+tls://a/system": "u1", "qemu+tls://b/system": "u2"})
+    with pytest.raises(BadInput, match="same host") as ei:
+        distinct_hosts({"qemu+tls://a/system": "u1", "qemu+tcp://b/system": "u2",
+                        "qemu+tcp://b:16509/system": "u2"})
+    assert "qemu+tcp://b:16509/system and qemu+tcp://b/system" in str(ei.value)
