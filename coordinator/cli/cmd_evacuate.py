@@ -29,10 +29,14 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
         "evacuate", help="move every domain off a host (cron-safe)", epilog=epilog + CRON_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--from", dest="src", required=True, metavar="SRC_URI", help="the host to empty")
-    e.add_argument("--to", dest="dsts", required=True, action="append", metavar="DST_URI",
-                   help="a destination (repeat for several)")
+    e.add_argument("--to", dest="dsts", action="append", metavar="DST",
+                   help="a destination URI or host alias from the settings file (repeat for several)")
+    e.add_argument("--to-group", action="append", metavar="GROUP",
+                   help="every host of this destination group from the settings file (repeatable)")
     e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    e.add_argument("--report", type=Path, metavar="PATH", help="also write the JSON report to PATH")
+    e.add_argument("--report", type=Path, metavar="PATH",
+                   help="also write the JSON report to PATH ({source} = the source host)")
+    opts.add_metrics_option(e)
     e.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     e.add_argument("--include-inactive", action="store_true",
                    help="also move shut-off persistent domains (offline migration)")

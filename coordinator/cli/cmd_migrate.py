@@ -29,6 +29,7 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
                         "that no other source domain uses (off by default)")
     m.add_argument("--offline", action="store_true", help="offline migration of a shut-off persistent domain")
     opts.add_policy_options(m)
+    opts.add_metrics_option(m)
     return m
 
 

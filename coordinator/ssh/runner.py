@@ -26,8 +26,10 @@ import importlib
 from types import ModuleType
 from typing import Any as _Any
 from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
 
 
+from coordinator.core.config import HostSsh
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.uris import ssh_target
 from coordinator.files.keyfile import check_key_file
@@ -60,6 +62,8 @@ class SshConfig:
     known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
     connect_timeout: float = 10.0
     command_timeout: float = 30.0
+    ssh_config: Path | None = None  # an OpenSSH client config to honour (item of issue #13)
+    per_host: Mapping[str, HostSsh] = field(default_factory=dict)  # by host name: the settings file's
 
     def __post_init__(self) -> None:
         # NOTE: accept str paths from callers; store Paths (the dataclass is frozen).
@@ -124,7 +128,13 @@ def runner_for(uri: str, config: SshConfig | None) -> CommandRunner | None:
     if config is None:
         return None
     host, user, port = target
-    cfg = replace(config, user=user or config.user, port=port or config.port)
+    cfg = config
+    h = config.per_host.get(host)
+    if h is not None:  # the settings file's [hosts.NAME.ssh]; the URI's own user/port still win
+        cfg = replace(cfg, user=h.user or cfg.user, port=h.port or cfg.port,
+                      key_file=Path(h.key) if h.key else cfg.key_file,
+                      known_hosts=Path(h.known_hosts) if h.known_hosts else cfg.known_hosts)
+    cfg = replace(cfg, user=user or cfg.user, port=port or cfg.port)
     return SshRunner(host, cfg)
 
 

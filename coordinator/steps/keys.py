@@ -9,6 +9,7 @@ different value than the source.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import shlex
 import subprocess
@@ -35,10 +36,19 @@ class ValueSource:
 
     kind: str
     arg: str
-    uuid: str | None = None  # file and stdin apply to one UUID
+    uuid: str | None = None  # file and stdin apply to one UUID (a file may name a usage pattern instead)
+    usage: str | None = None  # fnmatch pattern on the secret's usage id (from the settings file)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.arg}" if self.kind != "stdin" else "stdin"
+
+    def applies_to(self, uuid: str, usage_id: str | None) -> bool:
+        """Whether this source is asked for ``uuid`` (whose usage id on the source is ``usage_id``)."""
+        if self.uuid is not None and self.uuid != uuid:
+            return False
+        if self.usage is not None:
+            return usage_id is not None and fnmatch.fnmatchcase(usage_id, self.usage)
+        return self.uuid is not None or self.kind in ("dir", "command")
 
 
 def parse_file_option(opt: str) -> ValueSource:
@@ -79,11 +89,13 @@ class KeyRing:
     def has_sources(self) -> bool:
         return bool(self.sources)
 
-    def value_for(self, uuid: str) -> SecretValue | None:
-        """The first value any source offers for ``uuid``, or None."""
+    def value_for(self, uuid: str, usage_id: str | None = None) -> SecretValue | None:
+        """The first value any source that applies to ``uuid`` (and its usage id) offers, or None."""
         if uuid in self._cache:
             return self._cache[uuid]
         for src in self.sources:
+            if not src.applies_to(uuid, usage_id):
+                continue
             data = self._try(src, uuid)
             if data is not None:
                 if data.endswith(b"\n"):
@@ -98,15 +110,13 @@ class KeyRing:
 
     def _try(self, src: ValueSource, uuid: str) -> bytes | None:
         if src.kind == "file":
-            return _read_key_file(Path(src.arg)) if src.uuid == uuid else None
+            return _read_key_file(Path(src.arg))
         if src.kind == "dir":
             path = Path(src.arg) / uuid
             return _read_key_file(path) if path.exists() else None
         if src.kind == "command":
             return self._run_command(src.arg, uuid)
         if src.kind == "stdin":
-            if src.uuid != uuid:
-                return None
             stream = self._stdin if self._stdin is not None else sys.stdin.buffer
             data = stream.read(MAX_VALUE_BYTES + 1)
             if len(data) > MAX_VALUE_BYTES:
