@@ -8,20 +8,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator.core.errors import BadInput
+from coordinator.core.errors import BadInput, MigcoordError
+from coordinator.core.metrics import DomainMetrics
 from coordinator.core.evacuation import EvacuationPlan, EvacuationPolicy
 from coordinator.flows.evacuate import evacuate, plan_evacuation
 from coordinator.steps.journal import Journal
 from coordinator.steps.options import Runtime
 
 from . import options as opts
+from . import run_metrics
 from .render import EventPrinter, table
 
 CRON_EXAMPLE = """
 
-cron (empty a host every night; overlapping runs refuse, a re-run finishes what is left):
-  30 2 * * * root migcoord evacuate --from qemu+ssh://hv1/system --to qemu+ssh://hv2/system \\
-      --to qemu+ssh://hv3/system --secret-dir /etc/migcoord/keys --report /var/log/migcoord/last.json"""
+cron (empty a host every night; overlapping runs exit 75, a re-run finishes what is left; hosts, the
+group rack2, value sources and the report/metrics paths come from /etc/migcoord/config.toml):
+  30 2 * * * root migcoord --syslog --quiet evacuate --from hv1 --to-group rack2"""
 
 
 def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
@@ -84,10 +86,20 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(plan.as_dict(), indent=2, sort_keys=True) if args.json else render_plan(plan))
         _write_report(args.report, plan.as_dict())
         return 0 if not plan.unplaceable else 1
-    printer = EventPrinter(progress=False)
-    report = evacuate(args.src, args.dsts, ev, options,
-                      Runtime(journal=Journal(args.journal), lock_dir=args.lock_dir, on_event=printer))
+    collector = run_metrics.Collector(EventPrinter(progress=False, quiet=args.quiet))
+    try:
+        report = evacuate(args.src, args.dsts, ev, options,
+                          Runtime(journal=Journal(args.journal), lock_dir=args.lock_dir, on_event=collector))
+    except MigcoordError as e:  # nothing ran (lock held, a host unreachable, bad input)
+        run_metrics.write(args.metrics_file, "evacuate", args.src, e.exit_code, collector, [], quiet_errors=True)
+        raise
     _write_report(args.report, report.as_dict())
+    blockers = {d: tuple(sorted({i for ids in by_dst.values() for i in ids}))
+                for d, by_dst in report.plan.blockers.items()}
+    run_metrics.write(args.metrics_file, "evacuate", args.src, report.exit_code, collector, [
+        DomainMetrics(o.domain, o.state, o.destination, o.duration_s, collector.bytes.get(o.domain, 0),
+                      collector.blocking.get(o.domain) or (blockers.get(o.domain, ()) if not o.moved else ()))
+        for o in report.outcomes])
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     else:
