@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import inspect
 import select
 import shlex
 import socket
@@ -246,8 +247,7 @@ class SshRunner:
         t = cfg.connect_timeout
         keys = dict(pkey=self._pkey, look_for_keys=False, allow_agent=False) if self._pkey is not None else {}
         try:
-            client.connect(self.host, port=cfg.port, username=cfg.user, timeout=t, banner_timeout=t,
-                           auth_timeout=t, channel_timeout=t, **keys)
+            client.connect(self.host, port=cfg.port, username=cfg.user, **_connect_kwargs(t), **keys)
         except unknown_host_key as e:
             client.close()
             hostport = self.host if cfg.port == 22 else f"[{self.host}]:{cfg.port}"
@@ -339,9 +339,41 @@ class SshRunner:
         return f"SshRunner({self.where})"
 
 
+def _read_key(path: Path) -> paramiko.PKey:
+    """``PKey.from_path`` (paramiko >= 3.2) detects the key type. Older paramiko (Debian 12 ships
+    2.12) has no such call: try each key class that can read an OpenSSH private key file."""
+    from_path = getattr(paramiko.PKey, "from_path", None)
+    if from_path is not None:
+        return from_path(str(path))
+    classes = [getattr(paramiko, n) for n in ("Ed25519Key", "ECDSAKey", "RSAKey", "DSSKey") if hasattr(paramiko, n)]
+    last: Exception = paramiko.SSHException("no key class")
+    for cls in classes:
+        try:
+            return cls.from_private_key_file(str(path))
+        except paramiko.PasswordRequiredException:
+            raise
+        except (paramiko.SSHException, ValueError) as e:
+            last = e
+    raise paramiko.SSHException(f"not a private key of a type paramiko reads ({last})")
+
+
+def _connect_kwargs(timeout: float) -> dict[str, float]:
+    """connect()'s timeouts; ``channel_timeout`` exists only from paramiko 3.2 on (older: its default)."""
+    out = dict(timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
+    if "channel_timeout" in inspect.signature(paramiko.SSHClient.connect).parameters:
+        out["channel_timeout"] = timeout
+    return out
+
+
 def _load_key(path: Path) -> paramiko.PKey:
     try:
-        return paramiko.PKey.from_path(str(path))
+        try:
+            return _read_key(path)
+        except TypeError as e:
+            # NOTE: newer paramiko lets cryptography's "Key is password-protected" TypeError through
+            if "password" not in str(e).lower():
+                raise
+            raise paramiko.PasswordRequiredException(str(e)) from None
     except paramiko.PasswordRequiredException:
         raise BadInput(f"key file {path} is passphrase-protected",
                        hint="use an unencrypted key reserved for migcoord, or load it into ssh-agent and "
