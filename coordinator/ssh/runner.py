@@ -66,7 +66,7 @@ class SshConfig:
     connect_timeout: float = 10.0
     command_timeout: float = 30.0
     ssh_config: Path | None = None  # an OpenSSH client config to honour (item of issue #13)
-    per_host: Mapping[str, HostSsh] = field(default_factory=dict)  # by host name: the settings file's
+    per_host: Mapping[str, HostSsh] = field(default_factory=dict, hash=False)  # by host name: the settings file's
 
     def __post_init__(self) -> None:
         # NOTE: accept str paths from callers; store Paths (the dataclass is frozen).
