@@ -96,6 +96,7 @@ FILE = FileConfig(F, {"migration.bandwidth": 100, "migration.tls": True})
     ({"MIGCOORD_MIGRATION_TLS": "no"}, {}, "migration.tls", False, "env:MIGCOORD_MIGRATION_TLS"),
     ({"MIGCOORD_MIGRATION_TLS": ""}, {}, "migration.tls", True, f"file:{F}"),  # empty: unset
     ({"MIGCOORD_LOCK_DIR": "/tmp/l"}, {}, "paths.lock_dir", "/tmp/l", "env:MIGCOORD_LOCK_DIR"),
+    ({"MIGCOORD_JOURNAL": "/tmp/j"}, {}, "paths.journal", "/tmp/j", "env:MIGCOORD_JOURNAL"),  # kept names
     ({"MIGCOORD_LOGGING_LEVEL": "INFO"}, {}, "logging.level", "info", "env:MIGCOORD_LOGGING_LEVEL"),
 ])
 def test_precedence(env, cli, key, value, origin):
