@@ -51,7 +51,11 @@ def _value_cases(cmd: str, p: argparse.ArgumentParser) -> list[str]:
         if not a.option_strings or a.nargs == 0:
             continue
         pattern = "|".join(f"{cmd}:{o}" for o in a.option_strings)
-        if a.choices:
+        dynamic = {"src": "hosts", "dst": "hosts", "dsts": "hosts", "to_group": "groups"}.get(a.dest)
+        if dynamic:  # names from the settings file, asked at completion time
+            out.append(f"        {pattern}) COMPREPLY=($(compgen -W \"$(migcoord config {dynamic} 2>/dev/null)\" "
+                       "-- \"$cur\")); return ;;")
+        elif a.choices:
             words = " ".join(str(c) for c in a.choices)
             out.append(f"        {pattern}) COMPREPLY=($(compgen -W {shlex.quote(words)} -- \"$cur\")); return ;;")
         elif a.metavar in _FILE_METAVARS or a.type is not None and getattr(a.type, "__name__", "") == "Path":

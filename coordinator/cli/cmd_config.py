@@ -19,7 +19,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "config", help="show the effective settings and where each came from",
         description="Precedence, highest first: command line > environment (MIGCOORD_*) > settings file > "
                     "built-in defaults.")
-    c.add_argument("action", choices=["show"], help="show: print the effective settings")
+    c.add_argument("action", choices=["show", "hosts", "groups"],
+                   help="show: the effective settings; hosts / groups: the names the settings file defines "
+                        "(one a line, for scripts and shell completion)")
     c.add_argument("--json", action="store_true", help="as JSON")
     return c
 
@@ -44,5 +46,9 @@ def render(eff: Effective) -> str:
 
 def run(args: argparse.Namespace) -> int:
     eff: Effective = args.settings
+    if args.action in ("hosts", "groups"):
+        names = sorted(eff.hosts if args.action == "hosts" else eff.groups)
+        print(json.dumps(names) if args.json else "\n".join(names))
+        return 0
     print(json.dumps(eff.as_dict(), indent=2, sort_keys=True) if args.json else render(eff))
     return 0

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from coordinator.cli.cmd_completion import bash
 from coordinator.cli.main import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _complete(script: str, *words: str) -> list[str]:
@@ -44,3 +48,17 @@ def test_the_command_prints_a_script(capsys):
     out = capsys.readouterr().out
     assert out.startswith("# bash completion for migcoord") and "complete -o default -F _migcoord migcoord" in out
     subprocess.run(["bash", "-n"], input=out, text=True, check=True)  # syntax
+
+
+def test_host_aliases_and_groups_come_from_the_settings_file(script, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[hosts.hv1]\nuri = "qemu:///system"\n[hosts.hv2]\nuri = "qemu:///session"\n'
+                   '[groups]\nrack2 = ["hv2"]\n')
+    cfg.chmod(0o600)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "migcoord").write_text(f"#!/bin/sh\nMIGCOORD_CONFIG={cfg} exec {sys.executable} -m coordinator \"$@\"\n")
+    (shim / "migcoord").chmod(0o755)
+    env = f"export PATH={shim}:$PATH PYTHONPATH={ROOT}\n"
+    assert _complete(env + script, "migrate", "vm1", "--from", "hv") == ["hv1", "hv2"]
+    assert _complete(env + script, "evacuate", "--to-group", "r") == ["rack2"]
