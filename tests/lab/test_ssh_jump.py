@@ -76,3 +76,25 @@ def test_ssh_checks_go_through_the_jump_host(jump_setup, clean, name):
     ssh = {(f["check_id"], f["status"]) for f in rep["findings"] if f["transport"] == "ssh"}
     assert ("SWTPM-MISSING", "pass") in ssh and ("TPM-STATE-SPACE", "pass") in ssh
     assert not any(status in ("error", "skipped") for _, status in ssh), ssh
+
+
+def test_runner_reaches_a_host_through_a_proxy_command(jump_setup, lab, tmp_path):
+    """ProxyCommand (here OpenSSH's own ``ssh -W`` through the jump host, strict host keys)."""
+    if shutil.which("ssh") is None:
+        pytest.skip("OpenSSH client not installed")
+    _, kh = jump_setup
+    s, src = lab.env["ssh"], lab.env["hosts"]["src"]["addr"]
+    proxy = (f"ssh -F /dev/null -i {s['key']} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+             f"-o UserKnownHostsFile={s['known_hosts']} -W %h:%p {s['user']}@{src}")
+    cfg = tmp_path / "ssh_config_pc"
+    cfg.write_text(f"""
+Host hv2pc
+    HostName dst
+    User {s['user']}
+    IdentityFile {s['key']}
+    ProxyCommand {proxy}
+""")
+    with SshRunner("hv2pc", SshConfig(ssh_config=cfg, known_hosts=kh, connect_timeout=20)) as r:
+        res = r.run("hostname")
+        assert r.where.endswith("via ProxyCommand")
+    assert res.ok and res.stdout.strip() == "dst"
