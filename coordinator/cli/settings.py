@@ -85,6 +85,9 @@ def _hosts(args: argparse.Namespace, eff: Effective) -> None:
         if not dsts:
             raise BadInput("no destination given", hint="give --to HOST_OR_URI or --to-group GROUP")
         args.dsts = dsts
+    if getattr(args, "max_memory", None):  # --max-memory hv2=4096: an alias there too
+        args.max_memory = [f"{eff.resolve_host(d)}={m}" if sep else spec
+                           for spec in args.max_memory for d, sep, m in [spec.rpartition("=")]]
     report = getattr(args, "report", None)
     if report is not None and "{source}" in str(report):
         host = uri_facts(args.src).host or "localhost"

@@ -201,7 +201,9 @@ def test_aliases_groups_and_sources_reach_the_arguments(cfgfile):
     assert a.bandwidth == 50 and a.tls is True and a.timeout == 600.0 and str(a.journal) == "/var/log/migcoord/j.jsonl"
     assert [s.kind for s in a.value_sources] == ["file", "command", "dir"]
     assert a.ssh_hosts["hv2.example"].user == "ops"
-    e = _args(cfgfile, "evacuate", "--from", "hv1", "--to-group", "rack2", "--report", "/r/{source}.json")
+    e = _args(cfgfile, "evacuate", "--from", "hv1", "--to-group", "rack2", "--report", "/r/{source}.json",
+              "--max-memory", "hv2=1024")
+    assert e.max_memory == ["qemu+ssh://hv2.example/system=1024"]
     assert e.dsts == ["qemu+ssh://hv2.example/system", "qemu+tls://hv3.example/system"]
     assert e.parallel == 3 and str(e.report) == "/r/hv1.example.json"
 
