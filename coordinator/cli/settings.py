@@ -88,7 +88,8 @@ def _hosts(args: argparse.Namespace, eff: Effective) -> None:
     if getattr(args, "max_memory", None):  # --max-memory hv2=4096: an alias there too
         args.max_memory = [f"{eff.resolve_host(d)}={m}" if sep else spec
                            for spec in args.max_memory for d, sep, m in [spec.rpartition("=")]]
-    report = getattr(args, "report", None)
-    if report is not None and "{source}" in str(report):
-        host = uri_facts(args.src).host or "localhost"
-        args.report = Path(str(report).replace("{source}", host))
+    for dest in ("report", "metrics_file"):  # {source}: the source host; {command}: migrate | evacuate
+        path = getattr(args, dest, None)
+        if path is not None and ("{source}" in str(path) or "{command}" in str(path)):
+            host = uri_facts(args.src).host or "localhost"
+            setattr(args, dest, Path(str(path).replace("{source}", host).replace("{command}", args.command)))

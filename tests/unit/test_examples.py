@@ -35,7 +35,8 @@ def test_crontab_line_parses():
     command = fields[6].split(">>")[0]
     args = _parse(command)
     assert args.command == "evacuate" and args.src == "qemu+ssh://hv1.example.net/system" and len(args.dsts) == 2
-    assert str(args.report) == "/var/log/migcoord/evacuate-hv1.example.net.json" and args.metrics_file
+    assert str(args.report) == "/var/log/migcoord/evacuate-hv1.example.net.json"
+    assert args.metrics_file.name == "migcoord-evacuate-hv1.example.net.prom"
     assert args.syslog and args.quiet
 
 
