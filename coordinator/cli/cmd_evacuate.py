@@ -10,19 +10,21 @@ from typing import Any
 
 from coordinator.core.errors import BadInput, MigcoordError
 from coordinator.core.evacuation import EvacuationPlan, EvacuationPolicy
+from coordinator.core.metrics import DomainMetrics
 from coordinator.files.atomic import check_target, write_atomic
 from coordinator.flows.evacuate import evacuate, plan_evacuation
 from coordinator.steps.journal import Journal
 from coordinator.steps.options import Runtime
 
 from . import options as opts
+from . import run_metrics
 from .render import EventPrinter, table
 
 CRON_EXAMPLE = """
 
-cron (empty a host every night; overlapping runs refuse, a re-run finishes what is left):
-  30 2 * * * root migcoord evacuate --from qemu+ssh://hv1/system --to qemu+ssh://hv2/system \\
-      --to qemu+ssh://hv3/system --secret-dir /etc/migcoord/keys --report /var/log/migcoord/last.json"""
+cron (empty a host every night; overlapping runs exit 75, a re-run finishes what is left; hosts, the
+group rack2, value sources and the report/metrics paths come from /etc/migcoord/config.toml):
+  30 2 * * * root migcoord --syslog --quiet evacuate --from hv1 --to-group rack2"""
 
 
 def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
@@ -30,10 +32,14 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
         "evacuate", help="move every domain off a host (cron-safe)", epilog=epilog + CRON_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--from", dest="src", required=True, metavar="SRC_URI", help="the host to empty")
-    e.add_argument("--to", dest="dsts", required=True, action="append", metavar="DST_URI",
-                   help="a destination (repeat for several)")
+    e.add_argument("--to", dest="dsts", action="append", metavar="DST",
+                   help="a destination URI or host alias from the settings file (repeat for several)")
+    e.add_argument("--to-group", action="append", metavar="GROUP",
+                   help="every host of this destination group from the settings file (repeatable)")
     e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    e.add_argument("--report", type=Path, metavar="PATH", help="also write the JSON report to PATH")
+    e.add_argument("--report", type=Path, metavar="PATH",
+                   help="also write the JSON report to PATH ({source} = the source host)")
+    opts.add_metrics_option(e)
     e.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     e.add_argument("--include-inactive", action="store_true",
                    help="also move shut-off persistent domains (offline migration)")
@@ -84,10 +90,14 @@ def run(args: argparse.Namespace) -> int:
         code = 0 if not plan.unplaceable else 1
         _write_report(args.report, plan.as_dict())
         return code
-    printer = EventPrinter(progress=False)
+    collector = run_metrics.Collector(EventPrinter(progress=False, quiet=args.quiet))
     journal = Journal(args.journal)
-    report = evacuate(args.src, args.dsts, ev, options,
-                      Runtime(journal=journal, lock_dir=args.lock_dir, on_event=printer))
+    try:
+        report = evacuate(args.src, args.dsts, ev, options,
+                          Runtime(journal=journal, lock_dir=args.lock_dir, on_event=collector))
+    except MigcoordError as e:  # nothing ran (lock held, a host unreachable, bad input)
+        run_metrics.write(args.metrics_file, "evacuate", args.src, e.exit_code, collector, [], quiet_errors=True)
+        raise
     # NOTE: the outcome first: the VMs have moved (or not) whatever happens to the files below.
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
@@ -98,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
         moved = sum(o.moved for o in report.outcomes)
         print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s", flush=True)
     _write_report(args.report, report.as_dict())
+    blockers = {d: tuple(sorted({i for ids in by_dst.values() for i in ids}))
+                for d, by_dst in report.plan.blockers.items()}
+    run_metrics.write(args.metrics_file, "evacuate", args.src, report.exit_code, collector, [
+        DomainMetrics(o.domain, o.state, o.destination, o.duration_s, collector.bytes.get(o.domain, 0),
+                      collector.blocking.get(o.domain) or (blockers.get(o.domain, ()) if not o.moved else ()))
+        for o in report.outcomes], quiet_errors=True)
     if journal.failed:
         warn(f"the journal {args.journal} is incomplete ({journal.failed}); the outcome above is what happened")
     return report.exit_code

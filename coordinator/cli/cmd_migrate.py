@@ -8,11 +8,14 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from coordinator.core.errors import MigcoordError
+from coordinator.core.metrics import DomainMetrics
 from coordinator.flows.migrate import migrate
 from coordinator.steps.journal import Journal
 from coordinator.steps.options import Runtime
 
 from . import options as opts
+from . import run_metrics
 from .render import EventPrinter
 
 
@@ -29,15 +32,27 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
                         "that no other source domain uses (off by default)")
     m.add_argument("--offline", action="store_true", help="offline migration of a shut-off persistent domain")
     opts.add_policy_options(m)
+    opts.add_metrics_option(m)
     return m
 
 
 def run(args: argparse.Namespace) -> int:
-    printer = EventPrinter()
-    runtime = Runtime(on_event=printer, lock_dir=args.lock_dir)
-    if not args.dry_run:
-        runtime = replace(runtime, journal=Journal(args.journal))
-    result = migrate(args.domain, args.src, args.dst, opts.migrate_options(args, dry_run=args.dry_run), runtime)
+    printer = EventPrinter(quiet=args.quiet)
+    collector = run_metrics.Collector(printer)
+    metrics_file = None if args.dry_run else args.metrics_file  # a plan never replaces a real run's metrics
+    runtime = Runtime(on_event=collector, lock_dir=args.lock_dir)
+    try:
+        if not args.dry_run:
+            runtime = replace(runtime, journal=Journal(args.journal))
+        result = migrate(args.domain, args.src, args.dst, opts.migrate_options(args, dry_run=args.dry_run),
+                         runtime)
+    except MigcoordError as e:
+        run_metrics.write(metrics_file, "migrate", args.src, e.exit_code, collector, [DomainMetrics(
+            args.domain, run_metrics.error_state(e), args.dst, collector.elapsed(),
+            blocking_checks=run_metrics.blocking_of(e) or collector.blocking.get("", ()))], quiet_errors=True)
+        raise
+    run_metrics.write(metrics_file, "migrate", args.src, 0, collector, [DomainMetrics(
+        result.domain, result.state, result.dest_uri, result.duration_s, collector.bytes.get("", 0))])
     if printer.tty:
         sys.stderr.write("\n")
     if runtime.journal.failed:  # the migration's outcome (below) is what happened; the journal missed some of it

@@ -1,13 +1,13 @@
 """``migcoord`` command line: argparse, output and exit codes only — no logic.
 
 Exit codes: 0 success; 1 a check blocked (nothing changed); 2 usage / bad input;
-3 migration failed (VM still on source); 4 partial (evacuation).
+3 migration failed (VM still on source); 4 partial (evacuation); 75 another run holds the lock.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -15,17 +15,21 @@ from typing import NoReturn
 from coordinator.core.release import __version__
 from coordinator.core.errors import MigcoordError
 
-from . import cmd_check, cmd_evacuate, cmd_migrate, cmd_secrets
+from coordinator.core.config import DEFAULT_PATH, LOG_LEVELS
+
+from . import cmd_check, cmd_completion, cmd_config, cmd_evacuate, cmd_migrate, cmd_secrets, logs, settings
 
 EXIT_CODES = """exit codes:
   0  success (or already on the destination)
   1  a check blocked the migration; nothing was changed
   2  usage error or bad input (malformed XML, bad URI, unreadable key file)
   3  migration failed; the VM is still on the source
-  4  partial: some domains moved, some did not (evacuation)"""
+  4  partial: some domains moved, some did not (evacuation)
+  75 another migcoord run holds the lock (EX_TEMPFAIL: try again later)"""
 
 COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
-            "check": cmd_check.run}
+            "check": cmd_check.run, "config": cmd_config.run,
+            "completion": lambda a: cmd_completion.run(a, build_parser())}
 
 
 def one_line(text: str) -> str:
@@ -47,24 +51,35 @@ def build_parser() -> argparse.ArgumentParser:
         description="Live-migrate libvirt/QEMU VMs whose vTPM (and disks) depend on libvirt secrets: "
                     "confirm or provision every secret on the destination, then migrate.")
     p.add_argument("--version", action="version", version=f"migcoord {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr (--log-level info)")
+    p.add_argument("--config", metavar="PATH",
+                   help=f"settings file (default: $MIGCOORD_CONFIG, else {DEFAULT_PATH} when present)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="log level on stderr (and syslog); default warning")
+    p.add_argument("--syslog", action="store_true",
+                   help="also log to syslog (not needed under systemd: stderr reaches the journal)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress events on stderr")
     sub = p.add_subparsers(dest="command", required=True)
     cmd_migrate.add_parser(sub, EXIT_CODES)
     cmd_evacuate.add_parser(sub, EXIT_CODES)
     cmd_secrets.add_parser(sub)
     cmd_check.add_parser(sub)
+    cmd_config.add_parser(sub)
+    cmd_completion.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage error (one line, above), --help or --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="migcoord: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
+        args.settings = settings.apply(args, build_parser, argv, os.environ)
+        if args.verbose and args.log_level == "warning":
+            args.log_level = "info"
+        logs.setup(args.log_level, args.syslog)
         return COMMANDS[args.command](args)
     except MigcoordError as e:
         if getattr(args, "json", False):

@@ -47,9 +47,9 @@ def _yes_no_mirror(v: str) -> bool | None:
 
 
 def add_hosts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="src", required=True, metavar="SRC_URI",
-                   help="source libvirt URI, e.g. qemu+ssh://host1/system")
-    p.add_argument("--to", dest="dst", required=True, metavar="DST_URI", help="destination libvirt URI")
+    p.add_argument("--from", dest="src", required=True, metavar="SRC",
+                   help="source libvirt URI (e.g. qemu+ssh://host1/system) or host alias from the settings file")
+    p.add_argument("--to", dest="dst", required=True, metavar="DST", help="destination libvirt URI or host alias")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
@@ -62,17 +62,26 @@ def add_ssh_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ssh-known-hosts", type=Path, metavar="PATH",
                    help="known_hosts file (default ~/.ssh/known_hosts); unknown host keys are refused")
     g.add_argument("--ssh-timeout", type=float, metavar="S", help="connect timeout (default 10)")
+    g.add_argument("--ssh-config", type=Path, metavar="PATH",
+                   help="OpenSSH client config to honour (Host aliases, HostName, User, Port, IdentityFile, "
+                        "ProxyJump, ProxyCommand); default ~/.ssh/config when present")
+
+
+def add_metrics_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-file", type=Path, metavar="PATH",
+                   help="write node_exporter textfile-collector metrics to PATH (atomically)")
 
 
 def ssh_config(args: argparse.Namespace) -> SshConfig | None:
     given = {k: v for k, v in (("user", args.ssh_user), ("port", args.ssh_port), ("key_file", args.ssh_key),
-                                ("known_hosts", args.ssh_known_hosts), ("connect_timeout", args.ssh_timeout))
+                                ("known_hosts", args.ssh_known_hosts), ("connect_timeout", args.ssh_timeout),
+                                ("ssh_config", getattr(args, "ssh_config", None)))
              if v is not None}
     if not (args.ssh or given):
         return None
     if args.ssh_key is not None:
         check_key_file(args.ssh_key)  # before any connection (read again, on its descriptor, when used)
-    return SshConfig(**given)
+    return SshConfig(**given, per_host=getattr(args, "ssh_hosts", None) or {})
 
 
 def add_secret_options(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -12,16 +13,41 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-class EventPrinter:
-    """TTY: a progress bar on stderr. Otherwise: JSON-lines events on stderr."""
+PROGRESS_EVERY_S = 5.0  # off a TTY: at most one progress event per domain this often
 
-    def __init__(self, stream: Any = sys.stderr, progress: bool = True) -> None:
+
+class EventPrinter:
+    """TTY: a progress bar on stderr. Otherwise: JSON-lines events on stderr — progress events only
+    when something changed and at most every ``PROGRESS_EVERY_S`` per domain (logs of unattended
+    runs stay small). ``quiet``: nothing at all."""
+
+    def __init__(self, stream: Any = sys.stderr, progress: bool = True, quiet: bool = False,
+                 clock: Callable[[], float] = time.monotonic, every_s: float = PROGRESS_EVERY_S) -> None:
         self.stream = stream
-        self.tty = stream.isatty()
+        self.tty = stream.isatty() and not quiet
         self.progress = progress  # several migrations at once: one line per domain instead of a bar
+        self.quiet = quiet
+        self.clock, self.every_s = clock, every_s
+        self._last: dict[str, tuple[float, tuple[Any, ...]]] = {}  # domain → (when, what) last printed
+
+    def _worth_printing(self, event: dict[str, Any]) -> bool:
+        if event.get("event") != "progress":
+            return True
+        dom = str(event.get("domain", ""))
+        what = (event.get("percent"), event.get("data_processed"), event.get("data_remaining"))
+        now = self.clock()
+        last = self._last.get(dom)
+        if last is not None and (last[1] == what or now - last[0] < self.every_s):
+            return False
+        self._last[dom] = (now, what)
+        return True
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
         if not self.tty:
+            if not self._worth_printing(event):
+                return
             self.stream.write(json.dumps(event, sort_keys=True) + "\n")
         elif event["event"] == "domain-done":
             self.stream.write(f"{event['domain']}: {event['state']} {event.get('destination') or ''}\n")

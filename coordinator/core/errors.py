@@ -57,6 +57,7 @@ class MigrationFailed(MigcoordError):
 
 
 class Busy(MigcoordError):
-    """Another migcoord run holds the lock for this domain or host."""
+    """Another migcoord run holds the lock for this domain or host: nothing was tried, try again
+    later. Exit 75 (``EX_TEMPFAIL``), so cron and systemd can tell it from a blocking check (1)."""
 
-    exit_code = 1
+    exit_code = 75

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from checks import check_guests
 from coordinator.core import domfacts, domxml
-from coordinator.core.errors import BadInput, MigcoordError
+from coordinator.core.errors import BadInput, Busy, MigcoordError
 from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
                                          PlannedDomain, place)
 from coordinator.core.model import SecretPlan
@@ -199,7 +199,7 @@ class _Execution:
                 r = migrate(d.uuid, self.plan.source, d.destination, options, runtime)
                 out = Outcome(d.name, r.state, d.destination, duration_s=clock() - start, attempts=r.attempts)
             except MigcoordError as e:
-                state = "blocked" if e.exit_code in (1, 2) else "failed"
+                state = "blocked" if e.exit_code in (1, 2) or isinstance(e, Busy) else "failed"
                 out = Outcome(d.name, state, d.destination, reason=str(e), duration_s=clock() - start,
                               attempts=int(e.data.get("attempts", 0)))
             except Exception as e:  # one domain's surprise must not stop the others

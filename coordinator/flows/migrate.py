@@ -131,6 +131,9 @@ class _Run:
         journal.record("migration-done", uuid=self.guest.uuid, attempts=self.attempts,
                        duration_s=round(result.duration_s, 3))
         there = self.dst.find_guest(self.guest.uuid)
+        stats = there.completed_job() if there else {}
+        if stats:  # bytes moved and downtime, for the metrics file and library callers
+            self.rt.on_event({"event": "migration-stats", **stats})
         return replace(result, dest_state=there.status().state if there else "")
 
     def _plan_and_check(self) -> tuple[SecretProvisioner, list[SecretPlan]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import inspect
 import select
 import shlex
 import io
@@ -27,12 +28,16 @@ import importlib
 from types import ModuleType
 from typing import Any as _Any
 from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
 
 
+from coordinator.core.config import HostSsh
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.params import bounded_int, positive_seconds
 from coordinator.core.uris import ssh_target
-from coordinator.files.keyfile import read_key_file
+from coordinator.files.keyfile import check_key_file, read_key_file
+
+from . import openssh
 
 
 class _LazyModule:
@@ -62,6 +67,8 @@ class SshConfig:
     known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
     connect_timeout: float = 10.0
     command_timeout: float = 30.0
+    ssh_config: Path | None = None  # an OpenSSH client config to honour (item of issue #13)
+    per_host: Mapping[str, HostSsh] = field(default_factory=dict, hash=False)  # by host name: the settings file's
 
     def __post_init__(self) -> None:
         # NOTE: accept str paths from callers; store Paths (the dataclass is frozen).
@@ -125,7 +132,13 @@ def runner_for(uri: str, config: SshConfig | None) -> CommandRunner | None:
     if config is None:
         return None
     host, user, port = target
-    cfg = replace(config, user=user or config.user, port=port or config.port)
+    cfg = config
+    h = config.per_host.get(host)
+    if h is not None:  # the settings file's [hosts.NAME.ssh]; the URI's own user/port still win
+        cfg = replace(cfg, user=h.user or cfg.user, port=h.port or cfg.port,
+                      key_file=Path(h.key) if h.key else cfg.key_file,
+                      known_hosts=Path(h.known_hosts) if h.known_hosts else cfg.known_hosts)
+    cfg = replace(cfg, user=user or cfg.user, port=port or cfg.port)
     return SshRunner(host, cfg)
 
 
@@ -193,18 +206,26 @@ class SshRunner:
     only that key is offered (no agent, no ~/.ssh keys). Connect, banner, auth and channel-open
     are bounded by ``connect_timeout``; each command by ``command_timeout`` (or ``timeout=``)."""
 
-    def __init__(self, host: str, config: SshConfig = SshConfig()) -> None:
+    def __init__(self, host: str, config: SshConfig = SshConfig(), *, jump: tuple[str, ...] | None = None) -> None:
         self.host = host
         self.config = config
         self._lock = threading.Lock()
         self._client: paramiko.SSHClient | None = None
+        self._jump: SshRunner | None = None
         self._pkey: paramiko.PKey | None = None
+        d = SshConfig()
+        # The operator's OpenSSH config (HostName, User, Port, IdentityFile, ProxyJump, ...): ssh/openssh.py
+        self.route = openssh.route(paramiko, host, user=config.user, port=config.port, key_file=config.key_file,
+                                   known_hosts=config.known_hosts, ssh_config=config.ssh_config,
+                                   defaults=(d.user, d.port, d.known_hosts), jump=jump)
+        for k in self.route.key_files:
+            check_key_file(k)  # IdentityFile entries: the same owner-only rule
         if config.key_file is not None:
             self._pkey = _load_key(config.key_file)  # checked and read before any network traffic
 
     @property
     def where(self) -> str:
-        return f"{self.config.user}@{self.host}:{self.config.port}"
+        return f"{self.route.user}@{self.host}:{self.route.port}{self.route.via}"
 
     # -- connection -------------------------------------------------------
     def _transport(self) -> paramiko.Transport:
@@ -219,13 +240,40 @@ class SshRunner:
                 assert t is not None
             return t
 
+    def _sock(self) -> _Any:
+        """The stream to the target when a ProxyJump or ProxyCommand applies, else None (direct TCP).
+
+        ProxyJump: an SSH connection to the last hop (itself routed through the earlier hops, its
+        host key checked just as strictly), then a ``direct-tcpip`` channel from it to the target."""
+        r, t = self.route, self.config.connect_timeout
+        if r.proxy_command:
+            try:
+                return paramiko.ProxyCommand(r.proxy_command)
+            except (OSError, paramiko.SSHException) as e:
+                raise HostUnreachable(f"SSH to {self.where}: ProxyCommand failed: {_describe(e)}",
+                                      host=self.host) from None
+        if not r.proxy_jump:
+            return None
+        *before, last = r.proxy_jump
+        user, host, port = openssh.parse_hop(last)
+        d = SshConfig()
+        hop_cfg = replace(self.config, user=user or d.user, port=port or d.port, per_host={})
+        if self._jump is None:
+            self._jump = SshRunner(host, hop_cfg, jump=tuple(before))
+        transport = self._jump._transport()
+        try:
+            return transport.open_channel("direct-tcpip", (r.hostname, r.port), ("127.0.0.1", 0), timeout=t)
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise HostUnreachable(f"SSH to {self.where}: jump host {last} cannot reach {r.hostname} port "
+                                  f"{r.port}: {_describe(e)}", host=self.host) from None
+
     def _connect(self) -> paramiko.SSHClient:
-        cfg = self.config
-        kh = cfg.known_hosts
+        cfg, r = self.config, self.route
+        kh = r.known_hosts
         if not kh.is_file():
             raise BadInput(f"known_hosts file {kh} does not exist",
-                           hint=f"create it with the host keys of the hosts to reach (ssh-keyscan -p {cfg.port} "
-                                f"{self.host} >> {kh}, after verifying the fingerprint)")
+                           hint=f"create it with the host keys of the hosts to reach (ssh-keyscan -p {r.port} "
+                                f"{r.hostname} >> {kh}, after verifying the fingerprint)")
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(str(kh))
@@ -234,40 +282,44 @@ class SshRunner:
         unknown_host_key, reject = _reject_types()
         client.set_missing_host_key_policy(reject())
         t = cfg.connect_timeout
-        keys = dict(pkey=self._pkey, look_for_keys=False, allow_agent=False) if self._pkey is not None else {}
+        keys: dict[str, _Any] = {}
+        if self._pkey is not None:
+            keys = dict(pkey=self._pkey, look_for_keys=False, allow_agent=False)
+        elif r.key_files:  # IdentityFile: those keys and the agent, as ssh(1) offers them
+            keys = dict(key_filename=[str(k) for k in r.key_files], look_for_keys=False)
         try:
-            client.connect(self.host, port=cfg.port, username=cfg.user, timeout=t, banner_timeout=t,
-                           auth_timeout=t, channel_timeout=t, **keys)
+            sock = self._sock()
+            client.connect(r.hostname, port=r.port, username=r.user, sock=sock, **_connect_kwargs(t), **keys)
         except unknown_host_key as e:
             client.close()
-            hostport = self.host if cfg.port == 22 else f"[{self.host}]:{cfg.port}"
+            hostport = r.hostname if r.port == 22 else f"[{r.hostname}]:{r.port}"
             raise BadInput(
-                f"SSH host key of {self.host} port {cfg.port} is not in {kh}: refused "
+                f"SSH host key of {r.hostname} port {r.port} is not in {kh}: refused "
                 f"(offered {e.key.get_name()} {fingerprint(e.key)})",
                 hint=f"verify that fingerprint out of band, then add the key: "
-                     f"ssh-keyscan -p {cfg.port} {self.host} >> {kh}",
-                host=self.host, port=cfg.port, known_hosts=str(kh), hostport=hostport) from None
+                     f"ssh-keyscan -p {r.port} {r.hostname} >> {kh}",
+                host=self.host, port=r.port, known_hosts=str(kh), hostport=hostport) from None
         except paramiko.BadHostKeyException as e:
             client.close()
             raise BadInput(
-                f"SSH host key of {self.host} port {cfg.port} does not match {kh} "
+                f"SSH host key of {r.hostname} port {r.port} does not match {kh} "
                 f"(offered {e.key.get_name()} {fingerprint(e.key)}, expected {fingerprint(e.expected_key)}): "
                 "refused, possible man-in-the-middle",
-                hint=f"if the host was really re-keyed, remove the old entry (ssh-keygen -R {self.host} -f {kh}) "
+                hint=f"if the host was really re-keyed, remove the old entry (ssh-keygen -R {r.hostname} -f {kh}) "
                      "and add the verified new one",
-                host=self.host, port=cfg.port, known_hosts=str(kh)) from None
+                host=self.host, port=r.port, known_hosts=str(kh)) from None
         except paramiko.AuthenticationException:
             client.close()
             how = f"key {cfg.key_file}" if cfg.key_file else "the agent or ~/.ssh keys"
             raise BadInput(f"SSH authentication as {self.where} with {how} failed",
                            hint="check the user and that the key is authorised on the host",
-                           host=self.host, port=cfg.port) from None
+                           host=self.host, port=r.port) from None
         except (OSError, EOFError, paramiko.SSHException) as e:
             # NOTE: OSError covers refused/unroutable (NoValidConnectionsError) and socket timeouts;
             # SSHException here is a banner/handshake failure or timeout: the host is not usable.
             client.close()
             raise HostUnreachable(f"SSH to {self.where} failed: {_describe(e)}", host=self.host,
-                                  port=cfg.port) from None
+                                  port=r.port) from None
         return client
 
     # -- commands ---------------------------------------------------------
@@ -318,6 +370,9 @@ class SshRunner:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._jump is not None:
+                self._jump.close()
+                self._jump = None
 
     def __enter__(self) -> SshRunner:
         return self
@@ -327,6 +382,14 @@ class SshRunner:
 
     def __repr__(self) -> str:
         return f"SshRunner({self.where})"
+
+
+def _connect_kwargs(timeout: float) -> dict[str, float]:
+    """connect()'s timeouts; ``channel_timeout`` exists only from paramiko 3.2 on (older: its default)."""
+    out = dict(timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
+    if "channel_timeout" in inspect.signature(paramiko.SSHClient.connect).parameters:
+        out["channel_timeout"] = timeout
+    return out
 
 
 def _load_key(path: Path) -> paramiko.PKey:

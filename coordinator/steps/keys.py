@@ -17,6 +17,7 @@ kept the process writes no core dump (``steps.nodump``).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import logging
 import os
 import selectors
@@ -63,7 +64,8 @@ class ValueSource:
 
     kind: str
     arg: str
-    uuid: str | None = None  # file and stdin apply to one UUID
+    uuid: str | None = None  # file and stdin apply to one UUID (a file may name a usage pattern instead)
+    usage: str | None = None  # fnmatch pattern on the secret's usage id (from the settings file)
 
     def __str__(self) -> str:
         if self.kind == "stdin":
@@ -74,6 +76,14 @@ class ValueSource:
 
     def __repr__(self) -> str:
         return f"ValueSource({str(self)!r})"
+
+    def applies_to(self, uuid: str, usage_id: str | None) -> bool:
+        """Whether this source is asked for ``uuid`` (whose usage id on the source is ``usage_id``)."""
+        if self.uuid is not None and self.uuid != uuid:
+            return False
+        if self.usage is not None:
+            return usage_id is not None and fnmatch.fnmatchcase(usage_id, self.usage)
+        return self.uuid is not None or self.kind in ("dir", "command")
 
 
 def parse_file_option(opt: str) -> ValueSource:
@@ -116,13 +126,15 @@ class KeyRing:
     def has_sources(self) -> bool:
         return bool(self.sources)
 
-    def value_for(self, uuid: str) -> SecretValue | None:
-        """The first value any source offers for ``uuid``, or None."""
+    def value_for(self, uuid: str, usage_id: str | None = None) -> SecretValue | None:
+        """The first value any source that applies to ``uuid`` (and its usage id) offers, or None."""
         uuid = canonical_uuid(uuid)  # NOTE: before it can become a file name (dir/../x)
         with self._lock:
             if uuid in self._cache:
                 return self._cache[uuid]
             for src in self.sources:
+                if not src.applies_to(uuid, usage_id):
+                    continue
                 data = self._try(src, uuid)
                 if data is None:
                     continue
@@ -178,7 +190,7 @@ class KeyRing:
 
     def _try(self, src: ValueSource, uuid: str) -> bytearray | None:
         if src.kind == "file":
-            return read_key_file(src.arg, MAX_VALUE_BYTES) if src.uuid == uuid else None
+            return read_key_file(src.arg, MAX_VALUE_BYTES)  # applies_to() matched its UUID or usage
         if src.kind == "dir":
             with key_dir(src.arg) as dfd:
                 try:
@@ -189,8 +201,6 @@ class KeyRing:
         if src.kind == "command":
             return _run_command(split_command(src.arg), uuid)
         if src.kind == "stdin":
-            if src.uuid != uuid:
-                return None
             stream = self._stdin if self._stdin is not None else sys.stdin.buffer
             data = bytearray(stream.read(MAX_VALUE_BYTES + 1))
             if len(data) > MAX_VALUE_BYTES:

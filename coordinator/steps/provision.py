@@ -105,7 +105,7 @@ class SecretProvisioner:
         the source API for non-private secrets, then the operator's sources in order."""
         if self.policy.use_source_api and not src_info.private:
             return "source-api"
-        v = self.keyring.value_for(uuid)  # the keyring keeps what it read
+        v = self.keyring.value_for(uuid, src_info.usage_id)  # the keyring keeps what it read
         return v.source if v is not None else None
 
     def value(self, uuid: str, src_info: SecretInfo) -> SecretValue | None:
@@ -113,7 +113,7 @@ class SecretProvisioner:
         assert self.source is not None
         if self.policy.use_source_api and not src_info.private:
             return self.source.api_value(uuid)
-        return self.keyring.value_for(uuid)
+        return self.keyring.value_for(uuid, src_info.usage_id)
 
     def source_info(self, uuid: str | None) -> SecretInfo | None:
         """The source definition ``plan`` resolved for ``uuid`` (None before planning)."""

@@ -1,6 +1,7 @@
 """Bounded retries of transient failures, built from a policy with an injected sleep (house rules 3, 8)."""
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ def retryable(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
+def _backoff(rp: RetryPolicy) -> tenacity.wait.wait_base:
+    """Exponential backoff with jitter. tenacity >= 9.2 calls the first wait ``multiplier`` (and
+    deprecates ``initial``); older ones (Debian 12 ships 8.2.1) know only ``initial``."""
+    params = inspect.signature(tenacity.wait_exponential_jitter.__init__).parameters
+    first = "multiplier" if "multiplier" in params else "initial"
+    return tenacity.wait_exponential_jitter(**{first: rp.initial_wait}, max=rp.max_wait, jitter=rp.initial_wait)
+
+
 def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None],
                    journal: Journal | None = None) -> tenacity.Retrying:
     def before_sleep(rs: tenacity.RetryCallState) -> None:
@@ -52,5 +61,5 @@ def build_retrying(rp: RetryPolicy, sleep: Callable[[float], None],
         before_sleep=before_sleep,
         retry=tenacity.retry_if_exception(retryable),
         stop=tenacity.stop_after_attempt(rp.attempts) | tenacity.stop_after_delay(rp.max_seconds),
-        wait=tenacity.wait_exponential_jitter(multiplier=rp.initial_wait, max=rp.max_wait, jitter=rp.initial_wait),
+        wait=_backoff(rp),
         sleep=sleep, reraise=True)

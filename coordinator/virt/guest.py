@@ -108,6 +108,17 @@ class Guest:
                        mem_bps=s.get("memory_bps", 0),
                        operation=_JOB_OPERATIONS.get(s.get("operation", -1), ""))
 
+    def completed_job(self) -> dict[str, int]:
+        """virDomainGetJobStats(VIR_DOMAIN_JOB_STATS_COMPLETED): the statistics of the last completed
+        job, e.g. on the destination after an incoming migration (libvirt copies them over in the
+        migration cookie). Only the byte and time counters; {} when libvirt has none."""
+        try:
+            s = self._dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        except libvirt.libvirtError:
+            return {}
+        keys = ("data_processed", "memory_processed", "disk_processed", "time_elapsed", "downtime")
+        return {k: int(s[k]) for k in keys if k in s}
+
     def job_type(self, active: bool | None = None) -> str:
         """virDomainGetJobStats(0) "type": "none" | "bounded" | "unbounded" | ... . An inactive domain
         has no job (libvirt refuses the call with VIR_ERR_OPERATION_INVALID; we answer "none").

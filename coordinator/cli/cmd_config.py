@@ -1,0 +1,54 @@
+"""``migcoord config show [--json]``: the effective settings and where each came from.
+
+Values only: the file holds value *sources* (paths, helper commands), never a secret value, and
+nothing here reads a source.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from coordinator.core.config import Effective
+
+from .render import table
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    c: argparse.ArgumentParser = sub.add_parser(
+        "config", help="show the effective settings and where each came from",
+        description="Precedence, highest first: command line > environment (MIGCOORD_*) > settings file > "
+                    "built-in defaults.")
+    c.add_argument("action", choices=["show", "hosts", "groups"],
+                   help="show: the effective settings; hosts / groups: the names the settings file defines "
+                        "(one a line, for scripts and shell completion)")
+    c.add_argument("--json", action="store_true", help="as JSON")
+    return c
+
+
+def render(eff: Effective) -> str:
+    rows = [("SETTING", "VALUE", "FROM")]
+    rows += [(s.key, "-" if s.value is None else json.dumps(s.value) if isinstance(s.value, bool) else str(s.value),
+              s.origin) for s in eff.settings]
+    out = [f"settings file: {eff.path or 'none'}", "", table(rows)]
+    if eff.hosts:
+        out += ["", table([("HOST", "URI", "SSH")] + [
+            (n, h.uri, " ".join(f"{k}={v}" for k, v in h.ssh.as_dict().items()) or "-")
+            for n, h in sorted(eff.hosts.items())])]
+    if eff.groups:
+        out += ["", table([("GROUP", "HOSTS")] + [(n, " ".join(m)) for n, m in sorted(eff.groups.items())])]
+    if eff.sources:
+        out += ["", table([("VALUE SOURCE", "FOR")] + [
+            (f"{s.kind}:{s.arg}", f"uuid {s.uuid}" if s.uuid else f"usage {s.usage}" if s.usage else "any secret")
+            for s in eff.sources])]
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    eff: Effective = args.settings
+    if args.action in ("hosts", "groups"):
+        names = sorted(eff.hosts if args.action == "hosts" else eff.groups)
+        print(json.dumps(names) if args.json else "\n".join(names))
+        return 0
+    print(json.dumps(eff.as_dict(), indent=2, sort_keys=True) if args.json else render(eff))
+    return 0

@@ -1,0 +1,72 @@
+"""``--metrics-file``: collect what a run did from its events and write the textfile atomically.
+
+The collector sits between the flows' events and the printer: ``migration-stats`` gives the bytes
+QEMU moved (the destination's completed-job statistics), ``checks`` the ids of blocking checks.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from coordinator.core.errors import Busy, MigcoordError
+from coordinator.core.metrics import DomainMetrics, RunMetrics, render
+from coordinator.files.atomic import write_atomic
+from coordinator.steps.options import EventSink
+
+log = logging.getLogger("migcoord")
+
+
+class Collector:
+    """An event sink that remembers bytes moved and blocking check ids per domain, then passes
+    each event on. Events of a single ``migrate`` carry no domain: they are filed under ""."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.bytes: dict[str, int] = {}
+        self.blocking: dict[str, tuple[str, ...]] = {}
+        self.started_wall = time.time()
+        self.started = time.monotonic()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        dom = event.get("domain", "")
+        if event.get("event") == "migration-stats":
+            self.bytes[dom] = int(event.get("data_processed", 0))
+        elif event.get("event") == "checks":
+            self.blocking[dom] = tuple(event.get("blocking", ()))
+        self.sink(event)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def error_state(e: MigcoordError) -> str:
+    if isinstance(e, Busy):
+        return "busy"
+    return "blocked" if e.exit_code in (1, 2) else "failed"
+
+
+def blocking_of(e: MigcoordError) -> tuple[str, ...]:
+    report = e.data.get("report") or {}
+    ids = report.get("blocking") if isinstance(report, dict) else None
+    if ids:
+        return tuple(ids)
+    return (str(e.data["check_id"]),) if e.data.get("check_id") else ()
+
+
+def write(path: Path | None, command: str, source: str, exit_code: int, collector: Collector,
+          domains: Sequence[DomainMetrics], *, quiet_errors: bool = False) -> None:
+    """Write the file; with ``quiet_errors`` (the run already failed) a failure to write is logged,
+    not raised, so it never hides the run's own error."""
+    if path is None:
+        return
+    data = render(RunMetrics(command=command, source=source, exit_code=exit_code, finished_at=time.time(),
+                             duration_s=collector.elapsed(), domains=domains)).encode()
+    try:
+        write_atomic(path, data, mode=0o644, what="metrics file")  # node_exporter reads it; no secret in it
+    except (MigcoordError, OSError) as e:
+        if not quiet_errors:
+            raise
+        log.warning("cannot write the metrics file %s: %s", path, e)

@@ -1,0 +1,110 @@
+"""The operator's OpenSSH client setup, so the SSH checks reach a host the way ``qemu+ssh://`` does.
+
+``ssh(1)`` reads ``~/.ssh/config``; libvirt's ``qemu+ssh://`` runs ``ssh``; so the host name in a
+URI is often an alias whose real ``HostName``, ``User``, ``Port``, ``IdentityFile`` and
+``ProxyJump``/``ProxyCommand`` live there. ``route`` applies that file (paramiko's ``SSHConfig``,
+the same matching rules and ``%h``/``%p`` tokens) on top of ``SshConfig``; a value migcoord was
+given explicitly (not left at ``SshConfig``'s default) wins, as a command-line option does for ssh.
+
+Host keys stay strict: the target's key is checked under its ``HostName`` (``[name]:port`` off
+port 22) against the known_hosts file — hashed entries included (paramiko's ``HostKeys``) — and
+every jump host's key the same way; nothing is ever added.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator.core.errors import BadInput
+
+DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
+
+
+@dataclass(frozen=True)
+class Route:
+    """How to reach one host: where to connect, as whom, with which keys, through what."""
+
+    hostname: str
+    user: str
+    port: int
+    known_hosts: Path
+    key_files: tuple[Path, ...] = ()      # IdentityFile entries that exist (when no --ssh-key)
+    proxy_jump: tuple[str, ...] = ()      # hops, nearest to us first: "[user@]host[:port]"
+    proxy_command: str | None = None      # tokens already expanded
+
+    @property
+    def via(self) -> str:
+        if self.proxy_jump:
+            return f" via {','.join(self.proxy_jump)}"
+        return " via ProxyCommand" if self.proxy_command else ""
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    """``--ssh-config``, else ``~/.ssh/config`` when it exists, else none."""
+    if explicit is not None:
+        if not explicit.expanduser().is_file():
+            raise BadInput(f"SSH client config {explicit} does not exist")
+        return explicit.expanduser()
+    default = DEFAULT_SSH_CONFIG.expanduser()
+    return default if default.is_file() else None
+
+
+def lookup(paramiko: Any, path: Path | None, host: str) -> dict[str, Any]:
+    """paramiko's view of the ``Host``/``Match`` blocks that apply to ``host`` ({} without a file)."""
+    if path is None:
+        return {}
+    try:
+        return dict(paramiko.SSHConfig.from_path(str(path)).lookup(host))
+    except (OSError, ValueError, paramiko.SSHException) as e:
+        raise BadInput(f"cannot use SSH client config {path}: {e}") from None
+
+
+def parse_hop(hop: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` (one ProxyJump entry) → (user, host, port)."""
+    text = hop.removeprefix("ssh://")
+    user, _, rest = text.rpartition("@")
+    host, port = rest, None
+    if rest.startswith("["):  # [v6addr]:port
+        host, _, tail = rest[1:].partition("]")
+        port = tail.removeprefix(":") or None
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
+    if not host:
+        raise BadInput(f"ProxyJump entry {hop!r} names no host")
+    try:
+        return user or None, host, int(port) if port else None
+    except ValueError:
+        raise BadInput(f"ProxyJump entry {hop!r} has a bad port") from None
+
+
+def route(paramiko: Any, host: str, *, user: str, port: int, key_file: Path | None, known_hosts: Path,
+          ssh_config: Path | None, defaults: tuple[str, int, Path], jump: tuple[str, ...] | None = None) -> Route:
+    """The route to ``host``. ``defaults``: SshConfig's own (user, port, known_hosts), which the
+    OpenSSH config may replace; anything else was given and stays. ``jump``: the hops before
+    this host when it is itself a ProxyJump hop (they replace its own ProxyJump, as ssh -J does)."""
+    opts = lookup(paramiko, config_path(ssh_config), host)
+    d_user, d_port, d_known = defaults
+    if user == d_user and opts.get("user"):
+        user = opts["user"]
+    if port == d_port and opts.get("port"):
+        try:
+            port = int(opts["port"])
+        except ValueError:
+            raise BadInput(f"SSH client config: Port {opts['port']!r} for {host} is not a number") from None
+    if known_hosts == d_known and opts.get("userknownhostsfile"):
+        known_hosts = Path(str(opts["userknownhostsfile"]).split()[0]).expanduser()
+    keys: tuple[Path, ...] = ()
+    if key_file is None:
+        keys = tuple(p for p in (Path(k).expanduser() for k in opts.get("identityfile", ())) if p.is_file())
+    hops: tuple[str, ...]
+    if jump is not None:
+        hops = jump
+    else:
+        raw = str(opts.get("proxyjump", ""))
+        hops = () if raw.lower() == "none" else tuple(h.strip() for h in raw.split(",") if h.strip())
+    command = opts.get("proxycommand")
+    if hops or not command or str(command).lower() == "none":
+        command = None
+    return Route(hostname=str(opts.get("hostname", host)), user=user, port=port, known_hosts=known_hosts,
+                 key_files=keys, proxy_jump=hops, proxy_command=command)
