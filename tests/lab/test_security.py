@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from labkit import ROOT, assert_no_value
+from labkit.client import ROOT, assert_no_value
 
 
 def cli(*args: str, names: bool = False, tmp_path=None, input: bytes | None = None,
