@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from coordinator.model import SecretAction, SecretPlan
 
-from .registry import check, failed, passed
+from .registry import check, failed, passed, unknown
 
 _VALUE_HINT = ("give the value with --secret-file/--secret-dir/--secret-command/--secret-stdin, "
                "or make the source secret readable")
@@ -16,12 +16,12 @@ _VALUE_HINT = ("give the value with --secret-file/--secret-dir/--secret-command/
 def secret_check_id(p: SecretPlan) -> str | None:
     """Pure: which check a plan fails (None: it passes). Unverifiable → the warning SECRET-UNVERIFIABLE."""
     if p.action is SecretAction.BLOCK:
-        if p.source_status == "missing":
-            return "SECRET-MISSING-ON-SOURCE"
         if p.dest_status == "usage-mismatch" or ", usage " in p.source_status:
             return "SECRET-USAGE-MISMATCH"
         if p.dest_status == "value-mismatch":
             return "SECRET-VALUE-MISMATCH"
+        if p.source_status == "missing":
+            return "SECRET-MISSING-ON-SOURCE"
         if p.dest_status.endswith("-mismatch"):
             return "SECRET-FLAGS-MISMATCH"
         if p.dest_status == "missing":
@@ -36,24 +36,28 @@ def _secret_check(check_id: str):
     def run(ctx, t):
         plans = ctx.secret_plans(t)
         bad = [p for p in plans if secret_check_id(p) == check_id]
+        # NOTE: an unverifiable copy is an unknown, not a failure: libvirt uses whatever value it holds.
+        result = unknown if check_id == "SECRET-UNVERIFIABLE" else failed
         if bad:
-            return [failed(f"secret {p.uuid or p.ref.usage_id} ({p.ref.kind}): {p.reason}") for p in bad]
+            return [result(f"secret {p.uuid or p.ref.usage_id} ({p.ref.kind}): {p.reason}") for p in bad]
         return passed(f"{len(plans)} secret(s) checked" if plans else "the domain references no secret")
     return run
 
 
 _SPECS = [
-    ("SECRET-MISSING-ON-SOURCE", "error", "define the secret on the source (the domain references a secret "
-     "the source host does not have)"),
-    ("SECRET-USAGE-MISMATCH", "error", "the secret's usage differs between the domain, the source and the "
-     "destination; fix or undefine the destination copy (virsh secret-undefine) so it can be provisioned"),
+    ("SECRET-MISSING-ON-SOURCE", "error", "the secret is on neither host: define it on the destination (or "
+     "the source) with the value the domain's data was encrypted with"),
+    ("SECRET-USAGE-MISMATCH", "error", "the destination copy has another usage type (or, for a secret the "
+     "domain references by usage, another usage id) than libvirt will look for; fix or undefine it (virsh "
+     "secret-undefine) so it can be provisioned"),
     ("SECRET-VALUE-MISMATCH", "error", "the destination holds a different value: set the right value there "
      "(or undefine it so migcoord provisions it); the migration would fail late in swtpm"),
     ("SECRET-FLAGS-MISMATCH", "error", "the destination copy's private/ephemeral flags differ from what the "
      "policy asks (--dest-private/--dest-ephemeral); redefine it or change the policy"),
     ("SECRET-NO-VALUE-SOURCE", "error", _VALUE_HINT),
     ("SECRET-UNVERIFIABLE", "warning", "the destination copy cannot be compared (private, or no value "
-     "available); pass a value source and --reset-secret-values to be sure"),
+     "available): the verdict is GO with this unknown; pass a value source (and --reset-secret-values for a "
+     "private copy) to make it known"),
 ]
 
 for _id, _sev, _hint in _SPECS:

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from . import domxml
+from . import domxml, migration_rules
 from .errors import Blocked, SecretMismatch, SecretUnavailable
 from .hypervisor import Host
 from .journal import Journal
@@ -175,9 +175,7 @@ class SecretProvisioner:
 
         info = self.resolve(ref)
         if info is None:
-            what = ref.uuid or f"with usage {ref.usage_type} {ref.usage_id!r}"
-            return plan(SecretAction.BLOCK, "missing", "unknown", uuid=ref.uuid,
-                        reason=f"secret {what} is not defined on the source {self.src.uri}")
+            return self._plan_gone_from_source(ref)
         uuid = info.uuid
         src_st = "private" if info.private else "readable"
         if info.usage_type != ref.usage_type:
@@ -192,7 +190,12 @@ class SecretProvisioner:
                             reason=f"secret {uuid} is private on {self.src.uri} and no value source "
                                    f"has it; give --secret-file/--secret-dir/--secret-command/--secret-stdin")
             return plan(SecretAction.PROVISION, src_st, "missing", uuid=uuid, source=source)
-        if (dst_info.usage_type, dst_info.usage_id) != (info.usage_type, info.usage_id):
+        # NOTE: libvirt looks a secret referenced by UUID up by UUID and checks only its usage *type*; one
+        # referenced by usage is looked up by (type, id) (migration_rules.secret_usage_ruling).
+        usage = migration_rules.secret_usage_ruling(by_uuid=ref.uuid is not None, want_type=info.usage_type,
+                                                    dst_type=dst_info.usage_type, dst_id=dst_info.usage_id,
+                                                    want_id=info.usage_id)
+        if usage.refused:
             return plan(SecretAction.BLOCK, src_st, "usage-mismatch", uuid=uuid,
                         reason=f"secret {uuid} has usage {dst_info.usage_type}:{dst_info.usage_id!r} on "
                                f"{self.dst.uri} but {info.usage_type}:{info.usage_id!r} on {self.src.uri}")
@@ -218,6 +221,37 @@ class SecretProvisioner:
         return plan(SecretAction.BLOCK, src_st, "value-mismatch", uuid=uuid,
                     reason=f"secret {uuid} has a different value on {self.dst.uri} than on {self.src.uri}; "
                            f"the migration would fail late in swtpm")
+
+    def _plan_gone_from_source(self, ref: SecretRef) -> SecretPlan:
+        """The source no longer has the secret (a running guest keeps working without it). libvirt needs
+        only the destination copy to migrate: use it when it is there with the right usage type, compared
+        with an operator-given value when there is one."""
+        what = ref.uuid or f"with usage {ref.usage_type} {ref.usage_id!r}"
+        gone = f"secret {what} is not defined on the source {self.src.uri}"
+        dst_info = (self.dst.secret_info(ref.uuid) if ref.uuid
+                    else self.dst.secret_by_usage(ref.usage_type, ref.usage_id or ""))
+
+        def plan(action: SecretAction, dst_st: str, reason: str, source: str | None = None) -> SecretPlan:
+            return SecretPlan(ref=ref, uuid=ref.uuid or (dst_info.uuid if dst_info else None), action=action,
+                              source_status="missing", dest_status=dst_st, reason=reason, value_source=source,
+                              usage_id=dst_info.usage_id if dst_info else ref.usage_id)
+
+        if dst_info is None:
+            return plan(SecretAction.BLOCK, "missing", f"{gone} nor on the destination {self.dst.uri}")
+        if dst_info.usage_type != ref.usage_type:
+            return plan(SecretAction.BLOCK, "usage-mismatch",
+                        f"{gone}; the destination copy has usage type {dst_info.usage_type}, the domain needs "
+                        f"{ref.usage_type}")
+        value = self.keyring.value_for(dst_info.uuid)
+        if value is None or dst_info.private:
+            return plan(SecretAction.REUSE, "unverifiable",
+                        f"{gone}; the destination copy is used as it is: its value cannot be compared "
+                        + ("(private there)" if dst_info.private else "(give it with --secret-file ...)"))
+        if same_value(self.dst.secret_value(dst_info.uuid), value.data):
+            return plan(SecretAction.REUSE, "match", f"{gone}; the destination copy matches", value.source)
+        return plan(SecretAction.BLOCK, "value-mismatch",
+                    f"{gone}; the destination copy {dst_info.uuid} has a different value than {value.source}; "
+                    f"the migration would fail late in swtpm", value.source)
 
     # -- writing ----------------------------------------------------------
     def apply(self, plans: list[SecretPlan]) -> None:
