@@ -4,7 +4,8 @@ from __future__ import annotations
 from coordinator import migration_rules
 from coordinator.errors import MigcoordError
 
-from .registry import check, failed, passed, unknown
+from .context import CheckContext, Target
+from .registry import Result, check, failed, passed, unknown
 
 
 def _all_active(kind: str, names: tuple[str, ...], state_of, live: bool = True) -> list:
@@ -42,9 +43,10 @@ def pools(ctx, t):
     return out or passed(f"pool(s) {', '.join(t.facts.pools)} active on the destination")
 
 
-def _disks(ctx, t) -> list[migration_rules.Disk]:
+def _disks(ctx: CheckContext, t: Target) -> list[migration_rules.Disk]:
     """The domain's disks as libvirt's storage rules see them: pool volumes resolved on the source to
     their path and actual type (virStorageSourceGetActualType)."""
+    assert ctx.src is not None  # NOTE: the registry runs storage checks only with both hosts connected
     out = []
     for d in t.facts.disks:
         kind, path = d.type, d.path
@@ -56,7 +58,7 @@ def _disks(ctx, t) -> list[migration_rules.Disk]:
     return out
 
 
-def _probe(ctx, role: str, fmt: str, path: str) -> str | None:
+def _probe(ctx: CheckContext, role: str, fmt: str, path: str) -> str | None:
     """One SSH command's first output line on ``role``'s host; None without SSH or when it fails."""
     runner = ctx.runner(role)
     if runner is None:
@@ -69,7 +71,7 @@ def _probe(ctx, role: str, fmt: str, path: str) -> str | None:
     return line if r.ok and line else None
 
 
-def _ruled(rulings: list[tuple[str, migration_rules.Ruling]], none: str) -> list:
+def _ruled(rulings: list[tuple[str, migration_rules.Ruling]], none: str) -> list[Result]:
     out = [failed(f"disk {dev}: {r.reason}") if r.outcome is migration_rules.Outcome.REFUSE else
            unknown(f"disk {dev}: {r.reason}") for dev, r in rulings if r.outcome is not migration_rules.Outcome.OK]
     return out or [passed("; ".join(f"{dev}: {r.reason}" for dev, r in rulings) or none)]
@@ -78,13 +80,14 @@ def _ruled(rulings: list[tuple[str, migration_rules.Ruling]], none: str) -> list
 @check("STORAGE-NOT-SHARED", tags=("storage",),
        hint="if the disk is on storage both hosts share, pass --unsafe; otherwise pass --copy-storage "
             "(the destination needs an image of the same size/format at that path or a pool covering it)")
-def storage_shared(ctx, t):
+def storage_shared(ctx: CheckContext, t: Target) -> list[Result] | Result:
     """libvirt's unsafe-migration rule (live, without --unsafe): every writable disk is copied, on a shared
     filesystem, or a network disk. Uses SSH (`stat -f` on the source) when configured, else it is unknown."""
     if not ctx.policy.live or ctx.policy.unsafe:
         # NOTE: libvirt skips qemuMigrationSrcIsSafe for VIR_MIGRATE_OFFLINE and VIR_MIGRATE_UNSAFE.
         return passed("offline migration: libvirt does not check storage" if not ctx.policy.live
                       else "--unsafe: libvirt does not check storage")
+    assert ctx.src is not None
     qemu = ctx.src.hypervisor_version()
     rulings = []
     for d in _disks(ctx, t):
@@ -98,16 +101,17 @@ def storage_shared(ctx, t):
        hint="create the image at the same path on the destination (same size and format), define a storage "
             "pool there whose target path is the disk's directory (--copy-storage pre-creates it), or pick "
             "storage both hosts see")
-def storage_on_dest(ctx, t):
+def storage_on_dest(ctx: CheckContext, t: Target) -> list[Result] | Result:
     """Every disk the destination QEMU opens exists there; a disk --copy-storage copies exists there or a
     storage pool there covers its directory (libvirt pre-creates it). Uses SSH (`test -e`) when configured."""
     if not ctx.policy.live:
         return passed("offline migration: nothing is opened on the destination")
+    assert ctx.dst is not None
     rulings = []
-    for d, fd in zip(_disks(ctx, t), t.facts.disks):
+    for d, fd in zip(_disks(ctx, t), t.facts.disks, strict=True):
         if fd.type == "volume" and fd.pool and fd.volume:
-            on_dst = ctx.dst.pool_state(fd.pool) == "active" and ctx.dst.volume_source(fd.pool, fd.volume)
             if ctx.dst.pool_state(fd.pool) == "active":  # a missing pool is STORAGE-POOL-UNAVAILABLE's
+                on_dst = ctx.dst.volume_source(fd.pool, fd.volume) is not None
                 rulings.append((d.target, migration_rules.ok(f"volume {fd.volume} in pool {fd.pool}") if on_dst
                                 else migration_rules.refuse(f"pool {fd.pool} on the destination has no volume "
                                                             f"{fd.volume}")))

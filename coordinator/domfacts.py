@@ -123,7 +123,7 @@ def parse(domain_xml: str) -> DomainFacts:
                                pool=src.get("pool") if src is not None and dtype == "volume" else None,
                                volume=src.get("volume") if src is not None and dtype == "volume" else None,
                                readonly=d.find("readonly") is not None, shareable=d.find("shareable") is not None,
-                               cache=d.find("driver").get("cache") if d.find("driver") is not None else None))
+                               cache=next((x.get("cache") for x in d.findall("driver")), None)))
     return DomainFacts(
         name=root.findtext("name") or "", uuid=(root.findtext("uuid") or "").lower(),
         virt_type=root.get("type", "kvm"), arch=ostype.get("arch") if ostype is not None else None,

@@ -15,13 +15,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     OK = "ok"
     REFUSE = "refuse"
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ def unknown(reason: str) -> Ruling:
 
 # ------------------------------------------------------------------ CPU
 
-class CpuTest(str, enum.Enum):
+class CpuTest(enum.StrEnum):
     """What libvirt checks about a guest CPU definition when it starts QEMU with it
     (qemu_process.c qemuProcessUpdateGuestCPU / qemuProcessVerifyCPU)."""
 
