@@ -119,6 +119,12 @@ REF = SecretRef(uuid="u", usage_type="vtpm", kind=SecretKind.VTPM, location="/do
     (SecretAction.RESET_VALUE, "private", "unverifiable", None),
     (SecretAction.REUSE, "readable", "match", None),
     (SecretAction.PROVISION, "readable", "missing", None),
+    # gone from the source: the destination copy decides (libvirt needs nothing else)
+    (SecretAction.BLOCK, "missing", "missing", "SECRET-MISSING-ON-SOURCE"),
+    (SecretAction.BLOCK, "missing", "value-mismatch", "SECRET-VALUE-MISMATCH"),
+    (SecretAction.BLOCK, "missing", "usage-mismatch", "SECRET-USAGE-MISMATCH"),
+    (SecretAction.REUSE, "missing", "unverifiable", "SECRET-UNVERIFIABLE"),
+    (SecretAction.REUSE, "missing", "match", None),
 ])
 def test_secret_check_id(action, src, dst, expected):
     assert secret_check_id(SecretPlan(REF, "u", action, src, dst)) == expected
