@@ -29,7 +29,9 @@ def cpu_compatible(ctx, t):
     # NOTE: libvirt's rule, not a bare compare (migration_rules.cpu_test): a live migration starts the
     # destination QEMU with the live definition; an offline one starts nothing, so what matters is whether
     # the persistent definition would start there. check='none' (and no <cpu>) is never compared.
-    live = ctx.policy.live and t.status.active
+    # The definition libvirt hands over: the live one for a live migration, else the persistent one — or the
+    # live one of a running transient domain (all it has).
+    live = t.status.active and (ctx.policy.live or not t.status.persistent)
     f = t.facts if live else domfacts.parse(t.xmls[-1])
     test = migration_rules.cpu_test(f.cpu_mode, f.cpu_check, f.cpu_model is not None, live_definition=live)
     mode_supported = compare = None
