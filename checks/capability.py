@@ -1,10 +1,10 @@
 """Destination capability checks: TPM device support, CPU compatibility, free memory."""
 from __future__ import annotations
 
-from coordinator.core import domfacts
+from coordinator.core import domfacts, migration_rules
 
 from .context import CheckContext, Target
-from .registry import Results, check, failed, passed, skipped
+from .registry import Results, check, failed, passed, unknown
 
 
 @check("TPM-CAPS", tags=("capability", "tpm"),
@@ -26,32 +26,33 @@ def tpm_caps(ctx: CheckContext, t: Target) -> Results:
        hint="use a CPU model both hosts support (e.g. host-model, or a named model the destination offers), "
             "or pick a destination with a compatible CPU")
 def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
-    """The domain's CPU runs on the destination (virConnectCompareHypervisorCPU)."""
-    f = t.facts
-    where = dict(emulator=f.emulator, arch=f.arch, machine=f.machine, virttype=f.virt_type)
-    if f.cpu_xml is None:
-        return passed("no <cpu> element: the hypervisor's default CPU")
-    if f.cpu_mode == "host-model":
-        # NOTE: the inactive/unstarted form; a running domain's live XML has it expanded to custom.
-        ok, _ = domfacts.host_model_cpu(ctx.domcaps(ctx.destination, f))
-        return passed("host-model: the destination's own host-model CPU") if ok else \
-            failed("the destination does not support the host-model CPU mode")
-    if f.cpu_mode in ("host-passthrough", "maximum"):
-        # NOTE: no CPU definition to compare; the guest sees the source's host CPU, so compare the
-        # source's host-model CPU on the destination: anything less than identical may break the guest.
-        ok, src_cpu = domfacts.host_model_cpu(ctx.domcaps(ctx.source, f))
-        if not ok or src_cpu is None:
-            return skipped(f"{f.cpu_mode}: the source reports no host-model CPU to compare")
-        result, detail = ctx.destination.compare_cpu(src_cpu, **where)
-        if result == "incompatible":
-            return failed(f"{f.cpu_mode}: the source host CPU is incompatible with the destination's"
-                          + (f": {detail}" if detail else ""))
-        return passed(f"{f.cpu_mode}: source host CPU is {result} on the destination")
-    result, detail = ctx.destination.compare_cpu(f.cpu_xml, **where)
-    model = f.cpu_model or f.cpu_mode
-    if result == "incompatible":
-        return failed(f"CPU {model} is incompatible with the destination" + (f": {detail}" if detail else ""))
-    return passed(f"CPU {model}: {result} on the destination")
+    """The guest CPU passes the test libvirt applies when it starts QEMU with it on the destination."""
+    # NOTE: libvirt's rule, not a bare compare (migration_rules.cpu_test): a live migration starts the
+    # destination QEMU with the live definition; an offline one starts nothing, so what matters is whether
+    # the persistent definition would start there. check='none' (and no <cpu>) is never compared.
+    # The definition libvirt hands over: the live one for a live migration, else the persistent one — or the
+    # live one of a running transient domain (all it has).
+    live = t.status.active and (ctx.policy.live or not t.status.persistent)
+    f = t.facts if live else domfacts.parse(t.xmls[-1])
+    test = migration_rules.cpu_test(f.cpu_mode, f.cpu_check, f.cpu_model is not None, live_definition=live)
+    mode_supported = compare = None
+    detail = ""
+    if test is migration_rules.CpuTest.MODE:
+        mode_supported = migration_rules.cpu_mode_supported(ctx.domcaps(ctx.destination, f), f.cpu_mode or "")
+    elif test in (migration_rules.CpuTest.COMPARE, migration_rules.CpuTest.EXACT):
+        assert f.cpu_xml is not None
+        # NOTE: the host's own CPU, as libvirt compares at start (not compareHypervisorCPU's host-model).
+        compare, detail = ctx.destination.compare_host_cpu(f.cpu_xml)
+    rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
+                                      detail=detail)
+    what = f"CPU {f.cpu_model or f.cpu_mode or 'default'}" + (f" check={f.cpu_check}" if f.cpu_check else "")
+    defn = "live definition" if live else "persistent definition"
+    msg = f"{what} ({defn}): {rule.reason}"
+    if rule.outcome is migration_rules.Outcome.REFUSE:
+        return failed(msg)
+    if rule.outcome is migration_rules.Outcome.UNKNOWN:
+        return unknown(msg)
+    return passed(msg)
 
 
 @check("MEMORY-INSUFFICIENT", tags=("capability", "memory"),

@@ -1,6 +1,8 @@
 """Domain-level checks: state, jobs, post-copy, name/UUID clash on the destination."""
 from __future__ import annotations
 
+from coordinator.core import migration_rules
+
 from .context import CheckContext, Target
 from .registry import Results, check, failed, passed
 
@@ -8,16 +10,20 @@ from .registry import Results, check, failed, passed
 @check("DOMAIN-STATE", tags=("domain",), needs=("src",),
        hint="start the domain (live migration), or use --offline for a shut-off persistent domain")
 def domain_state(ctx: CheckContext, t: Target) -> Results:
-    """Live: running or paused. Offline: shut off and persistent."""
+    """Live: running or paused. Offline: any state (libvirt copies the definition; a running guest stays)."""
     state = t.status.state
-    if ctx.policy.live:
-        if state in ("running", "paused"):
-            return passed(f"{state}")
+    rule = migration_rules.state_ruling(state, live=ctx.policy.live)
+    if rule.refused:
         return failed(f"domain is {state}; live migration needs it running or paused")
-    if state == "shutoff" and t.status.persistent:
-        return passed("shut off and persistent (offline migration)")
-    return failed(f"domain is {state}{'' if t.status.persistent else ', transient'}; "
-                  "offline migration needs a shut-off persistent domain")
+    if ctx.policy.live:
+        return passed(f"{state}")
+    # NOTE: libvirt 9.0 migrates offline whatever the state (qemuMigrationSrcBegin checks no state for
+    # VIR_MIGRATE_OFFLINE): a running guest's definition is copied (a transient one's live definition)
+    # and the guest keeps running here — not a refusal, but rarely what an operator means.
+    if t.status.active:
+        return failed(f"domain is {state}{'' if t.status.persistent else ', transient'}: an offline migration "
+                      "copies only its definition; the guest keeps running here", severity="warning")
+    return passed("shut off (offline migration)")
 
 
 @check("DOMAIN-JOB-ACTIVE", tags=("domain", "job"), needs=("src",),
@@ -56,6 +62,12 @@ def domain_exists(ctx: CheckContext, t: Target) -> Results:
         if other_uuid not in clashes:
             clashes[other_uuid] = (f"{ctx.dst_uri} already has a domain with this name: {t.facts.name} "
                                    f"({other_uuid}, {state})")
+    if uuid in index and index[uuid][0] == t.facts.name:
+        # NOTE: the domain's own definition, not running there: libvirt replaces it (virDomainObjListAdd).
+        state = index[uuid][1]
+        if not migration_rules.clash_ruling(name_match=True, uuid_match=True,
+                                            dst_active=state not in ("shutoff", "crashed")).refused:
+            return passed(f"{ctx.dst_uri} holds this domain's own definition ({state}): libvirt replaces it")
     if clashes:
         return [failed(m) for m in clashes.values()]
     return passed("neither the name nor the UUID is defined on the destination")

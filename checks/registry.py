@@ -24,7 +24,7 @@ from .context import CheckContext, Target
 
 SEVERITIES = ("error", "warning")
 TRANSPORTS = ("libvirt", "ssh")
-STATUSES = ("pass", "fail", "error", "skipped", "waived")
+STATUSES = ("pass", "fail", "error", "skipped", "waived", "unknown")
 SCOPES = ("pair", "domain")
 MAX_WORKERS = 8
 
@@ -37,14 +37,23 @@ class Result:
     message: str
     subject: str | None = None
     hint: str | None = None
+    severity: str | None = None  # overrides the check's severity for this one result
 
 
 def passed(message: str, subject: str | None = None) -> Result:
     return Result("pass", message, subject)
 
 
-def failed(message: str, subject: str | None = None, hint: str | None = None) -> Result:
-    return Result("fail", message, subject, hint)
+def failed(message: str, subject: str | None = None, hint: str | None = None,
+           severity: str | None = None) -> Result:
+    """A failure; ``severity="warning"`` when libvirt would go on anyway in this case (it informs)."""
+    return Result("fail", message, subject, hint, severity)
+
+
+def unknown(message: str, subject: str | None = None, hint: str | None = None) -> Result:
+    """The check could not learn a fact libvirt's verdict depends on: never blocks, never a plain OK
+    (the message says what is unknown and how to make it known)."""
+    return Result("unknown", message, subject, hint)
 
 
 def skipped(message: str, subject: str | None = None) -> Result:
@@ -160,6 +169,11 @@ class Report:
     def ok(self) -> bool:
         return not self.blocking
 
+    @property
+    def unknowns(self) -> tuple[Finding, ...]:
+        """Findings whose outcome depends on a fact the checks could not learn (status ``unknown``)."""
+        return tuple(f for f in self.findings if f.status == "unknown")
+
     def by_id(self, check_id: str) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.check_id == check_id)
 
@@ -167,7 +181,8 @@ class Report:
         counts = {s: sum(1 for f in self.findings if f.status == s) for s in STATUSES}
         return {"ok": self.ok, "source": self.source, "destination": self.destination,
                 "domains": list(self.domains), "waive": list(self.waived), "skip": list(self.skipped),
-                "blocking": sorted({f.check_id for f in self.blocking}), "counts": counts,
+                "blocking": sorted({f.check_id for f in self.blocking}),
+                "unknown": sorted({f.check_id for f in self.unknowns}), "counts": counts,
                 "findings": [f.as_dict() for f in self.findings]}
 
 
@@ -219,7 +234,7 @@ def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str]
             status = r.status
             if status in ("fail", "error") and c.id in waive_set:
                 status = "waived"
-            fs.append(Finding(c.id, c.severity, status, r.subject or subject, r.message,
+            fs.append(Finding(c.id, r.severity or c.severity, status, r.subject or subject, r.message,
                               r.hint or c.hint, c.transport))
         return fs
 

@@ -18,7 +18,8 @@ from . import options as opts
 from .render import table
 
 EXIT_HELP = """exit codes:
-  0  nothing blocks the migration (warnings may be listed)
+  0  nothing blocks the migration (warnings may be listed; "GO with unknowns" names
+     what the checks could not learn)
   1  at least one error-severity check failed (and was not waived)
   2  usage error or bad input (bad URI, unknown domain or check id)"""
 
@@ -58,11 +59,19 @@ def render_table(report: Report) -> str:
     rows += [(f.check_id, f.severity, f.status.upper() if f.status != "pass" else f.status, f.subject,
               f.message) for f in report.findings]
     lines = table(rows).splitlines()
-    hints = {f.check_id: f.hint for f in report.findings if f.status in ("fail", "error", "waived") and f.hint}
+    hints = {f.check_id: f.hint for f in report.findings
+             if f.status in ("fail", "error", "waived", "unknown") and f.hint}
     if hints:
         lines.append("")
         lines += [f"hint {cid}: {h}" for cid, h in hints.items()]
     blocking = sorted({f.check_id for f in report.blocking})
     lines.append("")
-    lines.append(f"BLOCKED by {', '.join(blocking)}" if blocking else "OK: nothing blocks the migration")
+    if blocking:
+        lines.append(f"BLOCKED by {', '.join(blocking)}")
+    elif report.unknowns:
+        # NOTE: never a bare "OK" when the verdict rests on something the checks could not learn.
+        lines.append("GO with unknowns: " + "; ".join(f"{f.check_id} ({f.subject}): {f.message}"
+                                                      for f in report.unknowns))
+    else:
+        lines.append("OK: nothing blocks the migration")
     return "\n".join(lines)

@@ -36,6 +36,7 @@ class DiskFacts:
     volume: str | None
     readonly: bool
     shareable: bool
+    cache: str | None = None  # <driver cache=...>; None: the hypervisor default
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class DomainFacts:
     cpu_mode: str | None  # custom, host-model, host-passthrough, maximum; None without <cpu>
     cpu_xml: str | None   # the <cpu> element as libvirt gave it
     cpu_model: str | None
+    cpu_check: str | None  # <cpu check=...>: none, partial, full (None: not given)
     tpms: tuple[TpmFacts, ...]
     networks: tuple[str, ...]  # <interface type='network'><source network=...>
     bridges: tuple[str, ...]   # <interface type='bridge'><source bridge=...>
@@ -113,14 +115,16 @@ def parse(domain_xml: str) -> DomainFacts:
                                type=dtype, device=d.get("device", "disk"), path=path,
                                pool=src.get("pool") if src is not None and dtype == "volume" else None,
                                volume=src.get("volume") if src is not None and dtype == "volume" else None,
-                               readonly=d.find("readonly") is not None, shareable=d.find("shareable") is not None))
+                               readonly=d.find("readonly") is not None, shareable=d.find("shareable") is not None,
+                               cache=next((x.get("cache") for x in d.findall("driver")), None)))
     return DomainFacts(
         name=root.findtext("name") or "", uuid=(root.findtext("uuid") or "").lower(),
         virt_type=root.get("type", "kvm"), arch=ostype.get("arch") if ostype is not None else None,
         machine=ostype.get("machine") if ostype is not None else None,
         emulator=root.findtext("devices/emulator"), memory_kib=memory_kib, cpu_mode=cpu_mode,
         cpu_xml=ET.tostring(cpu, encoding="unicode") if cpu is not None else None,
-        cpu_model=cpu.findtext("model") if cpu is not None else None, tpms=tuple(tpms),
+        cpu_model=cpu.findtext("model") if cpu is not None else None,
+        cpu_check=cpu.get("check") if cpu is not None else None, tpms=tuple(tpms),
         networks=tuple(dict.fromkeys(networks)), bridges=tuple(dict.fromkeys(bridges)), disks=tuple(disks))
 
 

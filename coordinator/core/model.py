@@ -121,7 +121,7 @@ class Verdict(enum.Enum):
     """What the destination needs for one secret: (action, destination status, failing check id)."""
 
 
-    MISSING_ON_SOURCE = (SecretAction.BLOCK, "unknown", "SECRET-MISSING-ON-SOURCE")
+    MISSING_ON_SOURCE = (SecretAction.BLOCK, "missing", "SECRET-MISSING-ON-SOURCE")  # on neither host
     SOURCE_USAGE_MISMATCH = (SecretAction.BLOCK, "unknown", "SECRET-USAGE-MISMATCH")
     NO_VALUE_SOURCE = (SecretAction.BLOCK, "missing", "SECRET-NO-VALUE-SOURCE")
     PROVISION = (SecretAction.PROVISION, "missing", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .migration_rules import secret_usage_ruling
 from .model import SecretInfo, SecretRef, Verdict
 
 
@@ -42,12 +43,15 @@ def definition_verdict(ref: SecretRef, src: SecretInfo | None, dst: SecretInfo |
                        policy: SecretPolicy) -> Verdict | None:
     """The verdict the two definitions alone force, or None when the value must decide."""
     if src is None:
-        return Verdict.MISSING_ON_SOURCE
+        return gone_from_source_verdict(ref, dst)
     if src.usage_type != ref.usage_type:
         return Verdict.SOURCE_USAGE_MISMATCH
     if dst is None:
         return None
-    if (dst.usage_type, dst.usage_id) != (src.usage_type, src.usage_id):
+    # NOTE: libvirt looks a secret referenced by UUID up by UUID and checks only its usage *type*; one
+    # referenced by usage is looked up by (type, id) (migration_rules.secret_usage_ruling).
+    if secret_usage_ruling(by_uuid=ref.uuid is not None, want_type=src.usage_type, dst_type=dst.usage_type,
+                           dst_id=dst.usage_id, want_id=src.usage_id).refused:
         return Verdict.DEST_USAGE_MISMATCH
     if policy.dest_private is not None and dst.private != policy.dest_private:
         return Verdict.PRIVATE_MISMATCH
@@ -68,3 +72,17 @@ def value_verdict(dst: SecretInfo | None, have_value: bool, matches: bool | None
     if dst.private:
         return Verdict.RESET_VALUE
     return Verdict.MATCH if matches else Verdict.VALUE_MISMATCH
+
+
+def gone_from_source_verdict(ref: SecretRef, dst: SecretInfo | None) -> Verdict | None:
+    """The source no longer has the secret (a running guest keeps working without it). libvirt needs only
+    the destination's copy: missing there too blocks; a wrong usage type blocks; a private copy cannot be
+    compared; else (None) an operator-given value decides (``value_verdict`` with ``have_value`` False
+    when there is none: used unverified)."""
+    if dst is None:
+        return Verdict.MISSING_ON_SOURCE
+    if dst.usage_type != ref.usage_type:
+        return Verdict.DEST_USAGE_MISMATCH
+    if dst.private:
+        return Verdict.UNVERIFIABLE_PRIVATE
+    return None

@@ -138,12 +138,18 @@ class SecretProvisioner:
 
     def _plan_one(self, ref: SecretRef) -> SecretPlan:
         info = self.resolve(ref)
-        dst_info = self.dst.secret_info(info.uuid) if info is not None and info.usage_type == ref.usage_type \
-            else None
+        dst_info = self._destination_copy(ref, info)
         verdict = definition_verdict(ref, info, dst_info, self.policy)
         source: str | None = None
         if verdict is None and not self.values_allowed:
             verdict = Verdict.VALUE_NOT_READ  # NOTE: neither the source API nor the keyring is asked
+        if verdict is None and info is None:
+            # Gone from the source: only an operator-given value can vouch for the destination copy.
+            assert dst_info is not None
+            value = self.keyring.value_for(dst_info.uuid, dst_info.usage_id)
+            source = value.source if value is not None else None
+            matches = None if value is None else same_value(self.dst.secret_value(dst_info.uuid), value.data)
+            verdict = value_verdict(dst_info, value is not None, matches)
         if verdict is None:
             assert info is not None
             if dst_info is None:
@@ -161,15 +167,24 @@ class SecretProvisioner:
             src_st += f", usage {info.usage_type}"
         if verdict not in (Verdict.MATCH, Verdict.PROVISION, Verdict.RESET_VALUE):
             source = None
-        return SecretPlan(ref=ref, uuid=info.uuid if info is not None else ref.uuid, verdict=verdict,
-                          source_status=src_st, reason=self._reason(verdict, ref, info, dst_info),
-                          value_source=source, usage_id=info.usage_id if info is not None else None)
+        uuid = info.uuid if info is not None else ref.uuid or (dst_info.uuid if dst_info else None)
+        usage_id = info.usage_id if info is not None else dst_info.usage_id if dst_info else ref.usage_id
+        return SecretPlan(ref=ref, uuid=uuid, verdict=verdict, source_status=src_st,
+                          reason=self._reason(verdict, ref, info, dst_info), value_source=source, usage_id=usage_id)
+
+    def _destination_copy(self, ref: SecretRef, info: SecretInfo | None) -> SecretInfo | None:
+        """The destination's secret for this reference: by the source's UUID; when the source no longer
+        has it, as libvirt will look it up there (by UUID, or by usage)."""
+        if info is not None:
+            return self.dst.secret_info(info.uuid) if info.usage_type == ref.usage_type else None
+        if ref.uuid:
+            return self.dst.secret_info(ref.uuid)
+        return self.dst.secret_by_usage(ref.usage_type, ref.usage_id or "")
 
     def _reason(self, v: Verdict, ref: SecretRef, info: SecretInfo | None, dst: SecretInfo | None) -> str:
         """The operator's one-line explanation of a verdict (names hosts, UUIDs and usages; never a value)."""
         if info is None:
-            what = ref.uuid or f"with usage {ref.usage_type} {ref.usage_id!r}"
-            return f"secret {what} is not defined on the source {self.src.uri}"
+            return self._reason_gone(v, ref, dst)
         uuid = info.uuid
         if v is Verdict.SOURCE_USAGE_MISMATCH:
             return (f"secret {uuid} has usage type {info.usage_type} on {self.src.uri} "
@@ -197,6 +212,25 @@ class SecretProvisioner:
             Verdict.RESET_VALUE: "destination copy is private; its value will be set (--reset-secret-values)",
             Verdict.VALUE_MISMATCH: f"secret {uuid} has a different value on {self.dst.uri} than on "
                                     f"{self.src.uri}; the migration would fail late in swtpm",
+        }.get(v, "")
+
+    def _reason_gone(self, v: Verdict, ref: SecretRef, dst: SecretInfo | None) -> str:
+        """Reasons when the source no longer has the secret (``secret_rules.gone_from_source_verdict``)."""
+        what = ref.uuid or f"with usage {ref.usage_type} {ref.usage_id!r}"
+        gone = f"secret {what} is not defined on the source {self.src.uri}"
+        if dst is None:
+            return f"{gone} nor on the destination {self.dst.uri}"
+        return gone + {
+            Verdict.DEST_USAGE_MISMATCH: f"; the destination copy has usage type {dst.usage_type}, the domain "
+                                         f"needs {ref.usage_type}",
+            Verdict.UNVERIFIABLE_PRIVATE: "; the destination copy is used as it is: its value cannot be compared "
+                                          "(private there)",
+            Verdict.UNVERIFIABLE_NO_VALUE: "; the destination copy is used as it is: its value cannot be compared "
+                                           "(give it with --secret-file ...)",
+            Verdict.VALUE_NOT_READ: "; the destination copy's value is not read over an unprotected connection",
+            Verdict.MATCH: "; the destination copy matches",
+            Verdict.VALUE_MISMATCH: f"; the destination copy {dst.uuid} has a different value than the one given; "
+                                    f"the migration would fail late in swtpm",
         }.get(v, "")
 
     # -- writing ----------------------------------------------------------

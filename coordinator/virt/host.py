@@ -199,6 +199,21 @@ class Host:
         return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
                 libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
 
+    def compare_host_cpu(self, cpu_xml: str) -> tuple[str, str]:
+        """virConnectCompareCPU with VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE: the guest CPU against this
+        host's own CPU — what libvirt 9.0 compares a check='partial' CPU with when it starts QEMU
+        (qemuProcessUpdateGuestCPU, HOST_CPU_FULL). NOTE: compareHypervisorCPU compares with the
+        hypervisor's host-model CPU instead and calls kvm64 incompatible on a host where it starts.
+        Returns ("identical" | "superset" | "incompatible", detail)."""
+        try:
+            r = self._conn.compareCPU(cpu_xml, libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
+                return "incompatible", (e.get_error_message() or str(e)).strip()
+            raise
+        return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
+
     def free_memory(self) -> int:
         """virNodeGetFreeMemory: free host memory in bytes (all NUMA cells)."""
         return int(self._conn.getFreeMemory())
@@ -210,6 +225,33 @@ class Host:
     def pool_state(self, name: str) -> str | None:
         """virStoragePoolLookupByName + isActive: "active" | "inactive", None when not defined."""
         return _object_state(lambda: self._conn.storagePoolLookupByName(name), libvirt.VIR_ERR_NO_STORAGE_POOL)
+
+
+    def pool_by_target_path(self, path: str) -> str | None:
+        """virStoragePoolLookupByTargetPath: the name of the pool whose target path is ``path`` (what
+        libvirt uses to pre-create a copied disk), None when no pool covers it."""
+        try:
+            return str(self._conn.storagePoolLookupByTargetPath(path).name())
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+                return None
+            raise
+
+    def volume_source(self, pool: str, volume: str) -> tuple[str, str] | None:
+        """virStorageVolLookupByName + virStorageVolGetPath/GetInfo: (path, actual disk type: file |
+        block | dir | network) of a pool volume, None when the pool or volume is not there."""
+        try:
+            vol = self._conn.storagePoolLookupByName(pool).storageVolLookupByName(volume)
+            kind = vol.info()[0]
+            path = str(vol.path())
+        except libvirt.libvirtError as e:
+            if e.get_error_code() in (libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL,
+                                      libvirt.VIR_ERR_OPERATION_INVALID):
+                return None
+            raise
+        return path, {libvirt.VIR_STORAGE_VOL_BLOCK: "block", libvirt.VIR_STORAGE_VOL_DIR: "dir",
+                      libvirt.VIR_STORAGE_VOL_NETWORK: "network",
+                      libvirt.VIR_STORAGE_VOL_NETDIR: "network"}.get(kind, "file")
 
 
 def _object_state(lookup: Callable[[], Any], not_found: int) -> str | None:

@@ -71,15 +71,17 @@ def test_healthy_domain_passes_every_check_json_field_by_field_and_nothing_chang
 
     assert rc == 0, out
     rep = json.loads(out)
-    assert set(rep) == {"ok", "source", "destination", "domains", "waive", "skip", "blocking", "counts",
-                        "findings"}
+    assert set(rep) == {"ok", "source", "destination", "domains", "waive", "skip", "blocking", "unknown",
+                        "counts", "findings"}
     assert rep["ok"] is True and rep["blocking"] == [] and rep["domains"] == [name]
     assert (rep["source"], rep["destination"], rep["waive"], rep["skip"]) == (lab.uri("src"), lab.uri("dst"),
                                                                                 [], [])
     # libvirt 9.0 keeps persistent secrets as plain base64 on disk: the one expected warning.
     assert [(f["check_id"], f["severity"], f["status"]) for f in rep["findings"] if f["status"] != "pass"] == [
         ("SECRET-AT-REST-UNENCRYPTED", "warning", "fail")]
-    assert rep["counts"] == {"pass": len(rep["findings"]) - 1, "fail": 1, "error": 0, "skipped": 0, "waived": 0}
+    assert rep["counts"] == {"pass": len(rep["findings"]) - 1, "fail": 1, "error": 0, "skipped": 0, "waived": 0,
+                             "unknown": 0}
+    assert rep["unknown"] == []
     assert {f["check_id"] for f in rep["findings"] if f["transport"] == "ssh"} == {
         "SWTPM-MISSING", "SWTPM-CAPABILITIES", "SWTPM-VERSION-OLDER", "TPM-STATE-SPACE",
         "SECRET-AT-REST-UNENCRYPTED"}
@@ -97,7 +99,9 @@ def test_healthy_domain_passes_every_check_json_field_by_field_and_nothing_chang
     assert dom["DOMAIN-JOB-ACTIVE"]["message"] == "no job in progress"
     assert dom["SECRET-VALUE-MISMATCH"]["message"] == "1 secret(s) checked"
     assert dom["TPM-CAPS"]["message"] == "destination offers tpm-crb/emulator/2.0"
-    assert dom["CPU-INCOMPATIBLE"]["message"].startswith("CPU ")  # host-model, expanded in the live XML
+    # host-model, expanded in the live XML to custom check='full': compared with the destination's host CPU
+    assert dom["CPU-INCOMPATIBLE"]["message"].startswith("CPU ")
+    assert "check=full (live definition): " in dom["CPU-INCOMPATIBLE"]["message"]
     assert dom["MEMORY-INSUFFICIENT"]["message"].startswith("guest needs 128 MiB, destination has ")
     assert snapshot(lab) == before
 
@@ -119,29 +123,38 @@ def test_table_output_and_exit_1_when_blocked(clean, name, check_cli):
     assert snapshot(lab) == before
 
 
-def test_incompatible_cpu_model_qemu64(clean, name, check_cli):
-    # NOTE: a running qemu64 guest cannot be created on this machine (QEMU refuses to start it:
-    # "Host CPU does not provide required features: svm"), so the failing case is a defined,
-    # shut-off qemu64 domain; the passing case is the running host-model guest.
+def test_cpu_verdict_follows_libvirts_check_attribute(clean, name, check_cli):
+    # Offline (nothing runs; the question is whether the persistent definition starts on the destination).
+    # qemu64 with the default check='partial' is compared with the host CPU and refused at start ("Host CPU
+    # does not provide required features: svm" on this AMD host); with check='none', or with no <cpu> at all
+    # (stored as qemu64 check='none'), libvirt compares nothing and the guest starts — the old check blocked
+    # those on a bare compare (verdict-matrix scenarios cpu-none-offline, cpu-qemu64-check-none-offline).
     lab = clean
     lab.vm(name, on="src", cpu_model="qemu64", no_start=True)
-    lab.vm(f"{name}-ok", on="src")
+    base = lab.conn("src").lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    cpu = base[base.index("<cpu"):base.index("</cpu>") + len("</cpu>")]
+    for suffix, new_cpu in (("none", cpu.replace("check='partial'", "check='none'")), ("nocpu", "")):
+        assert new_cpu != cpu
+        xml = base.replace(cpu, new_cpu).replace(f"<name>{name}</name>", f"<name>{name}-{suffix}</name>")
+        xml = xml.replace(xml[xml.index("<uuid>"):xml.index("</uuid>") + 7], "")
+        lab.conn("src").defineXML(xml)
 
-    rc, out = check_cli(name, f"{name}-ok", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json",
-                        "--skip", "DOMAIN-STATE")
+    rc, out = check_cli(name, f"{name}-none", f"{name}-nocpu", "--from", lab.uri("src"), "--to", lab.uri("dst"),
+                        "--json", "--offline")
 
     assert rc == 1
     rep = json.loads(out)
-    bad, good = [{f["subject"]: f for f in find(rep, "CPU-INCOMPATIBLE")}[n] for n in (name, f"{name}-ok")]
+    got = {f["subject"]: f for f in find(rep, "CPU-INCOMPATIBLE")}
+    bad, none, nocpu = got[name], got[f"{name}-none"], got[f"{name}-nocpu"]
     assert (bad["status"], bad["severity"]) == ("fail", "error")
-    assert bad["message"].startswith("CPU qemu64 is incompatible with the destination:")
+    assert bad["message"].startswith("CPU qemu64 check=partial (persistent definition): incompatible with the "
+                                     "destination's host CPU:")
     assert "svm" in bad["message"]
-    assert good["status"] == "pass"
+    assert none["status"] == "pass" and none["message"].startswith("CPU qemu64 check=none (persistent definition): "
+                                                                   "libvirt checks nothing")
+    assert nocpu["status"] == "pass" and "libvirt checks nothing" in nocpu["message"]
     assert rep["blocking"] == ["CPU-INCOMPATIBLE"]
-    assert find(rep, "DOMAIN-STATE") == [{"check_id": "DOMAIN-STATE", "severity": "error", "status": "skipped",
-                                          "subject": "-", "message": "skipped on request",
-                                          "hint": checks.REGISTRY.checks["DOMAIN-STATE"].hint,
-                                          "transport": "libvirt"}]
+    assert [f["subject"] for f in rep["findings"] if f["status"] == "fail"] == [name]
 
 
 def test_network_missing_on_destination_then_present(clean, name):
@@ -163,17 +176,26 @@ def test_network_missing_on_destination_then_present(clean, name):
         lab.conn("src").defineXML(xml)
         policy = MigrationPolicy(live=False)
 
+        # Live: the destination QEMU needs the network → an error. Offline: libvirt only defines the
+        # domain there (verdict-matrix network-missing-on-dst-offline migrated) → a warning.
+        rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
+        f = rep.by_id("NETWORK-UNAVAILABLE")
+        assert [(x.status, x.severity, x.subject, x.message) for x in f] == [
+            ("fail", "error", name, f"network {net!r} is not defined on the destination")]
+        assert "NETWORK-UNAVAILABLE" in [x.check_id for x in rep.blocking]
         rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(policy=policy))
         f = rep.by_id("NETWORK-UNAVAILABLE")
-        assert [(x.status, x.subject, x.message) for x in f] == [
-            ("fail", name, f"network {net!r} is not defined on the destination")]
-        assert [x.check_id for x in rep.blocking] == ["NETWORK-UNAVAILABLE"]
+        assert [(x.status, x.severity, x.subject, x.message) for x in f] == [
+            ("fail", "warning", name, f"network {net!r} is not defined on the destination; an offline migration "
+             "still succeeds, but the domain will not start there until it is")]
+        assert rep.ok
 
         d = lab.conn("dst").networkDefineXML(net_xml)
         created.append(d)
         rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(policy=policy))
-        assert [(x.status, x.message) for x in rep.by_id("NETWORK-UNAVAILABLE")] == [
-            ("fail", f"network {net!r} is defined but not active on the destination")]
+        assert [(x.status, x.severity, x.message) for x in rep.by_id("NETWORK-UNAVAILABLE")] == [
+            ("fail", "warning", f"network {net!r} is defined but not active on the destination; an offline "
+             "migration still succeeds, but the domain will not start there until it is")]
 
         d.create()
         rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(policy=policy))
@@ -248,8 +270,13 @@ def test_private_secret_already_on_destination_is_unverifiable_warning(clean, na
     rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
 
     (f,) = rep.by_id("SECRET-UNVERIFIABLE")
-    assert (f.status, f.severity) == ("fail", "warning") and sid in f.message
-    assert rep.ok  # a warning informs, it does not block
+    assert (f.status, f.severity) == ("unknown", "warning") and sid in f.message
+    assert rep.ok  # an unknown informs, it does not block
+    assert [x.check_id for x in rep.unknowns] == ["SECRET-UNVERIFIABLE"]
+    # ... and the CLI's verdict says so instead of a bare "OK"
+    last = command.render_table(rep).splitlines()[-1]
+    assert last.startswith(f"GO with unknowns: SECRET-UNVERIFIABLE ({name}): secret {sid} (vtpm): ")
+    assert "OK" not in last
 
 
 def test_migration_job_in_progress(clean, name):
@@ -320,19 +347,37 @@ def test_memory_insufficient_on_destination(clean, name):
     assert f.status == "fail" and f.message.startswith("guest needs 65536 MiB, destination has ")
 
 
-def test_local_disk_warns_unless_copy_storage(clean, name):
+def test_local_disk_blocks_unless_copy_storage_and_without_ssh_is_unknown(clean, name):
+    # libvirt refuses a live migration of a writable disk on a local filesystem without --copy-storage
+    # (VIR_ERR_MIGRATE_UNSAFE; verdict-matrix storage-local-disk-no-flags) — it used to be only a warning.
+    from coordinator.remote import SshConfig
     lab = clean
     lab.vm(name, on="src", luks_disk="local")
+    path = f"/var/lib/libvirt/images/{name}.luks"
+    ssh = SshConfig(key_file=Path(lab.env["ssh"]["key"]), known_hosts=Path(lab.env["ssh"]["known_hosts"]))
 
+    rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name], MigrateOptions(ssh=ssh))
+    (f,) = rep.by_id("STORAGE-NOT-SHARED")
+    assert (f.status, f.severity) == ("fail", "error")
+    assert f.message.startswith(f"disk vda: {path} is on ") and "not a shared filesystem" in f.message
+    assert "--copy-storage" in f.hint
+    assert "STORAGE-NOT-SHARED" in [x.check_id for x in rep.blocking]
+
+    # Without SSH the filesystem is unknown: not a block, not a bare OK.
     rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
     (f,) = rep.by_id("STORAGE-NOT-SHARED")
-    assert (f.status, f.severity) == ("fail", "warning")
-    assert f"/var/lib/libvirt/images/{name}.luks" in f.message and "--copy-storage" in f.hint
+    assert f.status == "unknown" and "--ssh" in f.message
+    assert "STORAGE-NOT-SHARED" not in [x.check_id for x in rep.blocking]
 
+    # --copy-storage: copied, but the destination has neither the image nor a pool covering its directory
+    # (libvirt: "Storage pool not found"; verdict-matrix storage-local-disk-copy-no-target).
     rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name],
-                           MigrateOptions(policy=MigrationPolicy(copy_storage=True)))
+                           MigrateOptions(policy=MigrationPolicy(copy_storage=True), ssh=ssh))
     assert [(f.status, f.message) for f in rep.by_id("STORAGE-NOT-SHARED")] == [
-        ("pass", "1 disk(s) handled by --copy-storage")]
+        ("pass", "vda: copied by --copy-storage")]
+    (f,) = rep.by_id("STORAGE-ON-DEST")
+    assert (f.status, f.severity) == ("fail", "error") and "Storage pool not found" in f.message
+    assert [x.check_id for x in rep.blocking] == ["STORAGE-ON-DEST"]
 
 
 def test_bad_input_exit_2(clean, name, check_cli):
@@ -413,8 +458,17 @@ def test_secret_missing_on_source_then_defined(clean, name, check_cli):
     (f,) = find(rep, "SECRET-MISSING-ON-SOURCE")
     assert (f["status"], f["severity"], f["subject"]) == ("fail", "error", name)
     assert f["message"] == (f"secret {ghost} (vtpm): secret {ghost} is not defined on the source "
-                            f"{lab.uri('src')}")
+                            f"{lab.uri('src')} nor on the destination {lab.uri('dst')}")
     assert snapshot(lab) == before
+
+    # Only the destination has it: libvirt needs nothing else (verdict-matrix secret-gone-from-source-dst-has-it
+    # migrated). Its value cannot be compared with nothing to compare it to: an unknown, not a block.
+    lab.define_secret("dst", ghost, "vtpm", f"{name}-vtpm-dst", b"the destination's own key, 32 b!")
+    rc, rep = _offline_check(check_cli, lab, name)
+    assert rc == 0 and rep["blocking"] == [] and rep["unknown"] == ["SECRET-UNVERIFIABLE"]
+    (f,) = find(rep, "SECRET-UNVERIFIABLE")
+    assert f["status"] == "unknown" and f"secret {ghost} is not defined on the source" in f["message"]
+    lab.conn("dst").secretLookupByUUIDString(ghost).undefine()
 
     # Fixed: the secret the domain references now exists on the source → it would be provisioned.
     # (another usage id: the domain's original secret still holds f"{name}-vtpm")
@@ -429,9 +483,12 @@ def test_secret_missing_on_source_then_defined(clean, name, check_cli):
 
 
 def test_secret_usage_mismatch_on_destination_then_undefined(clean, name, check_cli):
+    # The vTPM secret is looked up by UUID, and libvirt checks only its usage *type* there
+    # (virSecretGetSecretString): a destination copy of type 'volume' blocks; one of type 'vtpm' with
+    # another usage name does not (verdict-matrix secret-dst-usage-name-differs migrated).
     lab = clean
     sid = lab.vm(name, on="src")["secret"]
-    lab.define_secret("dst", sid, "vtpm", "other-name", lab.stored_value("src", sid))
+    lab.define_secret("dst", sid, "volume", f"/nowhere/{name}.img", lab.stored_value("src", sid))
     before = snapshot(lab)
     args = (name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json")
 
@@ -442,8 +499,8 @@ def test_secret_usage_mismatch_on_destination_then_undefined(clean, name, check_
     assert rep["blocking"] == ["SECRET-USAGE-MISMATCH"]
     (f,) = find(rep, "SECRET-USAGE-MISMATCH")
     assert (f["status"], f["severity"], f["subject"]) == ("fail", "error", name)
-    assert f["message"] == (f"secret {sid} (vtpm): secret {sid} has usage vtpm:'other-name' on {lab.uri('dst')}"
-                            f" but vtpm:'{name}-vtpm' on {lab.uri('src')}")
+    assert f["message"] == (f"secret {sid} (vtpm): secret {sid} has usage volume:'/nowhere/{name}.img' on "
+                            f"{lab.uri('dst')} but vtpm:'{name}-vtpm' on {lab.uri('src')}")
     assert all(x["status"] == "pass" for x in find(rep, "SECRET-VALUE-MISMATCH"))
     assert snapshot(lab) == before
     assert lab.stored_value("src", sid) not in out.encode()
@@ -457,6 +514,14 @@ def test_secret_usage_mismatch_on_destination_then_undefined(clean, name, check_
     assert [(x["status"], x["message"]) for x in find(rep, "SECRET-USAGE-MISMATCH")] == [
         ("pass", "1 secret(s) checked")]
     assert snapshot(lab) == before
+
+    # Same type, another usage name: libvirt does not look at the name for a UUID reference.
+    lab.define_secret("dst", sid, "vtpm", "other-name", lab.stored_value("src", sid))
+    rc, out = check_cli(*args)
+    assert rc == 0, out
+    rep = json.loads(out)
+    assert [x["status"] for x in find(rep, "SECRET-USAGE-MISMATCH")] == ["pass"]
+    assert [x["status"] for x in find(rep, "SECRET-VALUE-MISMATCH")] == ["pass"]  # still compared
 
 
 def test_secret_flags_mismatch_with_dest_private_yes(clean, name, check_cli):

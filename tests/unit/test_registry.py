@@ -142,3 +142,23 @@ def test_default_registry_ids_are_documented():
         assert f"`{cid}`" in readme, cid
         assert c.hint and c.transport in ("libvirt", "ssh")
         assert (c.transport == "ssh") == ("ssh" in c.tags), cid
+
+
+def test_unknown_never_blocks_and_the_verdict_line_names_it():
+    from coordinator.cli.cmd_check import render_table
+    from checks.registry import unknown
+    reg = Registry()
+    reg.check("A-UNKNOWN")(lambda ctx, t: unknown("whether /x is on a shared filesystem is unknown; use --ssh"))
+    reg.check("B-LOWERED")(lambda ctx, t: failed("offline: only a warning", severity="warning"))
+    reg.check("C-OK")(lambda ctx, t: passed("fine"))
+    rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg)
+    assert rep.ok and [f.check_id for f in rep.unknowns] == ["A-UNKNOWN"]
+    assert [(f.check_id, f.severity, f.status) for f in rep.findings] == [
+        ("A-UNKNOWN", "error", "unknown"), ("B-LOWERED", "warning", "fail"), ("C-OK", "error", "pass")]
+    assert rep.as_dict()["unknown"] == ["A-UNKNOWN"] and rep.as_dict()["counts"]["unknown"] == 1
+    assert render_table(rep).splitlines()[-1] == (
+        "GO with unknowns: A-UNKNOWN (vm): whether /x is on a shared filesystem is unknown; use --ssh")
+
+    reg.check("D-BLOCKS")(lambda ctx, t: failed("refused"))
+    rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg)
+    assert not rep.ok and render_table(rep).splitlines()[-1] == "BLOCKED by D-BLOCKS"

@@ -29,7 +29,10 @@ POLICY = SecretPolicy()
 
 @pytest.mark.parametrize("src, dst, policy, expected", [
     pytest.param(None, None, POLICY, V.MISSING_ON_SOURCE, id="source-missing"),
-    pytest.param(None, info(), POLICY, V.MISSING_ON_SOURCE, id="source-missing-whatever-the-destination"),
+    # Gone from the source: libvirt needs only the destination copy (gone_from_source_verdict).
+    pytest.param(None, info(usage_type="volume"), POLICY, V.DEST_USAGE_MISMATCH, id="gone-destination-wrong-type"),
+    pytest.param(None, info(private=True), POLICY, V.UNVERIFIABLE_PRIVATE, id="gone-destination-private"),
+    pytest.param(None, info(), POLICY, None, id="gone-destination-copy-the-value-decides"),
     pytest.param(info(usage_type="volume", usage_id="/i.qcow2"), None, POLICY, V.SOURCE_USAGE_MISMATCH,
                  id="source-usage-type-differs-from-reference"),
     pytest.param(info(usage_type="volume"), info(usage_type="volume"), POLICY, V.SOURCE_USAGE_MISMATCH,
@@ -37,9 +40,10 @@ POLICY = SecretPolicy()
     pytest.param(SRC, None, POLICY, None, id="destination-missing-value-decides"),
     pytest.param(PRIV_SRC, None, SecretPolicy(dest_private=False), None, id="destination-missing-flags-irrelevant"),
     pytest.param(SRC, info(usage_type="volume"), POLICY, V.DEST_USAGE_MISMATCH, id="destination-usage-type"),
-    pytest.param(SRC, info(usage_id="VTPM_other"), POLICY, V.DEST_USAGE_MISMATCH, id="destination-usage-id"),
-    pytest.param(SRC, info(usage_id=None), POLICY, V.DEST_USAGE_MISMATCH, id="destination-usage-id-absent"),
-    pytest.param(SRC, info(usage_id="VTPM_other", private=True), SecretPolicy(dest_private=False),
+    # Referenced by UUID, libvirt checks only the usage type (migration_rules.secret_usage_ruling).
+    pytest.param(SRC, info(usage_id="VTPM_other"), POLICY, None, id="destination-usage-id-by-uuid-ok"),
+    pytest.param(SRC, info(usage_id=None), POLICY, None, id="destination-usage-id-absent-by-uuid-ok"),
+    pytest.param(SRC, info(usage_type="volume", private=True), SecretPolicy(dest_private=False),
                  V.DEST_USAGE_MISMATCH, id="usage-before-flags"),
     pytest.param(SRC, info(private=False), SecretPolicy(dest_private=True), V.PRIVATE_MISMATCH,
                  id="policy-private-destination-readable"),
@@ -100,7 +104,8 @@ def decide(src: SecretInfo | None, dst: SecretInfo | None, policy: SecretPolicy,
 @pytest.mark.parametrize("src, dst, policy, have_value, matches, check_id", [
     pytest.param(None, None, POLICY, False, None, "SECRET-MISSING-ON-SOURCE", id="missing-on-source"),
     pytest.param(info(usage_type="volume"), None, POLICY, True, None, "SECRET-USAGE-MISMATCH", id="source-usage"),
-    pytest.param(SRC, info(usage_id="x"), POLICY, True, None, "SECRET-USAGE-MISMATCH", id="destination-usage"),
+    pytest.param(SRC, info(usage_type="volume"), POLICY, True, None, "SECRET-USAGE-MISMATCH",
+                 id="destination-usage"),
     pytest.param(SRC, info(), POLICY, True, False, "SECRET-VALUE-MISMATCH", id="value-mismatch"),
     pytest.param(PRIV_SRC, info(private=False), SecretPolicy(dest_private=True), True, None,
                  "SECRET-FLAGS-MISMATCH", id="private-mismatch"),
@@ -121,7 +126,7 @@ def test_decision_to_check_id(src, dst, policy, have_value, matches, check_id):
 # -- what each verdict means -----------------------------------------------------------------
 
 MEANING = {
-    V.MISSING_ON_SOURCE: (BLOCK, "unknown", "SECRET-MISSING-ON-SOURCE", False),
+    V.MISSING_ON_SOURCE: (BLOCK, "missing", "SECRET-MISSING-ON-SOURCE", False),
     V.SOURCE_USAGE_MISMATCH: (BLOCK, "unknown", "SECRET-USAGE-MISMATCH", False),
     V.NO_VALUE_SOURCE: (BLOCK, "missing", "SECRET-NO-VALUE-SOURCE", False),
     V.PROVISION: (PROVISION, "missing", None, False),
@@ -177,3 +182,16 @@ def test_only_blocking_verdicts_fail_an_error_check_and_every_id_is_registered()
 ])
 def test_wanted_flags(src, policy, expected):
     assert wanted_flags(src, policy) == expected
+
+
+BY_USAGE = SecretRef(uuid=None, usage_type="vtpm", kind=SecretKind.VTPM, location="/domain/devices/tpm[1]",
+                     usage_id="VTPM_vm1")
+
+
+@pytest.mark.parametrize("dst, expected", [
+    pytest.param(info(usage_id="VTPM_other"), V.DEST_USAGE_MISMATCH, id="other-usage-id"),
+    pytest.param(info(usage_id=None), V.DEST_USAGE_MISMATCH, id="no-usage-id"),
+    pytest.param(info(), None, id="same-usage"),
+])
+def test_a_secret_referenced_by_usage_must_match_its_usage_id(dst, expected):
+    assert definition_verdict(BY_USAGE, SRC, dst, POLICY) is expected

@@ -1,0 +1,247 @@
+"""Pure: libvirt's own rules for whether it will accept a migration (and whether the guest runs there).
+
+House rule 13: a check's verdict mirrors libvirt's rule — not stricter, not looser. Each function here
+restates one rule of libvirt 9.0 (Debian 12, the lab) as a function of plain values, with where it lives
+in libvirt's source; where a newer libvirt differs, the 9.0 behaviour is kept and the NOTE says so.
+No libvirt import, no I/O: the checks gather the facts (libvirt API, SSH) and call these.
+
+An outcome is ``OK`` (libvirt accepts), ``REFUSE`` (libvirt refuses or the migration/start fails) or
+``UNKNOWN`` (it depends on a fact the tool could not learn; the reason says which and how to learn it).
+"""
+from __future__ import annotations
+
+import enum
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+
+class Outcome(enum.StrEnum):
+    OK = "ok"
+    REFUSE = "refuse"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Ruling:
+    outcome: Outcome
+    reason: str
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome is Outcome.REFUSE
+
+
+def ok(reason: str) -> Ruling:
+    return Ruling(Outcome.OK, reason)
+
+
+def refuse(reason: str) -> Ruling:
+    return Ruling(Outcome.REFUSE, reason)
+
+
+def unknown(reason: str) -> Ruling:
+    return Ruling(Outcome.UNKNOWN, reason)
+
+
+# ------------------------------------------------------------------ CPU
+
+class CpuTest(enum.StrEnum):
+    """What libvirt checks about a guest CPU definition when it starts QEMU with it
+    (qemu_process.c qemuProcessUpdateGuestCPU / qemuProcessVerifyCPU)."""
+
+    NOTHING = "nothing"        # no <cpu>, topology only, or check='none': QEMU starts with what it can give
+    MODE = "mode"              # host-model / host-passthrough / maximum: the mode must be supported there
+    COMPARE = "compare"        # check='partial' (the default for custom): virCPUCompare with the host CPU
+    EXACT = "exact"            # check='full' on a fresh start: after QEMU starts, its CPU must match exactly
+
+
+def cpu_test(mode: str | None, check: str | None, has_model: bool, *, live_definition: bool) -> CpuTest:
+    """Pure: which test libvirt applies to this <cpu> when QEMU is started with it.
+
+    ``live_definition``: the definition is a running guest's live XML (what the destination QEMU of a live
+    migration is started with). libvirt writes a live CPU as mode='custom' check='full' listing every
+    feature QEMU enabled or disabled, so 'full' then means "the destination provides these features":
+    the compare answers it. On a fresh start (offline migration, then start) check='full' also fails when
+    QEMU adds features the definition does not list — only a start can tell (EXACT).
+
+    NOTE: the default ``check`` (attribute absent) is 'partial' for custom and host-model and 'none' for
+    host-passthrough/maximum (qemuDomainDefCPUPostParse); a domain defined without <cpu> is stored as
+    qemu64 with check='none' — which is why comparing it (incompatible on an AMD host: no svm) is not the rule.
+    """
+    if mode is None:
+        return CpuTest.NOTHING
+    if mode in ("host-passthrough", "maximum", "host-model"):
+        return CpuTest.MODE
+    if not has_model or check == "none":
+        return CpuTest.NOTHING
+    if check == "full" and not live_definition:
+        return CpuTest.EXACT
+    return CpuTest.COMPARE
+
+
+def cpu_ruling(test: CpuTest, *, mode: str | None, mode_supported: bool | None, compare: str | None,
+               detail: str = "") -> Ruling:
+    """Pure: the outcome of ``test`` given the destination's answers (``mode_supported`` from its domain
+    capabilities, ``compare`` from virConnectCompareHypervisorCPU: identical | superset | incompatible)."""
+    if test is CpuTest.NOTHING:
+        return ok("libvirt checks nothing for this CPU definition (no <cpu>, topology only or check='none')")
+    if test is CpuTest.MODE:
+        if mode_supported is None:
+            return unknown(f"the destination did not say whether it supports CPU mode {mode}")
+        if not mode_supported:
+            return refuse(f"the destination does not support CPU mode {mode} (virQEMUCapsIsCPUModeSupported)")
+        extra = " (libvirt does not compare a host-passthrough CPU across hosts)" \
+            if mode in ("host-passthrough", "maximum") else ""
+        return ok(f"{mode}: supported by the destination{extra}")
+    if compare is None:
+        return unknown("the destination could not compare the CPU")
+    if compare == "incompatible":
+        return refuse("incompatible with the destination's host CPU" + (f": {detail}" if detail else ""))
+    if test is CpuTest.EXACT:
+        return unknown(f"{compare} on the destination, but check='full' also fails a start when QEMU gives "
+                       "features the definition does not list; only starting it there can tell")
+    return ok(f"{compare} on the destination")
+
+
+def cpu_mode_supported(domcaps_xml: str, mode: str) -> bool | None:
+    """Pure: ``<cpu><mode name=MODE supported='yes|no'>`` of virConnectGetDomainCapabilities (None: not
+    listed, e.g. 'maximum' before libvirt 7.9)."""
+    el = ET.fromstring(domcaps_xml).find(f"cpu/mode[@name='{mode}']")
+    return None if el is None else el.get("supported") == "yes"
+
+
+# ------------------------------------------------------------------ storage
+
+# virFileIsSharedFS (libvirt 9.0 util/virfile.c): NFS, GFS2, OCFS2, AFS, SMB, CIFS, Ceph, GPFS, Quobyte,
+# ACFS, GlusterFS (FUSE), BeeGFS — as `stat -f -c %T` names them. NOTE: libvirt ≥ 10.x also honours
+# qemu.conf shared_filesystems; 9.0 does not.
+SHARED_FS = ("nfs", "nfs4", "gfs2", "gfs/gfs2", "ocfs2", "afs", "smb", "smb2", "cifs", "ceph", "gpfs",
+             "fuse.quobyte", "acfs", "fuse.glusterfs", "beegfs")
+# virFileIsClusterFS: GFS2 and OCFS2 — safe whatever the cache mode.
+CLUSTER_FS = ("gfs2", "gfs/gfs2", "ocfs2")
+DROP_CACHE_QEMU = 4_000_000  # QEMU 4.0: blockdev-add file 'drop-cache' (QEMU_CAPS_MIGRATION_FILE_DROP_CACHE)
+SAFE_CACHE = ("none", "directsync")
+
+
+def fs_is_shared(fs_type: str) -> bool:
+    t = fs_type.strip().lower()
+    return t in SHARED_FS or t.startswith("nfs")
+
+
+@dataclass(frozen=True)
+class Disk:
+    """The facts libvirt's storage rules read, for one disk."""
+
+    target: str
+    actual_type: str            # file, block, network, dir, nvme, volume (unresolved)
+    path: str | None            # None: empty (no source), e.g. an empty CD-ROM
+    readonly: bool = False
+    shareable: bool = False
+    cache: str | None = None    # None: the hypervisor default (writeback)
+
+
+def copied(d: Disk, copy_storage: bool) -> bool:
+    """qemuMigrationAnyCopyDisk without a disk list: with --copy-storage libvirt copies every disk that
+    is not shareable, not read-only and not empty."""
+    return copy_storage and not d.shareable and not d.readonly and d.path is not None
+
+
+def unsafe_ruling(d: Disk, *, copy_storage: bool, fs_type: str | None, qemu_version: int) -> Ruling:
+    """qemuMigrationSrcIsSafe for one disk (libvirt 9.0 qemu_migration.c), for a live migration without
+    VIR_MIGRATE_UNSAFE (the caller skips it for --unsafe and for offline migrations: libvirt does too).
+
+    ``fs_type``: the source filesystem of a file disk (`stat -f -c %T`), None when not known."""
+    if d.path is None or d.readonly:
+        return ok("empty or read-only: safe")
+    if copied(d, copy_storage):
+        return ok("copied by --copy-storage")
+    if d.actual_type == "network":
+        return ok("network disk: safe")
+    if d.actual_type == "nvme":
+        return refuse("an NVMe disk is never shared storage: libvirt refuses (Migration without shared "
+                      "storage is unsafe)")
+    if d.actual_type == "file":
+        if fs_type is None:
+            return unknown(f"{d.path}: whether it is on a shared filesystem is unknown (libvirt refuses unless "
+                           "it is NFS/GFS2/OCFS2/CephFS/...); configure SSH (--ssh) so the check can "
+                           "`stat -f` it, or pass --copy-storage / --unsafe")
+        if not fs_is_shared(fs_type):
+            return refuse(f"{d.path} is on {fs_type}, not a shared filesystem: libvirt refuses "
+                          "(VIR_ERR_MIGRATE_UNSAFE: Migration without shared storage is unsafe)")
+        if fs_type.strip().lower() in CLUSTER_FS:
+            return ok(f"{d.path} is on the cluster filesystem {fs_type}")
+    if d.shareable or (d.cache or "") in SAFE_CACHE or qemu_version >= DROP_CACHE_QEMU:
+        return ok(f"{d.actual_type} disk: safe (cache {d.cache or 'default'})")
+    return refuse(f"disk cache {d.cache or 'default'}: libvirt refuses with QEMU < 4.0 (VIR_ERR_MIGRATE_UNSAFE: "
+                  "Migration may lead to data corruption if disks use cache other than none or directsync)")
+
+
+def dest_ruling(d: Disk, *, live: bool, copy_storage: bool, exists_on_dst: bool | None,
+                dst_pool_covers: bool | None) -> Ruling:
+    """What the destination needs of one file/block disk for the migration to finish.
+
+    Copied disks (qemuMigrationDstPrecreateStorage, libvirt 9.0): an existing file at the same path is used
+    as it is; otherwise libvirt pre-creates it in the storage pool whose target path is the disk's directory,
+    and fails with "Storage pool not found" when none does (block disks are never pre-created).
+    Not copied: the destination QEMU opens the same path and fails when it is not there.
+    Offline migrations only define the domain: nothing is opened."""
+    if not live or d.path is None or d.actual_type not in ("file", "block"):
+        return ok("nothing to open on the destination")
+    if exists_on_dst:
+        return ok(f"{d.path} exists on the destination")
+    if copied(d, copy_storage):
+        if d.actual_type == "file" and dst_pool_covers:
+            return ok(f"a storage pool on the destination covers {d.path.rsplit('/', 1)[0]}: libvirt pre-creates it")
+        if exists_on_dst is None:
+            return unknown(f"{d.path}: no storage pool on the destination covers its directory and whether the "
+                           "file exists there is unknown; configure SSH (--ssh) so the check can look")
+        return refuse(f"{d.path} does not exist on the destination and no storage pool there covers "
+                      f"{d.path.rsplit('/', 1)[0]}: libvirt fails (Storage pool not found)")
+    if exists_on_dst is None:
+        return unknown(f"{d.path}: whether it exists on the destination is unknown; configure SSH (--ssh)")
+    return refuse(f"{d.path} does not exist on the destination: its QEMU cannot open it")
+
+
+# ------------------------------------------------------------------ domain state, names, networks, secrets
+
+def state_ruling(state: str, *, live: bool) -> Ruling:
+    """virDomainMigrateToURI3 (libvirt.c + qemuMigrationSrcBegin, 9.0): a live migration needs an active
+    domain ("domain is not running"). An offline one (VIR_MIGRATE_OFFLINE + PERSIST_DEST) is taken whatever
+    the state: the persistent definition (a transient domain's live one) is copied and a running guest
+    keeps running on the source — measured on the lab (state-running-offline, state-transient-offline)."""
+    active = state not in ("shutoff", "crashed")
+    if live:
+        return ok(state) if active else refuse(f"domain is {state}: libvirt refuses a live migration "
+                                               "(domain is not running)")
+    return ok(f"{state}: an offline migration copies the definition")
+
+
+def clash_ruling(*, name_match: bool, uuid_match: bool, dst_active: bool) -> Ruling:
+    """virDomainObjListAdd on the destination (9.0): a domain with the same name and UUID that is not
+    running is replaced by the incoming one; the same name with another UUID, the same UUID with another
+    name, or a running domain refuse."""
+    if not (name_match or uuid_match):
+        return ok("neither the name nor the UUID is defined on the destination")
+    if name_match and uuid_match and not dst_active:
+        return ok("the destination holds this domain's own (inactive) definition: libvirt replaces it")
+    return refuse("the destination has a clashing domain")
+
+
+def needs_active_object(*, live: bool) -> bool:
+    """Networks and storage pools a domain uses must be active on the destination only when its QEMU is
+    started there (live). An offline migration only defines the domain (no lookup): a missing network or
+    pool then only stops it from starting later."""
+    return live
+
+
+def secret_usage_ruling(*, by_uuid: bool, want_type: str, dst_type: str, dst_id: str | None,
+                        want_id: str | None) -> Ruling:
+    """virSecretGetSecretString (libvirt 9.0 secret_util.c): a secret referenced by UUID is looked up by
+    UUID and only its usage *type* is checked; one referenced by usage is looked up by (type, usage id)."""
+    if dst_type != want_type:
+        return refuse(f"usage type {dst_type} on the destination, the domain needs {want_type}")
+    if not by_uuid and dst_id != want_id:
+        return refuse(f"referenced by usage {want_id!r} but the destination copy has {dst_id!r}")
+    if dst_id != want_id:
+        return ok(f"usage id {dst_id!r} differs from {want_id!r}, but libvirt looks it up by UUID")
+    return ok("same usage")

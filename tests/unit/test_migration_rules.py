@@ -1,0 +1,156 @@
+"""coordinator.core.migration_rules: libvirt 9.0's rules as tables of cases (the lab proves them: test_verdict_matrix)."""
+from __future__ import annotations
+
+import pytest
+
+from coordinator.core import migration_rules as r
+from coordinator.core.migration_rules import CpuTest, Disk, Outcome
+
+OK, REFUSE, UNKNOWN = Outcome.OK, Outcome.REFUSE, Outcome.UNKNOWN
+
+
+@pytest.mark.parametrize("mode, check, has_model, live, want", [
+    (None, None, False, False, CpuTest.NOTHING),                 # no <cpu>: stored as qemu64 check='none'
+    (None, None, False, True, CpuTest.NOTHING),
+    ("custom", "none", True, False, CpuTest.NOTHING),
+    ("custom", None, False, False, CpuTest.NOTHING),             # topology only
+    ("custom", None, True, False, CpuTest.COMPARE),              # default check for custom: partial
+    ("custom", "partial", True, False, CpuTest.COMPARE),
+    ("custom", "partial", True, True, CpuTest.COMPARE),
+    ("custom", "full", True, False, CpuTest.EXACT),              # fresh start: extra features fail too
+    ("custom", "full", True, True, CpuTest.COMPARE),             # live XML lists every feature
+    ("host-model", None, False, False, CpuTest.MODE),
+    ("host-model", "partial", False, False, CpuTest.MODE),
+    ("host-passthrough", "none", False, True, CpuTest.MODE),
+    ("maximum", None, False, False, CpuTest.MODE),
+])
+def test_cpu_test(mode, check, has_model, live, want):
+    assert r.cpu_test(mode, check, has_model, live_definition=live) is want
+
+
+@pytest.mark.parametrize("test, mode, supported, compare, want", [
+    (CpuTest.NOTHING, None, None, None, OK),
+    (CpuTest.NOTHING, "custom", None, "incompatible", OK),       # a compare answer is not the rule
+    (CpuTest.MODE, "host-model", True, None, OK),
+    (CpuTest.MODE, "host-model", False, None, REFUSE),
+    (CpuTest.MODE, "maximum", None, None, UNKNOWN),
+    (CpuTest.MODE, "host-passthrough", True, "incompatible", OK),  # libvirt does not compare passthrough
+    (CpuTest.COMPARE, "custom", None, "identical", OK),
+    (CpuTest.COMPARE, "custom", None, "superset", OK),
+    (CpuTest.COMPARE, "custom", None, "incompatible", REFUSE),
+    (CpuTest.COMPARE, "custom", None, None, UNKNOWN),
+    (CpuTest.EXACT, "custom", None, "incompatible", REFUSE),
+    (CpuTest.EXACT, "custom", None, "superset", UNKNOWN),
+])
+def test_cpu_ruling(test, mode, supported, compare, want):
+    got = r.cpu_ruling(test, mode=mode, mode_supported=supported, compare=compare)
+    assert got.outcome is want, got.reason
+    assert got.reason
+
+
+DOMCAPS = ("<domainCapabilities><cpu><mode name='host-passthrough' supported='yes'/>"
+           "<mode name='host-model' supported='no'/></cpu></domainCapabilities>")
+
+
+@pytest.mark.parametrize("mode, want", [("host-passthrough", True), ("host-model", False), ("maximum", None)])
+def test_cpu_mode_supported(mode, want):
+    assert r.cpu_mode_supported(DOMCAPS, mode) is want
+
+
+def disk(kind="file", path="/var/lib/libvirt/images/a.qcow2", **kw) -> Disk:
+    return Disk(target="vda", actual_type=kind, path=path, **kw)
+
+
+NEW_QEMU, OLD_QEMU = 7_002_000, 3_001_000
+
+
+@pytest.mark.parametrize("d, copy, fs, qemu, want", [
+    (disk(), False, "ext2/ext3", NEW_QEMU, REFUSE),                       # local FS: unsafe
+    (disk(), False, "xfs", NEW_QEMU, REFUSE),
+    (disk(), False, None, NEW_QEMU, UNKNOWN),                             # no SSH: cannot stat -f
+    (disk(), True, "ext2/ext3", NEW_QEMU, OK),                            # copied by --copy-storage
+    (disk(), False, "nfs", NEW_QEMU, OK),
+    (disk(cache="writeback"), False, "nfs", OLD_QEMU, REFUSE),            # cache rule before drop-cache
+    (disk(cache="none"), False, "nfs", OLD_QEMU, OK),
+    (disk(cache="directsync"), False, "nfs", OLD_QEMU, OK),
+    (disk(cache="writeback"), False, "gfs2", OLD_QEMU, OK),               # cluster FS
+    (disk(cache="writeback"), False, "nfs", NEW_QEMU, OK),                # QEMU ≥ 4.0 drops caches
+    (disk(readonly=True), False, "ext2/ext3", NEW_QEMU, OK),
+    (disk(path=None), False, None, NEW_QEMU, OK),                         # empty CD-ROM
+    (disk(shareable=True), True, "ext2/ext3", NEW_QEMU, REFUSE),          # shareable is never copied
+    (disk(shareable=True), False, "nfs", OLD_QEMU, OK),
+    (disk("network", path="pool/img"), False, None, NEW_QEMU, OK),
+    (disk("nvme", path="0000:01:00.0"), False, None, NEW_QEMU, REFUSE),
+    (disk("block", path="/dev/sdb"), False, None, NEW_QEMU, OK),          # block: only the cache rule
+    (disk("block", path="/dev/sdb", cache="writeback"), False, None, OLD_QEMU, REFUSE),
+])
+def test_unsafe_ruling(d, copy, fs, qemu, want):
+    got = r.unsafe_ruling(d, copy_storage=copy, fs_type=fs, qemu_version=qemu)
+    assert got.outcome is want, got.reason
+
+
+@pytest.mark.parametrize("d, live, copy, exists, pool, want", [
+    (disk(), False, False, False, None, OK),                   # offline: nothing opened there
+    (disk(), True, False, True, None, OK),
+    (disk(), True, False, False, None, REFUSE),                # the destination QEMU cannot open it
+    (disk(), True, False, None, None, UNKNOWN),
+    (disk(readonly=True), True, True, False, None, REFUSE),    # read-only: not copied, must exist
+    (disk(), True, True, False, True, OK),                     # pre-created in the covering pool
+    (disk(), True, True, False, False, REFUSE),                # Storage pool not found
+    (disk(), True, True, True, False, OK),                     # an existing image is used as it is
+    (disk(), True, True, None, False, UNKNOWN),
+    (disk("block", path="/dev/sdb"), True, True, False, True, REFUSE),  # block disks are never pre-created
+    (disk(path=None), True, False, None, None, OK),
+    (disk("network", path="pool/img"), True, False, None, None, OK),
+])
+def test_dest_ruling(d, live, copy, exists, pool, want):
+    got = r.dest_ruling(d, live=live, copy_storage=copy, exists_on_dst=exists, dst_pool_covers=pool)
+    assert got.outcome is want, got.reason
+
+
+@pytest.mark.parametrize("state, live, want", [
+    ("running", True, OK), ("paused", True, OK), ("shutoff", True, REFUSE), ("crashed", True, REFUSE),
+    ("shutoff", False, OK), ("running", False, OK),             # offline copies the definition
+])
+def test_state_ruling(state, live, want):
+    assert r.state_ruling(state, live=live).outcome is want
+
+
+@pytest.mark.parametrize("name, uuid, active, want", [
+    (False, False, False, OK), (True, False, False, REFUSE), (False, True, False, REFUSE),
+    (True, True, False, OK), (True, True, True, REFUSE),
+])
+def test_clash_ruling(name, uuid, active, want):
+    assert r.clash_ruling(name_match=name, uuid_match=uuid, dst_active=active).outcome is want
+
+
+@pytest.mark.parametrize("by_uuid, want_type, dst_type, dst_id, want_id, want", [
+    (True, "vtpm", "vtpm", "a", "a", OK),
+    (True, "vtpm", "vtpm", "other", "a", OK),                 # looked up by UUID: the name is not checked
+    (True, "vtpm", "volume", "/x", "a", REFUSE),              # the type is
+    (False, "volume", "volume", "/other", "/x", REFUSE),      # looked up by usage: the id matters
+    (False, "volume", "volume", "/x", "/x", OK),
+])
+def test_secret_usage_ruling(by_uuid, want_type, dst_type, dst_id, want_id, want):
+    got = r.secret_usage_ruling(by_uuid=by_uuid, want_type=want_type, dst_type=dst_type, dst_id=dst_id,
+                                want_id=want_id)
+    assert got.outcome is want
+
+
+@pytest.mark.parametrize("fs, shared", [("nfs", True), ("nfs4", True), ("ext2/ext3", False), ("tmpfs", False),
+                                        ("fuse.glusterfs", True), ("ceph", True), ("xfs", False)])
+def test_fs_is_shared(fs, shared):
+    assert r.fs_is_shared(fs) is shared
+
+
+def test_needs_active_object():
+    assert r.needs_active_object(live=True) and not r.needs_active_object(live=False)
+
+
+def test_no_libvirt_import():
+    import ast
+    import pathlib
+    tree = ast.parse(pathlib.Path(r.__file__).read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in names if m and m.split(".")[0] in ("libvirt", "paramiko")}
