@@ -350,7 +350,7 @@ def test_memory_insufficient_on_destination(clean, name):
 def test_local_disk_blocks_unless_copy_storage_and_without_ssh_is_unknown(clean, name):
     # libvirt refuses a live migration of a writable disk on a local filesystem without --copy-storage
     # (VIR_ERR_MIGRATE_UNSAFE; verdict-matrix storage-local-disk-no-flags) — it used to be only a warning.
-    from coordinator.remote import SshConfig
+    from coordinator.ssh.runner import SshConfig
     lab = clean
     lab.vm(name, on="src", luks_disk="local")
     path = f"/var/lib/libvirt/images/{name}.luks"

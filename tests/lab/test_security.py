@@ -16,7 +16,7 @@ def cli(*args: str, names: bool = False, tmp_path=None, input: bytes | None = No
     rule (rightly) counts as remote: a real plaintext channel to a real libvirtd."""
     cmd = [sys.executable, "-m", "coordinator", *args]
     if names:
-        from labkit import run_lab
+        from labkit.client import run_lab
         lab_dir = json.loads(run_lab("env", "--json"))["lab_dir"]
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
                f'mount --bind {lab_dir}/hosts /etc/hosts && exec "$@"', "sh", *cmd]

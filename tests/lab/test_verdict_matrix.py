@@ -2,7 +2,7 @@
 
 For every scenario: (a) the verdict — `migcoord check NAME --json` with the flags the migration will use
 (exit 0 = go, 1 = block); (b) the truth — the same migration done here directly through libvirt-python
-(`virDomainMigrateToURI3` with ``coordinator.params.migration_flags`` of the same policy; a secret the
+(`virDomainMigrateToURI3` with ``coordinator.core.params.migration_flags`` of the same policy; a secret the
 destination lacks is provisioned byte-exact first when a value is known, as migcoord would), plus, for the
 scenarios about whether the guest would run there, a start on the destination after an offline migration.
 The test asserts verdict == truth (house rule 13).
@@ -70,7 +70,7 @@ NOT_IN_MATRIX: dict[str, str] = {
         "QEMU 7.2 has migration-file-drop-cache, so libvirt 9.0 never refuses for the cache mode here"),
 }
 
-LIVE_FLAGS_NOTE = "flags from coordinator.params.migration_flags (PEER2PEER|LIVE|PERSIST_DEST|UNDEFINE_SOURCE, ...)"
+LIVE_FLAGS_NOTE = "flags from coordinator.core.params.migration_flags (PEER2PEER|LIVE|PERSIST_DEST|UNDEFINE_SOURCE, ...)"
 MEMORY_MIB = 64
 
 
