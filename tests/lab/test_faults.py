@@ -1,7 +1,10 @@
 """Real faults on the lab: the VM always ends up running on exactly one host, vTPM state intact.
 
-Guests made with ``dirty_memory=True`` boot a tiny program that keeps rewriting 512 KiB of
-memory, so with ``--bandwidth 1`` a migration stays in progress until we act.
+Guests made with ``dirty_memory=True`` boot a tiny program (scripts/labkit/guests.py) that makes
+64 MiB of their memory non-zero, then keeps rewriting 512 KiB: with ``--bandwidth 1`` the first
+migration pass alone takes over a minute, under KVM and TCG alike, and the rewriting keeps the
+migration from converging after it, so it stays in progress until we act. Without a bandwidth
+limit such a guest still migrates in seconds.
 """
 from __future__ import annotations
 

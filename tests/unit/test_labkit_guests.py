@@ -1,4 +1,5 @@
-"""scripts/labkit: the lab's guest CPU probe and the LUKS image retry, as tables (no lab, no QEMU)."""
+"""scripts/labkit: the lab's guest CPU probe, the LUKS image retry and the dirty-memory program's
+checks, as tables (no lab, no QEMU)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from labkit.guest_cpu import HOST_MODEL, HYPERVISOR_DEFAULT, choose_cpu, features_kvm_cannot_set, host_model_without
-from labkit.guests import create_luks_image
+from labkit.guests import (DIRTIER, DIRTY_WORD, FILL_DONE_AT, FILL_END, FILL_START, create_luks_image,
+                           fill_end_plausible)
 
 # What `virsh create` prints (whitespace collapsed, as the probe records it) when QEMU 7.2 aborts
 # on nested KVM for host-model (LAB-NOTES).
@@ -127,3 +129,28 @@ def test_create_luks_image_retries_only_the_pbkdf_benchmark(stderrs, runs, sleep
     assert len(calls) == runs and slept == pytest.approx(sleeps)
     # The passphrase reaches qemu-img through a file object, never argv.
     assert all(f"secret,id=sec0,file={pf}" in argv and str(img) in argv for argv in calls)
+
+
+# ---------------------------------------------------------------- dirty-memory boot sector
+
+def test_dirtier_fits_a_boot_sector_and_stores_what_the_lab_reads():
+    assert 0 < len(DIRTIER) <= 510  # the rest of the sector: padding, then 55 AA
+    # The constants the lab checks are the program's own immediates (little-endian).
+    for value in (FILL_START, FILL_END, DIRTY_WORD):
+        assert value.to_bytes(4, "little") in DIRTIER
+    assert FILL_DONE_AT.to_bytes(2, "little") in DIRTIER
+    assert DIRTIER[0] == 0xFA  # cli
+
+
+@pytest.mark.parametrize(("end", "plausible"), [
+    pytest.param(None, False, id="no-reply"),
+    pytest.param(0, False, id="not-written-yet"),
+    pytest.param(0x100000, False, id="nothing-filled"),
+    pytest.param(0x4100000, True, id="full-fill"),
+    pytest.param(0x2000000, True, id="clamped-to-a-smaller-guest"),
+    pytest.param(0x4101000, False, id="beyond-fill-end"),
+    pytest.param(0x2000004, False, id="not-page-aligned"),
+    pytest.param(0xF000FF53, False, id="bios-leftover"),
+])
+def test_fill_end_plausible(end, plausible):
+    assert fill_end_plausible(end) is plausible
