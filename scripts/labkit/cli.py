@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     vm.add_argument("--keyfile", help="also write the vTPM secret value to this file (mode 0600)")
     vm.add_argument("--no-start", action="store_true", help="define only")
     vm.add_argument("--dirty-memory", action="store_true",
-                    help="boot a tiny program that keeps rewriting 512 KiB of guest memory")
+                    help="boot a tiny program that first writes 64 MiB of non-zero pages, then keeps rewriting "
+                         "512 KiB: a --bandwidth 1 migration stays in flight (KVM and TCG)")
     vm.set_defaults(fn=cmd_vm)
     args = p.parse_args(argv)
     args.fn(args)
