@@ -1,18 +1,20 @@
 """``migcoord`` command line: argparse, output and exit codes only — no logic.
 
 Exit codes: 0 success; 1 a check blocked (nothing changed); 2 usage / bad input;
-3 migration failed (VM still on source); 4 partial (evacuation).
+3 migration failed (VM still on source); 4 partial (evacuation); 5 migrated, verification
+incomplete; 130 / 143 interrupted (SIGINT / SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from coordinator.core.release import __version__
-from coordinator.core.errors import MigcoordError
+from coordinator.core.errors import Interrupted, MigcoordError
 
 from . import cmd_check, cmd_evacuate, cmd_migrate, cmd_secrets
 
@@ -21,7 +23,10 @@ EXIT_CODES = """exit codes:
   1  a check blocked the migration; nothing was changed
   2  usage error or bad input (malformed XML, bad URI, unreadable key file)
   3  migration failed; the VM is still on the source
-  4  partial: some domains moved, some did not (evacuation)"""
+  4  partial: some domains moved, some did not (evacuation)
+  5  migrated, but verification is incomplete (the VM runs on the destination; see the warnings)
+  130 / 143  interrupted by SIGINT (Ctrl-C) / SIGTERM: the running migration was aborted, what
+     this run created was removed, the VM runs on exactly one host"""
 
 COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
             "check": cmd_check.run}
@@ -47,8 +52,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="migcoord: %(levelname)s: %(message)s", stream=sys.stderr)
+    received: list[int] = []
+
+    def on_term(signum: int, _frame: object) -> None:
+        # NOTE: SIGTERM is handled like Ctrl-C (an exception in the main thread, which the flows
+        # turn into abort + rollback); the exit code remembers which signal it was.
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         return COMMANDS[args.command](args)
+    except Interrupted as e:
+        print(f"migcoord: {e}", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
     except MigcoordError as e:
         if getattr(args, "json", False):
             out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
@@ -62,4 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("migcoord: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (received[0] if received else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -104,7 +104,9 @@ class EvacuationPlan:
 @dataclass(frozen=True)
 class Outcome:
     domain: str
-    state: str  # migrated | already-on-destination | failed | blocked | unplaceable | not-started
+    # migrated | migrated-unverified | already-on-destination | failed | blocked | unplaceable |
+    # not-started | interrupted
+    state: str
     destination: str | None = None
     reason: str = ""
     duration_s: float = 0.0
@@ -112,7 +114,8 @@ class Outcome:
 
     @property
     def moved(self) -> bool:
-        return self.state in ("migrated", "already-on-destination")
+        """On the destination now; "migrated-unverified" counts (moved, with a warning)."""
+        return self.state in ("migrated", "migrated-unverified", "already-on-destination")
 
     def as_dict(self) -> dict[str, Any]:
         return {"domain": self.domain, "state": self.state, "destination": self.destination,
@@ -120,10 +123,10 @@ class Outcome:
 
 
 def exit_code_for(outcomes: Sequence[Outcome]) -> int:
-    """Pure: 0 all moved (or nothing to do); 1 nothing tried (all blocked/unplaceable);
-    3 nothing moved although migrations were tried; 4 partial."""
+    """Pure: 0 all moved (or nothing to do); 5 all moved but some not verified; 1 nothing tried
+    (all blocked/unplaceable); 3 nothing moved although migrations were tried; 4 partial."""
     if all(o.moved for o in outcomes):
-        return 0
+        return 5 if any(o.state == "migrated-unverified" for o in outcomes) else 0
     if any(o.moved for o in outcomes):
         return 4
     if any(o.state == "failed" for o in outcomes):

@@ -22,6 +22,7 @@ from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPo
                                          PlannedDomain, place)
 from coordinator.core.model import SecretPlan
 from coordinator.core.uris import check_uri
+from coordinator.flows.boundary import libvirt_errors
 from coordinator.flows.migrate import migrate
 from coordinator.steps.locks import host_lock
 from coordinator.steps.options import MigrateOptions, Runtime
@@ -134,7 +135,7 @@ def plan_evacuation(source_uri: str, dest_uris: Sequence[str], evacuation: Evacu
     unknown = [u for u in evacuation.capacity_mib if u not in dest_uris]
     if unknown:
         raise BadInput(f"--max-memory names {', '.join(unknown)}, which is not a --to destination")
-    with _connected(source_uri, dest_uris, connect) as (src, dsts):
+    with libvirt_errors(), _connected(source_uri, dest_uris, connect) as (src, dsts):
         return _plan_with(src, dsts, evacuation, options)
 
 
@@ -148,7 +149,7 @@ def evacuate(source_uri: str, dest_uris: Sequence[str], evacuation: EvacuationPo
     evacuation = evacuation or EvacuationPolicy()
     rt = runtime or Runtime()
     t0 = rt.clock()
-    with _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
+    with libvirt_errors(), _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
             host_lock(rt.lock_dir, src.host_uuid(), source_uri):
         plan = _plan_with(src, dsts, evacuation, options)
         rt.journal.record("evacuation-plan", source=source_uri,
@@ -196,7 +197,8 @@ class _Execution:
             runtime = replace(self.rt, on_event=lambda e: emit({**e, "domain": d.name}))
             try:
                 r = migrate(d.uuid, self.plan.source, d.destination, options, runtime)
-                out = Outcome(d.name, r.state, d.destination, duration_s=clock() - start, attempts=r.attempts)
+                out = Outcome(d.name, r.state, d.destination, duration_s=clock() - start, attempts=r.attempts,
+                              reason="; ".join(r.warnings))
             except MigcoordError as e:
                 state = "blocked" if e.exit_code in (1, 2) else "failed"
                 out = Outcome(d.name, state, d.destination, reason=str(e), duration_s=clock() - start,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from coordinator.core import domxml
 from coordinator.core.model import SecretPlan
 from coordinator.core.uris import check_transport, check_uri
+from coordinator.flows.boundary import libvirt_errors
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner
 from coordinator.virt.host import Host
@@ -18,7 +19,7 @@ def plan_domain_secrets(domain: str, source_uri: str, dest_uri: str, options: Mi
     check_uri(source_uri)
     check_uri(dest_uri)
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
-    with connect(source_uri) as src, connect(dest_uri) as dst:
+    with libvirt_errors(), connect(source_uri) as src, connect(dest_uri) as dst:
         xmls = src.require_guest(domain).definitions()
         prov = SecretProvisioner(src, dst, keyring=options.keyring, policy=options.secret_policy)
         return prov.plan(domxml.union_refs(*xmls))

@@ -1,0 +1,218 @@
+"""Issue #11 on the real lab: failures tell the truth, migcoord never touches what is not its own,
+and its ownership (a lease in the source domain's metadata) is visible to every coordinator."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import libvirt
+
+from labkit import ROOT
+
+NS = "https://migcoord.invalid/lease/1"
+
+
+def lease_xml(lab, host: str, name: str) -> dict[str, str | None]:
+    """The migcoord lease in the live and the persistent definition (None where absent)."""
+    dom = lab.conn(host).lookupByName(name)
+    out: dict[str, str | None] = {}
+    for label, flag in (("live", libvirt.VIR_DOMAIN_AFFECT_LIVE), ("config", libvirt.VIR_DOMAIN_AFFECT_CONFIG)):
+        if label == "live" and not dom.isActive():
+            continue
+        try:
+            out[label] = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS, flag)
+        except libvirt.libvirtError as e:
+            assert e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA
+            out[label] = None
+    return out
+
+
+def put_lease(lab, host: str, name: str, *, run: str, ctl: str, pid: int, expires: float, dest: str) -> None:
+    dom = lab.conn(host).lookupByName(name)
+    el = (f"<lease run='{run}' host='{ctl}' pid='{pid}' pid-start='0' started='{time.time():.3f}' "
+          f"expires='{expires:.3f}' dest='{dest}'/>")
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, el, "migcoord", NS,
+                    libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+
+def job_active(lab, host: str, name: str) -> bool:
+    return lab.conn(host).lookupByName(name).jobStats(0).get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE
+
+
+def wait_job(lab, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if job_active(lab, "src", name):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the migration job never started")
+
+
+def copy_secret(lab, uuid: str, usage_id: str, to: str = "dst") -> None:
+    lab.define_secret(to, uuid, "vtpm", usage_id, lab.stored_value("src", uuid))
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the JSON-lines events and log lines: what a person reads as the error."""
+    return [ln for ln in stderr.splitlines() if ln and not ln.startswith("{") and " WARNING: " not in ln
+            and ": warning:" not in ln.lower()]
+
+
+def assert_clean_error(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert [ln for ln in error_lines(stderr) if ln.startswith("migcoord: error:")], stderr
+
+
+# ------------------------------------------------------------------ 1. failures that tell the truth
+
+def test_provisioning_failure_part_way_removes_what_this_run_created(clean, name, migcoord, tmp_path):
+    """Two secrets to provision (vTPM + LUKS disk); the destination refuses the second definition
+    for real: it already has a DIFFERENT secret (another UUID) with the same usage, which libvirt
+    does not allow. The first secret this run defined is removed; the stranger's is left alone."""
+    lab = clean
+    vm = lab.vm(name, on="src", luks_disk="shared")
+    plan = migcoord("secrets", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json")
+    assert plan.returncode == 0, plan.stderr_text
+    order = [(p["uuid"], p["usage_type"], p["usage_id"]) for p in json.loads(plan.stdout_text)]
+    assert [p[0] for p in order] in ([vm["secret"], vm["disk_secret"]], [vm["disk_secret"], vm["secret"]])
+    (first, _t, _u), (second, usage_type, usage_id) = order
+    stranger = "0d0d0d0d-1111-4222-8333-444444444444"
+    lab.define_secret("dst", stranger, usage_type, usage_id, b"not-ours-" + bytes(23))
+
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe")
+
+    assert r.returncode == 3, r.stdout_text + r.stderr_text
+    assert_clean_error(r.stderr_text)
+    err = error_lines(r.stderr_text)[-1]
+    assert "provisioning secrets on " + lab.uri("dst") + " failed" in err and "still on" in err
+    assert "removed 1 secret(s) this run created" in err
+    assert lab.secret_uuids("dst") == {stranger}  # ours removed, the stranger's untouched
+    assert lab.where(name) == {"src": "running"}
+    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())]
+    assert "provisioning-failed" in events and "secret-undefined" in events
+    assert first not in lab.secret_uuids("dst") and second not in lab.secret_uuids("dst")
+    assert lease_xml(lab, "src", name) == {"live": None, "config": None}  # the run's lease is gone too
+
+
+def test_verification_failure_after_the_move_is_exit_5_not_bad_input(clean, name, migcoord, tmp_path):
+    """The VM moved, then the SSH verification of its vTPM state cannot run (the destination's
+    host key is unknown): "migrated, verification incomplete", exit 5 — not 2, not a traceback."""
+    lab = clean
+    lab.vm(name, on="src")
+    empty_known_hosts = tmp_path / "known_hosts"
+    empty_known_hosts.write_text("")
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--ssh",
+                 "--ssh-key", lab.env["ssh"]["key"], "--ssh-known-hosts", str(empty_known_hosts),
+                 "--skip", "ssh", "--json")
+
+    assert r.returncode == 5, r.stdout_text + r.stderr_text
+    assert "Traceback" not in r.stderr_text
+    out = json.loads(r.stdout_text)
+    assert out["state"] == "migrated-unverified" and out["warnings"]
+    assert "verification could not finish" in out["warnings"][0]
+    assert lab.where(name) == {"dst": "running"}
+    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())]
+    assert events[-1] in ("migration-unverified", "lease-released")
+
+
+def test_unrelated_namesake_on_destination_is_not_already_there(clean, name, migcoord):
+    """A shut-off source domain and a running domain of the same NAME but another UUID on the
+    destination: not "already on destination" (identity is the UUID)."""
+    lab = clean
+    lab.vm(name, on="src", no_start=True)
+    lab.vm(name, on="dst")
+    theirs = lab.conn("dst").lookupByName(name).UUIDString()
+    assert lab.conn("src").lookupByName(name).UUIDString() != theirs
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+    assert r.returncode == 1, r.stdout_text + r.stderr_text
+    assert "already on destination" not in r.stdout_text
+    assert "DOMAIN-STATE" in r.stderr_text
+    assert lab.where(name) == {"src": "shutoff", "dst": "running"}
+    assert lab.conn("dst").lookupByName(name).UUIDString() == theirs
+
+
+def test_already_on_destination_needs_the_same_uuid(clean, name, migcoord):
+    lab = clean
+    lab.vm(name, on="src")
+    args = ("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--keep-source")
+    assert migcoord(*args).returncode == 0
+    # --keep-source: the source keeps a shut-off definition with the same UUID
+    r = migcoord(*args)
+    assert r.returncode == 0 and "already on destination" in r.stdout_text, r.stderr_text
+    assert lease_xml(lab, "dst", name) == {"live": None, "config": None}
+    assert lease_xml(lab, "src", name) == {"config": None}
+
+
+# ------------------------------------------------------------------ 2. ownership visible to every coordinator
+
+def test_foreign_migration_is_never_adopted_by_a_dry_run_or_a_run(clean, name, migcoord, tmp_path):
+    """Issue #11 (a): a `virsh migrate --p2p` in flight. A dry run and a real run both refuse with
+    DOMAIN-JOB-ACTIVE naming the operation, and the job is still running afterwards."""
+    lab = clean
+    vm = lab.vm(name, on="src", dirty_memory=True)
+    copy_secret(lab, vm["secret"], f"{name}-vtpm")
+    virsh = subprocess.Popen(["virsh", "-c", lab.uri("src"), "migrate", "--live", "--p2p", "--persistent",
+                              "--undefinesource", "--bandwidth", "1", name, lab.uri("dst")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_job(lab, name)
+        for extra in (["--dry-run"], []):
+            r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--timeout", "5",
+                         *extra)
+            assert r.returncode == 1, (extra, r.stdout_text, r.stderr_text)
+            assert "would migrate" not in r.stdout_text
+            assert "DOMAIN-JOB-ACTIVE" in r.stderr_text and "migration-out job" in r.stderr_text
+            assert "not started by migcoord" in r.stderr_text
+            assert_clean_error(r.stderr_text)
+            assert job_active(lab, "src", name), "migcoord touched a job that is not its own"
+        chk = migcoord("check", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json")
+        assert chk.returncode == 1
+        assert job_active(lab, "src", name)
+    finally:
+        # The test started that job; it ends it.
+        try:
+            lab.conn("src").lookupByName(name).abortJob()
+        except libvirt.libvirtError:
+            pass
+        virsh.communicate(timeout=120)
+    assert lab.where(name) == {"src": "running"}
+
+
+def test_lease_is_in_the_source_metadata_while_running_and_cleared_after(clean, name, tmp_path):
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", "migrate", name, "--from", lab.uri("src"),
+                             "--to", lab.uri("dst"), "--bandwidth", "1", "--timeout", "8",
+                             "--journal", str(tmp_path / "j"), "--lock-dir", str(tmp_path / "locks")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_job(lab, name)
+    held = lease_xml(lab, "src", name)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 3, err.decode()  # it hit its own deadline: aborted, still on src
+    assert held["live"] and held["live"] == held["config"]
+    assert f"pid=\"{proc.pid}\"" in held["live"] and f"dest=\"{lab.uri('dst')}\"" in held["live"]
+    assert lease_xml(lab, "src", name) == {"live": None, "config": None}
+    assert lab.where(name) == {"src": "running"}
+
+
+def test_live_lease_of_another_coordinator_blocks_an_expired_one_does_not(clean, name, migcoord):
+    lab = clean
+    lab.vm(name, on="src")
+    put_lease(lab, "src", name, run="elsewhere1", ctl="other-control-host", pid=4242,
+              expires=time.time() + 3600, dest=lab.uri("dst2"))
+    args = ("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+    for extra in (("--dry-run",), ()):
+        r = migcoord(*args, *extra)
+        assert r.returncode == 1, r.stdout_text + r.stderr_text
+        assert "held by migcoord run elsewhere1 on other-control-host (pid 4242)" in r.stderr_text
+        assert_clean_error(r.stderr_text)
+    assert "elsewhere1" in (lease_xml(lab, "src", name)["live"] or "")  # not ours: left alone
+
+    put_lease(lab, "src", name, run="elsewhere2", ctl="other-control-host", pid=4242,
+              expires=time.time() - 1, dest=lab.uri("dst"))
+    r = migcoord(*args)
+    assert r.returncode == 0, r.stdout_text + r.stderr_text
+    assert lab.where(name) == {"dst": "running"}
+    assert lease_xml(lab, "dst", name) == {"live": None, "config": None}  # ours replaced it, then cleared
