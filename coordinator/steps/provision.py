@@ -123,6 +123,7 @@ class SecretProvisioner:
         return plans
 
     def _plan_one(self, ref: SecretRef) -> SecretPlan:
+        empty_reason = ""
         info = self.resolve(ref)
         dst_info = self.dst.secret_info(info.uuid) if info is not None and info.usage_type == ref.usage_type \
             else None
@@ -136,17 +137,25 @@ class SecretProvisioner:
             else:
                 value = self.value(info.uuid, info)
                 source = value.source if value is not None else None
+                there = None if value is None or dst_info.private else self.dst.secret_value_if_set(info.uuid)
                 matches = None if value is None or dst_info.private else \
-                    same_value(self.dst.secret_value(info.uuid), value.data)
+                    there is not None and same_value(there, value.data)
                 verdict = value_verdict(dst_info, value is not None, matches)
+                if value is not None and not dst_info.private and there is None:
+                    # NOTE: defined with the right usage and flags but no value at all (a run that
+                    # died between define and set value): setting the value is what that run began.
+                    verdict = Verdict.RESET_VALUE
+                    empty_reason = (f"secret {info.uuid} is defined on {self.dst.uri} without a value "
+                                    "(an interrupted run?); its value will be set")
         src_st = "missing" if info is None else "private" if info.private else "readable"
         if verdict is Verdict.SOURCE_USAGE_MISMATCH:
             assert info is not None
             src_st += f", usage {info.usage_type}"
         if verdict not in (Verdict.MATCH, Verdict.PROVISION, Verdict.RESET_VALUE):
             source = None
+        reason = empty_reason or self._reason(verdict, ref, info, dst_info)
         return SecretPlan(ref=ref, uuid=info.uuid if info is not None else ref.uuid, verdict=verdict,
-                          source_status=src_st, reason=self._reason(verdict, ref, info, dst_info),
+                          source_status=src_st, reason=reason,
                           value_source=source, usage_id=info.usage_id if info is not None else None)
 
     def _reason(self, v: Verdict, ref: SecretRef, info: SecretInfo | None, dst: SecretInfo | None) -> str:

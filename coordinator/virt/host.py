@@ -156,6 +156,17 @@ class Host:
             raise SecretUnavailable(f"secret {uuid} value cannot be read on {self.uri}: "
                                     f"{error_summary(e)}") from None
 
+    def secret_value_if_set(self, uuid: str) -> bytes | None:
+        """virSecretGetValue, None when the secret is defined but has no value (VIR_ERR_NO_SECRET
+        "does not have a value": e.g. a run that died between virSecretDefineXML and SetValue)."""
+        try:
+            return self._conn.secretLookupByUUIDString(uuid).value(0)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET and "value" in (e.get_error_message() or ""):
+                return None
+            raise SecretUnavailable(f"secret {uuid} value cannot be read on {self.uri}: "
+                                    f"{error_summary(e)}") from None
+
     def define_secret(self, xml: str) -> None:
         """virSecretDefineXML (the XML carries UUID, usage and the ephemeral/private flags)."""
         self._conn.secretDefineXML(xml, 0)

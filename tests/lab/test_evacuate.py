@@ -128,3 +128,42 @@ def test_max_duration_starts_nothing_new_after_the_deadline(clean, name, tmp_pat
     for n, state in states.items():
         expected = [{"src": "running"}] if state == "not-started" else [{"dst": "running"}, {"dst2": "running"}]
         assert lab.where(n) in expected, (n, state)
+
+
+def test_evacuation_killed_during_secret_provisioning_is_finished_by_a_rerun(clean, name, tmp_path):
+    """SIGKILL while the first domain's secrets are being provisioned (stopped right after the
+    journal says the first one was defined, and proven still before any migration attempt): the
+    re-run takes over the dead run's lease (owner gone), finds the half-provisioned secrets, and
+    finishes."""
+    lab = clean
+    two = lab.vm(f"{name}-luks", on="src", luks_disk="shared", memory=192)  # biggest: goes first
+    lab.vm(f"{name}-plain", on="src")
+    journal = tmp_path / "j1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", *evac_args(lab, "--parallel", "1", "--unsafe"),
+         "--journal", str(journal), "--lock-dir", str(tmp_path / "locks")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and b'"event": "secret-defined"' in journal.read_bytes():
+            proc.send_signal(signal.SIGSTOP)  # freeze it where it is, then look
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+    assert "secret-defined" in events, events
+    assert "migration-attempt" not in events, f"stopped too late: {events}"
+    assert lab.where(two["name"]) == {"src": "running"}
+    on_dst = {h for h in ("dst", "dst2") if lab.secret_uuids(h) & {two["secret"], two["disk_secret"]}}
+    assert len(on_dst) == 1  # the dead run left secrets on the destination it had chosen
+
+    r = run(evac_args(lab, "--unsafe", "--json"), tmp_path)
+
+    assert r.returncode == 0, r.stderr + r.stdout
+    for n in (f"{name}-luks", f"{name}-plain"):
+        where = lab.where(n)
+        assert len(where) == 1 and set(where.values()) == {"running"} and "src" not in where, (n, where)
+    (host,) = lab.where(f"{name}-luks")
+    for sid in (two["secret"], two["disk_secret"]):
+        assert lab.digest(host, sid) == lab.digest("src", sid)
