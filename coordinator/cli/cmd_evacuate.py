@@ -42,6 +42,9 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     e.add_argument("--per-destination", type=int, default=2, metavar="N",
                    help="concurrent migrations into one destination (default 2)")
     e.add_argument("--max-duration", type=float, metavar="S", help="start no new migration after S seconds")
+    e.add_argument("--on-interrupt", choices=["abort", "finish"], default="abort",
+                   help="on Ctrl-C/SIGTERM start nothing new and abort the running migrations (default), or "
+                        "let them finish; the report is written either way, exit 130/143")
     e.add_argument("--max-memory", action="append", default=[], metavar="DST_URI=MIB",
                    help="memory this run may place on that destination (default: its free memory)")
     opts.add_secret_options(e)
@@ -73,7 +76,8 @@ def render_plan(plan: EvacuationPlan) -> str:
 def run(args: argparse.Namespace) -> int:
     ev = EvacuationPolicy(include_inactive=args.include_inactive, exclude=tuple(args.exclude),
                           parallel=args.parallel, per_destination=args.per_destination,
-                          max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory))
+                          max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory),
+                          on_interrupt=args.on_interrupt)
     options = opts.migrate_options(args)
     if args.dry_run:
         plan = plan_evacuation(args.src, args.dsts, ev, options)
@@ -91,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
         rows += [(o.domain, o.state, o.destination or "-", f"{o.duration_s:.1f}s", o.reason)
                  for o in report.outcomes]
         moved = sum(o.moved for o in report.outcomes)
-        print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s")
-    return report.exit_code
+        print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s"
+              + (" (interrupted)" if report.interrupted else ""))
+    return 130 if report.interrupted else report.exit_code  # main turns 130 into 143 after SIGTERM
 
 
 def _write_report(path: Path | None, data: dict[str, Any]) -> None:

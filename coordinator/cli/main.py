@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from coordinator.core.release import __version__
 from coordinator.core.errors import Interrupted, MigcoordError
 
-from . import cmd_check, cmd_evacuate, cmd_migrate, cmd_secrets
+from . import cmd_check, cmd_control, cmd_evacuate, cmd_migrate, cmd_secrets
 
 EXIT_CODES = """exit codes:
   0  success (or already on the destination)
@@ -29,7 +29,7 @@ EXIT_CODES = """exit codes:
      this run created was removed, the VM runs on exactly one host"""
 
 COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
-            "check": cmd_check.run}
+            "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_evacuate.add_parser(sub, EXIT_CODES)
     cmd_secrets.add_parser(sub)
     cmd_check.add_parser(sub)
+    cmd_control.add_parsers(sub)
     return p
 
 
@@ -62,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return 128 + received[0] if code == 130 and received else code
     except Interrupted as e:
         print(f"migcoord: {e}", file=sys.stderr)
         return 128 + (received[0] if received else signal.SIGINT)

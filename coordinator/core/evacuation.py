@@ -18,8 +18,11 @@ class EvacuationPolicy:
     per_destination: int = 2             # concurrent migrations into one destination
     max_duration_s: float | None = None  # start nothing new after this long
     capacity_mib: Mapping[str, int] = field(default_factory=dict)  # dst URI → memory this run may use
+    on_interrupt: str = "abort"          # Ctrl-C/SIGTERM: abort running migrations, or let them "finish"
 
     def __post_init__(self) -> None:
+        if self.on_interrupt not in ("abort", "finish"):
+            raise BadInput("--on-interrupt must be abort or finish")
         if self.parallel < 1 or self.per_destination < 1:
             raise BadInput("--parallel and --per-destination must be at least 1")
         if self.max_duration_s is not None and self.max_duration_s <= 0:
@@ -139,6 +142,7 @@ class EvacuationReport:
     plan: EvacuationPlan
     outcomes: tuple[Outcome, ...]
     duration_s: float
+    interrupted: bool = False  # Ctrl-C / SIGTERM: nothing new was started after it
 
     @property
     def exit_code(self) -> int:
@@ -147,4 +151,5 @@ class EvacuationReport:
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.plan.source, "destinations": list(self.plan.destinations),
                 "exit_code": self.exit_code, "duration_s": round(self.duration_s, 3),
+                "interrupted": self.interrupted,
                 "outcomes": [o.as_dict() for o in self.outcomes], "plan": self.plan.as_dict()}

@@ -336,12 +336,27 @@ class _Run:
             try:
                 self._run_interruptibly(g, flags, params)
             except Interrupted:
+                self._resume_if_we_paused(g, monitor)
                 raise
             except Exception:
+                self._resume_if_we_paused(g, monitor)
                 if monitor.aborted:
                     raise JobAborted(f"job aborted: the migration {monitor.aborted}") from None
                 raise
         return "migrated"
+
+    def _resume_if_we_paused(self, g: Guest, monitor: JobMonitor) -> None:
+        """--on-deadline suspend paused the guest and the migration still failed: it runs again on
+        the source (only a pause this run made is undone)."""
+        if not monitor.suspended:
+            return
+        try:
+            if g.is_active() and g.status().state == "paused":
+                g.resume()
+                self.rt.journal.record("guest-resumed", uuid=g.uuid, host=self.src.uri)
+        except Exception as e:
+            log.warning("could not resume %s on %s after the failed migration: %s", g.name, self.src.uri,
+                        error_summary(e))
 
     def _run_interruptibly(self, g: Guest, flags: frozenset[str], params: dict[str, Any]) -> None:
         """migrateToURI3 in a worker thread, so that this thread stays free to notice Ctrl-C/SIGTERM

@@ -162,6 +162,19 @@ class Guest:
         """virDomainAbortJob: cancels an outgoing migration; the VM stays on the source."""
         self._dom.abortJob()
 
+    def set_max_downtime(self, ms: int) -> None:
+        """virDomainMigrateSetMaxDowntime(ms): only while a migration job runs."""
+        self._dom.migrateSetMaxDowntime(int(ms), 0)
+
+    def suspend(self) -> None:
+        """virDomainSuspend: pause the vCPUs (a migration of a paused guest converges; the
+        destination resumes it unless VIR_MIGRATE_PAUSED)."""
+        self._dom.suspend()
+
+    def resume(self) -> None:
+        """virDomainResume."""
+        self._dom.resume()
+
     def start_postcopy(self) -> None:
         """virDomainMigrateStartPostCopy: only valid when migrating with VIR_MIGRATE_POSTCOPY."""
         self._dom.migrateStartPostCopy(0)
