@@ -45,8 +45,12 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     e.add_argument("--on-interrupt", choices=["abort", "finish"], default="abort",
                    help="on Ctrl-C/SIGTERM start nothing new and abort the running migrations (default), or "
                         "let them finish; the report is written either way, exit 130/143")
+    e.add_argument("--no-maintenance", action="store_true",
+                   help="do not mark the source as draining (by default it is marked at the start, so no "
+                        "coordinator places domains onto it; clear it with: migcoord maintenance off URI)")
     e.add_argument("--max-memory", action="append", default=[], metavar="DST_URI=MIB",
-                   help="memory this run may place on that destination (default: its free memory)")
+                   help="memory that may be migrating into that destination, this run's placements plus "
+                        "migrations already inbound from anyone (default: its free memory)")
     opts.add_secret_options(e)
     opts.add_ssh_options(e)
     opts.add_policy_options(e)
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     ev = EvacuationPolicy(include_inactive=args.include_inactive, exclude=tuple(args.exclude),
                           parallel=args.parallel, per_destination=args.per_destination,
                           max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory),
-                          on_interrupt=args.on_interrupt)
+                          on_interrupt=args.on_interrupt, mark_source=not args.no_maintenance)
     options = opts.migrate_options(args)
     if args.dry_run:
         plan = plan_evacuation(args.src, args.dsts, ev, options)

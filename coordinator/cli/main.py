@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from coordinator.core.release import __version__
 from coordinator.core.errors import Interrupted, MigcoordError
 
-from . import cmd_check, cmd_control, cmd_evacuate, cmd_migrate, cmd_secrets
+from . import cmd_check, cmd_control, cmd_evacuate, cmd_maintenance, cmd_migrate, cmd_secrets
 
 EXIT_CODES = """exit codes:
   0  success (or already on the destination)
@@ -29,7 +29,8 @@ EXIT_CODES = """exit codes:
      this run created was removed, the VM runs on exactly one host"""
 
 COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
-            "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete}
+            "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete,
+            "maintenance": cmd_maintenance.run}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_secrets.add_parser(sub)
     cmd_check.add_parser(sub)
     cmd_control.add_parsers(sub)
+    cmd_maintenance.add_parser(sub)
     return p
 
 

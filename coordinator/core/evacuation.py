@@ -19,6 +19,7 @@ class EvacuationPolicy:
     max_duration_s: float | None = None  # start nothing new after this long
     capacity_mib: Mapping[str, int] = field(default_factory=dict)  # dst URI → memory this run may use
     on_interrupt: str = "abort"          # Ctrl-C/SIGTERM: abort running migrations, or let them "finish"
+    mark_source: bool = True             # mark the source draining (migcoord maintenance) at the start
 
     def __post_init__(self) -> None:
         if self.on_interrupt not in ("abort", "finish"):

@@ -23,6 +23,7 @@ from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPo
 from coordinator.core.model import SecretPlan
 from coordinator.core.uris import check_uri
 from coordinator.flows.boundary import libvirt_errors
+from coordinator.flows.maintenance import mark
 from coordinator.flows.migrate import migrate
 from coordinator.steps.locks import host_lock
 from coordinator.steps.options import MigrateOptions, Runtime
@@ -81,7 +82,10 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
             for g in group:
                 blockers[(g.name, uri)] = tuple(sorted(by_subject.get(g.name, set()) | pair_blockers))
                 plans[(g.name, uri)] = group_plans[g.name]
-    capacity = {uri: min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
+    # Migrations already inbound from anyone (another evacuation, another tool) use memory the
+    # destination does not show as used yet: they count against its free memory and the cap.
+    capacity = {uri: max(0, min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
+                         - dst.inbound_migration_memory())
                 for uri, dst in dsts.items()}
     memory = {g.name: g.memory_bytes() if live[g.name] else _defined_memory(xmls[g.name][0]) for g in guests}
     placement = place([Candidate(g.name, memory[g.name], live[g.name]) for g in guests], capacity, blockers)
@@ -151,6 +155,9 @@ def evacuate(source_uri: str, dest_uris: Sequence[str], evacuation: EvacuationPo
     t0 = rt.clock()
     with libvirt_errors(), _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
             host_lock(rt.lock_dir, src.host_uuid(), source_uri):
+        if evacuation.mark_source:  # before planning: nobody places new domains onto a host being emptied
+            m = mark(src, reason="evacuation", run_id=rt.journal.run_id)
+            rt.journal.record("maintenance-marked", host=source_uri, **m.as_dict())
         plan = _plan_with(src, dsts, evacuation, options)
         rt.journal.record("evacuation-plan", source=source_uri,
                           placed={d.name: d.destination for d in plan.placed},

@@ -363,6 +363,7 @@ class _Run:
         (a KeyboardInterrupt here) or ``Runtime.cancel``; then abort the job (virDomainAbortJob)
         and wait for libvirt to settle before raising ``Interrupted``."""
         outcome: list[BaseException | None] = []
+        done = threading.Event()  # NOTE: not Thread.is_alive(): a join interrupted by Ctrl-C can make it lie
 
         def work() -> None:
             try:
@@ -370,24 +371,31 @@ class _Run:
                 outcome.append(None)
             except BaseException as e:  # handed to the waiting thread
                 outcome.append(e)
+            finally:
+                done.set()
 
-        t = threading.Thread(target=work, daemon=True, name="migcoord-migrate")
-        t.start()
+        threading.Thread(target=work, daemon=True, name="migcoord-migrate").start()
         interrupted = False
         try:
-            while t.is_alive() and not self.rt.cancel.is_set():
-                t.join(0.2)
+            while not done.wait(0.2) and not self.rt.cancel.is_set():
+                pass
         except KeyboardInterrupt:
             interrupted = True
-        if t.is_alive():  # cancelled or interrupted: stop the job, then let migrateToURI3 return
+        if not done.is_set():  # cancelled or interrupted: stop the job, then let migrateToURI3 return
             interrupted = True
             self.rt.journal.record("migration-interrupted", uuid=self.guest.uuid)
             self.rt.on_event({"event": "job-abort", "reason": "interrupted"})
-            with contextlib.suppress(Exception):  # it may have just finished: where_is tells
-                g.abort_job()
-            while t.is_alive():
-                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C must not leave it half-done
-                    t.join(0.5)
+            while True:
+                # NOTE: libvirt refuses an abort in some phases (e.g. while it still prepares the
+                # destination), so it is repeated until migrateToURI3 returns; an abort of a job
+                # that just finished fails harmlessly (where_is tells what happened).
+                with contextlib.suppress(Exception):
+                    g.abort_job()
+                try:  # a second Ctrl-C must not leave it half-done
+                    if done.wait(1.0):
+                        break
+                except KeyboardInterrupt:
+                    continue
         if interrupted:
             raise Interrupted("interrupted")
         err = outcome[0] if outcome else None

@@ -109,6 +109,13 @@ class Guest:
             if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
                 return JobInfo(active=False, data_total=0, data_processed=0, data_remaining=0, elapsed_ms=0,
                                mem_bps=0)
+            # NOTE: on the destination of a running migration libvirt 9.0 refuses job stats
+            # (VIR_ERR_OPERATION_UNSUPPORTED "available only on the source host"); the domain is
+            # paused with reason VIR_DOMAIN_PAUSED_MIGRATION: that is an incoming migration.
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_UNSUPPORTED and \
+                    tuple(self._dom.state()) == (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION):
+                return JobInfo(active=True, data_total=0, data_processed=0, data_remaining=0, elapsed_ms=0,
+                               mem_bps=0, operation="migration-in")
             raise
         return JobInfo(active=s.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE,
                        data_total=s.get("data_total", 0), data_processed=s.get("data_processed", 0),

@@ -311,3 +311,148 @@ def test_sigint_during_evacuation_with_on_interrupt_finish_lets_the_running_one_
     assert states == {running: "migrated", other: "not-started"}
     assert set(lab.where(running)) in ({"dst"}, {"dst2"})
     assert lab.where(other) == {"src": "running"}
+
+
+# ------------------------------------------------------------------ 5. operator control
+
+def test_abort_command_aborts_the_migration_and_refuses_when_there_is_none(clean, name, migcoord, tmp_path):
+    lab = clean
+    sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
+    none = migcoord("abort", name, "--from", lab.uri("src"))
+    assert none.returncode == 1 and "no job is in progress" in none.stderr_text
+    proc = background(["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1"],
+                      tmp_path)
+    wait_job(lab, name)
+    r = migcoord("abort", name, "--from", lab.uri("src"), "--json")
+    assert r.returncode == 0, r.stderr_text
+    out = json.loads(r.stdout_text)
+    assert out["action"] == "aborted" and f"(pid {proc.pid})" in out["owner"]
+    _o, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err.decode()  # its migration failed; it rolled back
+    assert lab.where(name) == {"src": "running"}
+    assert sid not in lab.secret_uuids("dst")
+
+
+def test_complete_switches_to_postcopy_when_allowed(clean, name, migcoord, tmp_path):
+    lab = clean
+    sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
+    proc = background(["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                       "--postcopy", "--timeout", "600"], tmp_path)
+    wait_job(lab, name)
+    deadline = time.monotonic() + 60  # post-copy needs the RAM transfer to have begun
+    while time.monotonic() < deadline and not lab.conn("src").lookupByName(name).jobStats(0).get("data_total"):
+        time.sleep(0.2)
+    r = migcoord("complete", name, "--from", lab.uri("src"), "--json")
+    assert r.returncode == 0, r.stderr_text
+    assert json.loads(r.stdout_text)["action"] == "postcopy"
+    _o, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err.decode()
+    assert lab.where(name) == {"dst": "running"} and lab.tpm_state_present("dst", name)
+    assert lab.digest("dst", sid) == lab.digest("src", sid)
+
+
+def test_complete_suspends_when_postcopy_is_not_allowed(clean, name, migcoord, tmp_path):
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    proc = background(["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                       "--timeout", "600"], tmp_path)
+    wait_job(lab, name)
+    r = migcoord("complete", name, "--from", lab.uri("src"))
+    assert r.returncode == 0, r.stderr_text
+    assert "guest suspended so the migration converges" in r.stdout_text
+    _o, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err.decode()
+    assert lab.where(name) == {"dst": "running"}  # the destination resumed it
+
+
+def test_on_deadline_suspend_makes_a_busy_guest_converge(clean, name, migcoord):
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                 "--timeout", "4", "--on-deadline", "suspend")
+    assert r.returncode == 0, r.stderr_text
+    assert '"event": "suspend"' in r.stderr_text
+    assert lab.where(name) == {"dst": "running"}
+
+
+def test_max_downtime_lets_a_busy_guest_converge(clean, name, migcoord):
+    """The dirty-memory guest never converges at 1 MiB/s with QEMU's default 300 ms downtime (the
+    fault tests rely on that); allowing 10 s of downtime lets it finish."""
+    lab = clean
+    lab.vm(name, on="src", dirty_memory=True)
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                 "--max-downtime", "10000", "--timeout", "120")
+    assert r.returncode == 0, r.stderr_text
+    assert '"event": "max-downtime"' in r.stderr_text and '"ms": 10000' in r.stderr_text
+    assert lab.where(name) == {"dst": "running"}
+
+
+# ------------------------------------------------------------------ 6. maintenance and capacity across coordinators
+
+def marker(lab, host: str) -> str | None:
+    try:
+        return lab.conn(host).secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_TLS, "migcoord-maintenance").XMLDesc(0)
+    except libvirt.libvirtError:
+        return None
+
+
+def test_maintenance_mark_is_on_the_host_and_blocks_migrations_to_it(clean, name, migcoord):
+    lab = clean
+    lab.vm(name, on="src")
+    on = migcoord("maintenance", "on", lab.uri("dst"), "--reason", "firmware update")
+    assert on.returncode == 0 and "draining since" in on.stdout_text and "firmware update" in on.stdout_text
+    assert "firmware update" in (marker(lab, "dst") or "")  # on the host itself, for every coordinator
+    st = migcoord("maintenance", "status", lab.uri("dst"), "--json")
+    assert json.loads(st.stdout_text)["draining"] is True
+
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+    assert r.returncode == 1 and "HOST-IN-MAINTENANCE" in r.stderr_text, r.stderr_text
+    assert lab.where(name) == {"src": "running"}
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--waive", "HOST-IN-MAINTENANCE")
+    assert r.returncode == 0, r.stderr_text
+    assert lab.where(name) == {"dst": "running"}
+
+    off = migcoord("maintenance", "off", lab.uri("dst"))
+    assert off.returncode == 0 and "not in maintenance" in off.stdout_text
+    assert marker(lab, "dst") is None
+
+
+def test_two_concurrent_evacuations_respect_draining_hosts_and_inbound_memory(clean, name, migcoord, tmp_path):
+    """Evacuation B empties dst2 into dst (a busy 512 MiB guest, kept in flight); meanwhile
+    evacuation A empties src into dst or dst2. A never places onto dst2 (B marked it draining), and
+    counts B's inbound 512 MiB against dst: with --max-memory dst=700 only one of its two 128 MiB
+    guests fits (both would without B)."""
+    lab = clean
+    big = f"{name}-b"
+    lab.vm(big, on="dst2", dirty_memory=True, memory=512)
+    a_vms = [f"{name}-a{i}" for i in range(2)]
+    for n in a_vms:
+        lab.vm(n, on="src")
+    b = background(["evacuate", "--from", lab.uri("dst2"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                    "--timeout", "300"], tmp_path, journal="b.jsonl")
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not job_active(lab, "dst2", big):
+            time.sleep(0.1)
+        assert job_active(lab, "dst2", big)
+        assert marker(lab, "dst2") is not None  # B marked its source at the start
+
+        a = background(["evacuate", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--to", lab.uri("dst2"),
+                        "--parallel", "1", "--max-memory", f"{lab.uri('dst')}=700", "--json"],
+                       tmp_path, journal="a.jsonl")
+        out, err = a.communicate(timeout=300)
+        assert a.returncode == 4, err.decode()
+        report = json.loads(out)
+        states = sorted((o["state"], o["destination"]) for o in report["outcomes"])
+        assert states == [("migrated", lab.uri("dst")), ("unplaceable", None)], states
+        for n in a_vms:
+            assert "HOST-IN-MAINTENANCE" in report["plan"]["blockers"][n][lab.uri("dst2")]
+        unplaceable = next(d for d in report["plan"]["domains"] if d["destination"] is None)
+        assert "no destination has room" in unplaceable["reason"]
+        assert marker(lab, "src") is not None  # A marked its own source
+        assert job_active(lab, "dst2", big)  # A left B's migration alone
+    finally:
+        subprocess.run([sys.executable, "-m", "coordinator", "abort", big, "--from", lab.uri("dst2")], cwd=ROOT,
+                       capture_output=True, timeout=60)
+        b.communicate(timeout=180)
+    assert lab.where(big) == {"dst2": "running"}
