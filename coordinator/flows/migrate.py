@@ -419,12 +419,16 @@ class _Run:
                         break
                 except Exception:  # the domain left the source: the job completed
                     break
-                if self.rt.cancel.is_set():
+                try:
+                    if self.rt.cancel.is_set():
+                        raise KeyboardInterrupt
+                    self.rt.sleep(0.2)
+                except KeyboardInterrupt:  # adopted, so ours: stop it like our own
+                    journal.record("migration-interrupted", uuid=guest.uuid, adopted=True)
                     with contextlib.suppress(Exception):
                         guest.abort_job()
-                    raise Interrupted(f"interrupted while watching an adopted migration of {guest.name}; "
-                                      "it was aborted")
-                self.rt.sleep(0.2)
+                    raise Interrupted(f"interrupted while watching the adopted migration of {guest.name}; it "
+                                      "was aborted") from None
         if monitor.aborted:
             journal.record("stale-job-aborted", uuid=guest.uuid, reason=monitor.aborted)
 

@@ -111,9 +111,11 @@ class Guest:
                                mem_bps=0)
             # NOTE: on the destination of a running migration libvirt 9.0 refuses job stats
             # (VIR_ERR_OPERATION_UNSUPPORTED "available only on the source host"); the domain is
-            # paused with reason VIR_DOMAIN_PAUSED_MIGRATION: that is an incoming migration.
-            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_UNSUPPORTED and \
-                    tuple(self._dom.state()) == (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION):
+            # paused with reason VIR_DOMAIN_PAUSED_STARTING_UP, then VIR_DOMAIN_PAUSED_MIGRATION
+            # (seen on the lab): that is an incoming migration.
+            st, reason = self._dom.state()
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_UNSUPPORTED and st == libvirt.VIR_DOMAIN_PAUSED \
+                    and reason in (libvirt.VIR_DOMAIN_PAUSED_MIGRATION, libvirt.VIR_DOMAIN_PAUSED_STARTING_UP):
                 return JobInfo(active=True, data_total=0, data_processed=0, data_remaining=0, elapsed_ms=0,
                                mem_bps=0, operation="migration-in")
             raise

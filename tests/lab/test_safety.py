@@ -435,6 +435,8 @@ def test_two_concurrent_evacuations_respect_draining_hosts_and_inbound_memory(cl
         while time.monotonic() < deadline and not job_active(lab, "dst2", big):
             time.sleep(0.1)
         assert job_active(lab, "dst2", big)
+        while time.monotonic() < deadline and lab.domain_state("dst", big) is None:
+            time.sleep(0.1)  # the incoming domain appears on dst once libvirt has prepared it
         assert marker(lab, "dst2") is not None  # B marked its source at the start
 
         a = background(["evacuate", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--to", lab.uri("dst2"),
