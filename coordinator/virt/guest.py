@@ -119,7 +119,7 @@ class Guest:
                 return JobInfo(active=True, data_total=0, data_processed=0, data_remaining=0, elapsed_ms=0,
                                mem_bps=0, operation="migration-in")
             raise
-        return JobInfo(active=s.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE,
+        return JobInfo(active=s.get("type", 0) in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED),
                        data_total=s.get("data_total", 0), data_processed=s.get("data_processed", 0),
                        data_remaining=s.get("data_remaining", 0), elapsed_ms=s.get("time_elapsed", 0),
                        mem_bps=s.get("memory_bps", 0),

@@ -282,7 +282,8 @@ def test_migration_job_in_progress(clean, name):
     assert not errors
     (f,) = rep.by_id("DOMAIN-JOB-ACTIVE")
     assert (f.status, f.subject) == ("fail", name)
-    assert f.message == "a job (unbounded) is in progress on the domain (virDomainGetJobStats)"
+    # it names the operation, and whose it is (issue #11)
+    assert f.message == "a migration-out job is in progress on the domain (not started by migcoord)"
     assert lab.where(name) == {"dst2": "running"}
 
     rep = checks.preflight(lab.uri("dst2"), lab.uri("dst"), [name])
