@@ -55,6 +55,11 @@ def domain_exists(ctx: CheckContext, t: Target) -> Results:
     clashes: dict[str, str] = {}
     index = ctx.dst_domains()
     uuid = t.guest.uuid
+    if uuid in index and t.status.active and \
+            ownership(t.guest, ctx.dst_uri, time.time()).action is JobAction.ADOPT:
+        # NOTE: the incoming side of a dead migcoord run's migration to this destination, which
+        # migrate/evacuate adopt: the same domain, not a clash.
+        return passed(f"{ctx.dst_uri} holds the incoming side of the migration to be adopted ({uuid})")
     if uuid in index:
         other_name, state = index[uuid]
         clashes[uuid] = (f"{ctx.dst_uri} already has a domain with this UUID: {other_name} ({uuid}, {state})")

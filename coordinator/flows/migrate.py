@@ -165,6 +165,7 @@ class _Run:
                 self.lease.release(d, self.dst.uri, run_id=own.lease.run_id)
                 journal.record("already-on-destination", uuid=d.uuid, host=self.dst.uri)
                 return _already_there(d, self.src, self.dst, self.rt.clock() - self.t0)
+            self._wait_incoming_side_gone()
         prov, plans = self._plan_and_check()
         base: dict[str, Any] = dict(domain=self.guest.name, uuid=self.guest.uuid, source_uri=self.src.uri,
                                     dest_uri=self.dst.uri)
@@ -186,6 +187,19 @@ class _Run:
         journal.record("migration-done", uuid=self.guest.uuid, attempts=self.attempts,
                        duration_s=round(result.duration_s, 3))
         return replace(result, dest_state=self._dest_state())
+
+    def _wait_incoming_side_gone(self, limit_s: float = 60.0) -> None:
+        """The adopted migration failed or was aborted: libvirt removes its incoming side on the
+        destination a moment later. Wait for that (bounded) so the checks do not see a clash."""
+        end = self.rt.clock() + limit_s
+        while self.rt.clock() < end:
+            try:
+                d = self.dst.find_guest(self.guest.uuid)
+                if d is None or not d.is_active():
+                    return
+            except LibvirtError:  # removed between the look-up and the question
+                return
+            self.rt.sleep(0.5)
 
     def _dest_state(self) -> str:
         try:
