@@ -1,6 +1,7 @@
 """Host-level checks over the libvirt API: reachability, versions, identity, transport."""
 from __future__ import annotations
 
+from coordinator.core.maintenance import parse_marker
 from coordinator.core.versions import version_str
 from coordinator.core.errors import Blocked
 from coordinator.core.uris import check_transport, same_host_message
@@ -48,6 +49,17 @@ def host_same(ctx: CheckContext) -> Results:
     if same:
         return failed(same, ctx.dst_uri)
     return passed(f"distinct host UUIDs ({a} → {b})", ctx.dst_uri)
+
+
+@check("HOST-IN-MAINTENANCE", scope="pair", tags=("host", "maintenance"),
+       hint="pick another destination, or clear the mark when the work is done: migcoord maintenance off URI "
+            "(or waive this check id)")
+def host_in_maintenance(ctx: CheckContext) -> Results:
+    """The destination is not marked as draining (migcoord maintenance / an evacuation)."""
+    m = parse_marker(ctx.destination.maintenance_marker())
+    if m is not None:
+        return failed(f"{ctx.dst_uri} is {m.describe()}", ctx.dst_uri)
+    return passed("not in maintenance", ctx.dst_uri)
 
 
 @check("HYPERVISOR-VERSION", scope="pair", tags=("host", "version"),

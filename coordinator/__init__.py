@@ -18,7 +18,8 @@ _EXPORTS = {
     "BadInput": "coordinator.core.errors", "Blocked": "coordinator.core.errors", "Busy": "coordinator.core.errors",
     "HostUnreachable": "coordinator.core.errors", "MigcoordError": "coordinator.core.errors",
     "MigrationFailed": "coordinator.core.errors", "SecretMismatch": "coordinator.core.errors",
-    "SecretUnavailable": "coordinator.core.errors",
+    "SecretUnavailable": "coordinator.core.errors", "HostError": "coordinator.core.errors",
+    "Interrupted": "coordinator.core.errors",
     "MigrationResult": "coordinator.core.model", "SecretAction": "coordinator.core.model",
     "SecretKind": "coordinator.core.model", "SecretPlan": "coordinator.core.model",
     "SecretRef": "coordinator.core.model", "Verdict": "coordinator.core.model",
@@ -35,14 +36,16 @@ _EXPORTS = {
     "EvacuationPlan": "coordinator.flows.evacuate", "EvacuationPolicy": "coordinator.flows.evacuate",
     "EvacuationReport": "coordinator.flows.evacuate", "Outcome": "coordinator.flows.evacuate",
     "evacuate": "coordinator.flows.evacuate", "plan_evacuation": "coordinator.flows.evacuate",
+    "abort_migration": "coordinator.flows.control", "complete_migration": "coordinator.flows.control",
+    "maintenance": "coordinator.flows.maintenance",
 }
 
-__all__ = ["BadInput", "Blocked", "Busy", "EvacuationPlan", "EvacuationPolicy", "EvacuationReport",
-    "HostUnreachable", "Journal", "KeyRing", "MigcoordError", "MigrateOptions", "MigrationFailed",
+__all__ = ["BadInput", "Blocked", "Busy", "EvacuationPlan", "EvacuationPolicy", "EvacuationReport", "HostError",
+    "HostUnreachable", "Interrupted", "Journal", "KeyRing", "MigcoordError", "MigrateOptions", "MigrationFailed",
     "MigrationPolicy", "MigrationResult", "Outcome", "RetryPolicy", "Runtime", "SecretAction", "SecretKind",
-    "SecretMismatch", "SecretPlan", "SecretPolicy", "SecretRef", "SecretUnavailable", "SshConfig", "TimeoutPolicy",
-    "ValueSource", "Verdict", "__version__", "evacuate", "migrate", "plan_domain_secrets", "plan_evacuation",
-    "secret_refs", "union_refs"]
+    "SecretMismatch", "SecretPlan", "SecretPolicy", "SecretRef", "SecretUnavailable", "SshConfig",
+    "TimeoutPolicy", "ValueSource", "Verdict", "__version__", "abort_migration", "complete_migration", "evacuate",
+    "maintenance", "migrate", "plan_domain_secrets", "plan_evacuation", "secret_refs", "union_refs"]
 
 
 def __getattr__(name: str) -> Any:
@@ -60,13 +63,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from coordinator.core.domxml import secret_refs, union_refs
-    from coordinator.core.errors import (BadInput, Blocked, Busy, HostUnreachable, MigcoordError, MigrationFailed,
-                                         SecretMismatch, SecretUnavailable)
+    from coordinator.core.errors import (BadInput, Blocked, Busy, HostError, HostUnreachable, Interrupted,
+                                         MigcoordError, MigrationFailed, SecretMismatch, SecretUnavailable)
     from coordinator.core.model import MigrationResult, SecretAction, SecretKind, SecretPlan, SecretRef, Verdict
     from coordinator.core.params import MigrationPolicy, TimeoutPolicy
     from coordinator.core.secret_rules import SecretPolicy
     from coordinator.flows.evacuate import (EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome, evacuate,
                                             plan_evacuation)
+    from coordinator.flows.control import abort_migration, complete_migration
+    from coordinator.flows.maintenance import maintenance
     from coordinator.flows.migrate import migrate
     from coordinator.flows.plan_secrets import plan_domain_secrets
     from coordinator.ssh.runner import SshConfig

@@ -12,6 +12,7 @@ from typing import Any
 from checks import preflight
 from checks.registry import Report
 from coordinator.core.params import MigrationPolicy
+from coordinator.flows.boundary import libvirt_errors
 from coordinator.steps.options import MigrateOptions
 
 from . import options as opts
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     policy = MigrationPolicy(live=not args.offline, copy_storage=args.copy_storage, unsafe=args.unsafe)
     options = MigrateOptions(policy=policy, secret_policy=opts.secret_policy(args), keyring=opts.keyring(args),
                              skip=tuple(args.skip), waive=tuple(args.waive), ssh=opts.ssh_config(args))
-    report = preflight(args.src, args.dst, args.domains, options)
+    with libvirt_errors():
+        report = preflight(args.src, args.dst, args.domains, options)
     print(render_json(report) if args.json else render_table(report))
     return 0 if report.ok else 1
 

@@ -49,8 +49,15 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     e.add_argument("--per-destination", type=int, default=2, metavar="N",
                    help="concurrent migrations into one destination (default 2)")
     e.add_argument("--max-duration", type=float, metavar="S", help="start no new migration after S seconds")
+    e.add_argument("--on-interrupt", choices=["abort", "finish"], default="abort",
+                   help="on Ctrl-C/SIGTERM start nothing new and abort the running migrations (default), or "
+                        "let them finish; the report is written either way, exit 130/143")
+    e.add_argument("--no-maintenance", action="store_true",
+                   help="do not mark the source as draining (by default it is marked at the start, so no "
+                        "coordinator places domains onto it; clear it with: migcoord maintenance off URI)")
     e.add_argument("--max-memory", action="append", default=[], metavar="DST_URI=MIB",
-                   help="memory this run may place on that destination (default: its free memory)")
+                   help="memory that may be migrating into that destination, this run's placements plus "
+                        "migrations already inbound from anyone (default: its free memory)")
     opts.add_secret_options(e)
     opts.add_ssh_options(e)
     opts.add_policy_options(e)
@@ -80,7 +87,8 @@ def render_plan(plan: EvacuationPlan) -> str:
 def run(args: argparse.Namespace) -> int:
     ev = EvacuationPolicy(include_inactive=args.include_inactive, exclude=tuple(args.exclude),
                           parallel=args.parallel, per_destination=args.per_destination,
-                          max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory))
+                          max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory),
+                          on_interrupt=args.on_interrupt, mark_source=not args.no_maintenance)
     options = opts.migrate_options(args)
     if args.report is not None:
         check_target(args.report, "report")  # before any connection: a bad path costs nothing
@@ -106,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         rows += [(o.domain, o.state, o.destination or "-", f"{o.duration_s:.1f}s", o.reason)
                  for o in report.outcomes]
         moved = sum(o.moved for o in report.outcomes)
-        print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s", flush=True)
+        print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s"
+              + (" (interrupted)" if report.interrupted else ""), flush=True)
     _write_report(args.report, report.as_dict())
     blockers = {d: tuple(sorted({i for ids in by_dst.values() for i in ids}))
                 for d, by_dst in report.plan.blockers.items()}
@@ -116,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         for o in report.outcomes], quiet_errors=True)
     if journal.failed:
         warn(f"the journal {args.journal} is incomplete ({journal.failed}); the outcome above is what happened")
-    return report.exit_code
+    return 130 if report.interrupted else report.exit_code  # main turns 130 into 143 after SIGTERM
 
 
 def warn(message: str) -> None:

@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
             args.domain, run_metrics.error_state(e), args.dst, collector.elapsed(),
             blocking_checks=run_metrics.blocking_of(e) or collector.blocking.get("", ()))], quiet_errors=True)
         raise
-    run_metrics.write(metrics_file, "migrate", args.src, 0, collector, [DomainMetrics(
-        result.domain, result.state, result.dest_uri, result.duration_s, collector.bytes.get("", 0))])
+    code = 5 if result.state == "migrated-unverified" else 0
+    run_metrics.write(metrics_file, "migrate", args.src, code, collector, [DomainMetrics(
+        result.domain, result.state, result.dest_uri, result.duration_s, collector.bytes.get("", 0))],
+        quiet_errors=True)  # a metrics file that cannot be written is a warning: the VM has moved
     if printer.tty:
         sys.stderr.write("\n")
     if runtime.journal.failed:  # the migration's outcome (below) is what happened; the journal missed some of it
@@ -60,18 +62,20 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
-        return 0
+        return code
     if result.state == "already-on-destination":
         print(f"{result.domain}: already on destination {result.dest_uri} ({result.dest_state}); nothing to do")
         return 0
-    verb = {"dry-run": "would migrate", "migrated": "migrated"}[result.state]
+    moved = result.state in ("migrated", "migrated-unverified")
+    verb = {"dry-run": "would migrate", "migrated": "migrated",
+            "migrated-unverified": "migrated (verification incomplete)"}[result.state]
     print(f"{result.domain}: {verb} {result.source_uri} -> {result.dest_uri}"
           + (f" in {result.duration_s:.1f}s, {result.attempts} attempt(s); now {result.dest_state} there"
-             if result.state == "migrated" else ""))
+             if moved else ""))
     for p in result.secrets:
         print(f"  secret {p.uuid} ({p.ref.kind}, {p.ref.usage_type}): {p.action} [{p.dest_status}]")
-    if result.state == "migrated":
+    for w in result.warnings:
+        print(f"  warning: {w}")
+    if moved:
         print(f"  check: virsh -c {shlex.quote(result.dest_uri)} dominfo {shlex.quote(result.domain)}")
-    return 0
-
-
+    return code

@@ -1,23 +1,26 @@
 """``migcoord`` command line: argparse, output and exit codes only — no logic.
 
 Exit codes: 0 success; 1 a check blocked (nothing changed); 2 usage / bad input;
-3 migration failed (VM still on source); 4 partial (evacuation); 75 another run holds the lock.
+3 migration failed (VM still on source); 4 partial (evacuation); 5 migrated, verification
+incomplete; 75 another run holds the lock; 130 / 143 interrupted (SIGINT / SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from coordinator.core.release import __version__
-from coordinator.core.errors import MigcoordError
+from coordinator.core.errors import Interrupted, MigcoordError
 
 from coordinator.core.config import DEFAULT_PATH, LOG_LEVELS
 
-from . import cmd_check, cmd_completion, cmd_config, cmd_evacuate, cmd_migrate, cmd_secrets, logs, settings
+from . import (cmd_check, cmd_completion, cmd_config, cmd_control, cmd_evacuate, cmd_maintenance, cmd_migrate,
+               cmd_secrets, logs, settings)
 
 EXIT_CODES = """exit codes:
   0  success (or already on the destination)
@@ -25,10 +28,14 @@ EXIT_CODES = """exit codes:
   2  usage error or bad input (malformed XML, bad URI, unreadable key file)
   3  migration failed; the VM is still on the source
   4  partial: some domains moved, some did not (evacuation)
-  75 another migcoord run holds the lock (EX_TEMPFAIL: try again later)"""
+  5  migrated, but verification is incomplete (the VM runs on the destination; see the warnings)
+  75 another migcoord run holds the lock (EX_TEMPFAIL: try again later)
+  130 / 143  interrupted by SIGINT (Ctrl-C) / SIGTERM: the running migration was aborted, what
+     this run created was removed, the VM runs on exactly one host"""
 
 COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
-            "check": cmd_check.run, "config": cmd_config.run,
+            "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete,
+            "maintenance": cmd_maintenance.run, "config": cmd_config.run,
             "completion": lambda a: cmd_completion.run(a, build_parser())}
 
 
@@ -63,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_evacuate.add_parser(sub, EXIT_CODES)
     cmd_secrets.add_parser(sub)
     cmd_check.add_parser(sub)
+    cmd_control.add_parsers(sub)
+    cmd_maintenance.add_parser(sub)
     cmd_config.add_parser(sub)
     cmd_completion.add_parser(sub)
     return p
@@ -75,12 +84,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage error (one line, above), --help or --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    received: list[int] = []
+
+    def on_term(signum: int, _frame: object) -> None:
+        # NOTE: SIGTERM is handled like Ctrl-C (an exception in the main thread, which the flows
+        # turn into abort + rollback); the exit code remembers which signal it was.
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         args.settings = settings.apply(args, build_parser, argv, os.environ)
         if args.verbose and args.log_level == "warning":
             args.log_level = "info"
         logs.setup(args.log_level, args.syslog)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return 128 + received[0] if code == 130 and received else code
+    except Interrupted as e:
+        print(f"migcoord: {one_line(str(e))}", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
     except MigcoordError as e:
         if getattr(args, "json", False):
             out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
@@ -94,4 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("migcoord: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (received[0] if received else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -122,6 +122,11 @@ def add_policy_options(m: argparse.ArgumentParser) -> None:
     m.add_argument("--timeout", type=float, metavar="S",
                    help="abort (or switch to post-copy, with --postcopy) when not done after S seconds "
                         "(default: 800 s per GiB of guest memory, at least 60 s)")
+    m.add_argument("--on-deadline", choices=["abort", "postcopy", "suspend"], default="", metavar="ACTION",
+                   help="at the deadline: abort (default), postcopy (switch once; implies post-copy allowed) or "
+                        "suspend (pause the guest once so it converges; resumed if it still fails)")
+    m.add_argument("--max-downtime", type=int, metavar="MS",
+                   help="the longest pause QEMU may take to finish (virDomainMigrateSetMaxDowntime)")
     m.add_argument("--stall-timeout", type=float, default=TimeoutPolicy.stall_s, metavar="S",
                    help="abort when the remaining data has not shrunk for S seconds (default %(default)s)")
     m.add_argument("--retries", type=int, default=RetryPolicy.attempts, metavar="N",
@@ -152,7 +157,8 @@ def migration_policy(args: argparse.Namespace) -> MigrationPolicy:
         live=not getattr(args, "offline", False), undefine_source=not args.keep_source, tls=args.tls,
         bandwidth_mib=args.bandwidth, parallel=args.parallel_connections, compression=args.compression,
         auto_converge=args.auto_converge, postcopy=args.postcopy, migrate_uri=args.migrate_uri,
-        listen_address=args.listen_address, copy_storage=args.copy_storage, unsafe=args.unsafe)
+        listen_address=args.listen_address, copy_storage=args.copy_storage, unsafe=args.unsafe,
+        on_deadline=args.on_deadline, max_downtime_ms=args.max_downtime)
 
 
 def retry(args: argparse.Namespace) -> RetryPolicy:

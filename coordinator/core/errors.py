@@ -50,10 +50,32 @@ class HostUnreachable(MigcoordError):
     exit_code = 1
 
 
+class HostError(MigcoordError):
+    """A libvirt call failed before anything was changed (or in a read-only command): nothing to undo."""
+
+    exit_code = 1
+
+
+class Interrupted(MigcoordError):
+    """The run was asked to stop (Ctrl-C / SIGTERM): the running job was aborted and what this run
+    created was removed. ``exit_code`` is 128 + the signal (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, *, signum: int = 2, hint: str | None = None, **data: Any) -> None:
+        super().__init__(message, hint=hint, **data)
+        self.exit_code = 128 + signum
+
+
 class MigrationFailed(MigcoordError):
     """migrateToURI3 failed for good; the VM is still on the source (``data['outcome']``)."""
 
     exit_code = 3
+
+
+class VerificationFailed(MigcoordError):
+    """libvirt reported success but the VM is not where and how it should be. The migrate flow turns
+    this into the "migrated-unverified" outcome (exit 5), never a failure: the VM has moved."""
+
+    exit_code = 5
 
 
 class Busy(MigcoordError):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.core.model import SecretPlan
+from coordinator.core.errors import BadInput
 from coordinator.core.params import bounded_int, positive_seconds
 
 
@@ -18,8 +19,12 @@ class EvacuationPolicy:
     per_destination: int = 2             # concurrent migrations into one destination
     max_duration_s: float | None = None  # start nothing new after this long
     capacity_mib: Mapping[str, int] = field(default_factory=dict)  # dst URI → memory this run may use
+    on_interrupt: str = "abort"          # Ctrl-C/SIGTERM: abort running migrations, or let them "finish"
+    mark_source: bool = True             # mark the source draining (migcoord maintenance) at the start
 
     def __post_init__(self) -> None:
+        if self.on_interrupt not in ("abort", "finish"):
+            raise BadInput("--on-interrupt must be abort or finish")
         bounded_int(self.parallel, "--parallel", 1, 1024)
         bounded_int(self.per_destination, "--per-destination", 1, 1024)
         positive_seconds(self.max_duration_s, "--max-duration", allow_none=True)
@@ -105,7 +110,9 @@ class EvacuationPlan:
 @dataclass(frozen=True)
 class Outcome:
     domain: str
-    state: str  # migrated | already-on-destination | failed | blocked | unplaceable | not-started
+    # migrated | migrated-unverified | already-on-destination | failed | blocked | unplaceable |
+    # not-started | interrupted
+    state: str
     destination: str | None = None
     reason: str = ""
     duration_s: float = 0.0
@@ -113,7 +120,8 @@ class Outcome:
 
     @property
     def moved(self) -> bool:
-        return self.state in ("migrated", "already-on-destination")
+        """On the destination now; "migrated-unverified" counts (moved, with a warning)."""
+        return self.state in ("migrated", "migrated-unverified", "already-on-destination")
 
     def as_dict(self) -> dict[str, Any]:
         return {"domain": self.domain, "state": self.state, "destination": self.destination,
@@ -121,10 +129,10 @@ class Outcome:
 
 
 def exit_code_for(outcomes: Sequence[Outcome]) -> int:
-    """Pure: 0 all moved (or nothing to do); 1 nothing tried (all blocked/unplaceable);
-    3 nothing moved although migrations were tried; 4 partial."""
+    """Pure: 0 all moved (or nothing to do); 5 all moved but some not verified; 1 nothing tried
+    (all blocked/unplaceable); 3 nothing moved although migrations were tried; 4 partial."""
     if all(o.moved for o in outcomes):
-        return 0
+        return 5 if any(o.state == "migrated-unverified" for o in outcomes) else 0
     if any(o.moved for o in outcomes):
         return 4
     if any(o.state == "failed" for o in outcomes):
@@ -137,6 +145,7 @@ class EvacuationReport:
     plan: EvacuationPlan
     outcomes: tuple[Outcome, ...]
     duration_s: float
+    interrupted: bool = False  # Ctrl-C / SIGTERM: nothing new was started after it
 
     @property
     def exit_code(self) -> int:
@@ -145,4 +154,5 @@ class EvacuationReport:
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.plan.source, "destinations": list(self.plan.destinations),
                 "exit_code": self.exit_code, "duration_s": round(self.duration_s, 3),
+                "interrupted": self.interrupted,
                 "outcomes": [o.as_dict() for o in self.outcomes], "plan": self.plan.as_dict()}

@@ -198,20 +198,27 @@ class MigrationResult:
     uuid: str
     source_uri: str
     dest_uri: str
-    state: str  # "migrated" | "already-on-destination" | "dry-run"
+    state: str  # "migrated" | "migrated-unverified" | "already-on-destination" | "dry-run"
     attempts: int
     duration_s: float
     secrets: tuple[SecretPlan, ...] = ()
     dest_state: str = ""
+    warnings: tuple[str, ...] = ()  # "migrated-unverified": what verification found or could not do
 
     @property
     def ok(self) -> bool:
+        """Done and verified (or nothing to do)."""
         return self.state in ("migrated", "already-on-destination", "dry-run")
+
+    @property
+    def moved(self) -> bool:
+        """The domain runs on the destination now (verified or not)."""
+        return self.state in ("migrated", "migrated-unverified", "already-on-destination")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "domain": self.domain, "uuid": self.uuid, "source": self.source_uri,
             "destination": self.dest_uri, "state": self.state, "attempts": self.attempts,
             "duration_s": round(self.duration_s, 3), "dest_state": self.dest_state,
-            "secrets": [s.as_dict() for s in self.secrets],
+            "secrets": [s.as_dict() for s in self.secrets], "warnings": list(self.warnings),
         }

@@ -50,6 +50,8 @@ class MigrationPolicy:
     listen_address: str | None = None
     copy_storage: bool = False        # VIR_MIGRATE_NON_SHARED_DISK for local disks
     unsafe: bool = False              # VIR_MIGRATE_UNSAFE (shared storage libvirt cannot detect)
+    max_downtime_ms: int | None = None  # virDomainMigrateSetMaxDowntime once the job runs
+    on_deadline: str = ""             # "abort" | "postcopy" | "suspend"; "" = postcopy with --postcopy, else abort
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,19 @@ class TimeoutPolicy:
                          completion_s=self.completion_s, stall_s=self.stall_s)
 
 
-def on_deadline(p: MigrationPolicy, switched_to_postcopy: bool) -> str:
-    """Pure: what to do when a deadline passes — switch to post-copy once if allowed, else abort."""
-    return "postcopy" if p.live and p.postcopy and not switched_to_postcopy else "abort"
+ON_DEADLINE = ("abort", "postcopy", "suspend")
+
+
+def on_deadline(p: MigrationPolicy, switched_to_postcopy: bool, suspended: bool = False) -> str:
+    """Pure: what to do when a deadline passes. Each escalation happens once: a switch to
+    post-copy (when asked for, or allowed with --postcopy), a suspension of the guest so the
+    migration converges (when asked for); after that, or by default, abort."""
+    wanted = p.on_deadline or ("postcopy" if p.postcopy else "abort")
+    if wanted == "postcopy" and p.live and not switched_to_postcopy:
+        return "postcopy"
+    if wanted == "suspend" and p.live and not suspended:
+        return "suspend"
+    return "abort"
 
 
 def validate(p: MigrationPolicy) -> None:
@@ -103,6 +115,10 @@ def validate(p: MigrationPolicy) -> None:
     if p.compression in ("zlib", "zstd") and not p.parallel:
         raise BadInput(f"{p.compression} compression needs parallel migration",
                        hint="add --parallel-connections N")
+    if p.on_deadline and p.on_deadline not in ON_DEADLINE:
+        raise BadInput(f"--on-deadline must be one of {', '.join(ON_DEADLINE)}, got {p.on_deadline!r}")
+    if p.max_downtime_ms is not None and p.max_downtime_ms <= 0:
+        raise BadInput(f"--max-downtime must be a positive number of milliseconds, got {p.max_downtime_ms}")
 
 
 def migration_flags(p: MigrationPolicy) -> frozenset[str]:
@@ -125,7 +141,7 @@ def migration_flags(p: MigrationPolicy) -> frozenset[str]:
         flags.add("COMPRESSED")
     if p.auto_converge and p.live:
         flags.add("AUTO_CONVERGE")
-    if p.postcopy and p.live:
+    if (p.postcopy or p.on_deadline == "postcopy") and p.live:
         flags.add("POSTCOPY")
     if p.copy_storage and p.live:
         flags.add("NON_SHARED_DISK")

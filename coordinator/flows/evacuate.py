@@ -17,11 +17,13 @@ from dataclasses import replace
 
 from checks import check_guests
 from coordinator.core import domfacts, domxml
-from coordinator.core.errors import BadInput, Busy, MigcoordError
+from coordinator.core.errors import BadInput, Busy, Interrupted, MigcoordError
 from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
                                          PlannedDomain, place)
 from coordinator.core.model import SecretPlan
 from coordinator.core.uris import check_endpoints, distinct_hosts
+from coordinator.flows.boundary import libvirt_errors
+from coordinator.flows.maintenance import mark
 from coordinator.flows.migrate import migrate
 from coordinator.flows.validate import before_connecting
 from coordinator.steps.locks import host_lock
@@ -81,7 +83,10 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
             for g in group:
                 blockers[(g.name, uri)] = tuple(sorted(by_subject.get(g.name, set()) | pair_blockers))
                 plans[(g.name, uri)] = group_plans[g.name]
-    capacity = {uri: min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
+    # Migrations already inbound from anyone (another evacuation, another tool) use memory the
+    # destination does not show as used yet: they count against its free memory and the cap.
+    capacity = {uri: max(0, min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
+                         - dst.inbound_migration_memory())
                 for uri, dst in dsts.items()}
     memory = {g.name: g.memory_bytes() if live[g.name] else _defined_memory(xmls[g.name][0]) for g in guests}
     placement = place([Candidate(g.name, memory[g.name], live[g.name]) for g in guests], capacity, blockers)
@@ -134,7 +139,7 @@ def plan_evacuation(source_uri: str, dest_uris: Sequence[str], evacuation: Evacu
     options = options or MigrateOptions()
     evacuation = evacuation or EvacuationPolicy()
     _validate(source_uri, dest_uris, evacuation, options)
-    with options.keyring.held(), _connected(source_uri, dest_uris, connect) as (src, dsts):
+    with libvirt_errors(), options.keyring.held(), _connected(source_uri, dest_uris, connect) as (src, dsts):
         return _plan_with(src, dsts, evacuation, options)
 
 
@@ -149,17 +154,21 @@ def evacuate(source_uri: str, dest_uris: Sequence[str], evacuation: EvacuationPo
     rt = runtime or Runtime()
     _validate(source_uri, dest_uris, evacuation, options)
     t0 = rt.clock()
-    with options.keyring.held(), _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
+    with libvirt_errors(), options.keyring.held(), _connected(source_uri, dest_uris, rt.connect) as (src, dsts), \
             host_lock(rt.lock_dir, src.host_uuid(), source_uri):
+        if evacuation.mark_source:  # before planning: nobody places new domains onto a host being emptied
+            m = mark(src, reason="evacuation", run_id=rt.journal.run_id)
+            rt.journal.record("maintenance-marked", host=source_uri, **m.as_dict())
         plan = _plan_with(src, dsts, evacuation, options)
         rt.journal.record("evacuation-plan", source=source_uri,
                           placed={d.name: d.destination for d in plan.placed},
                           unplaceable={d.name: d.reason for d in plan.unplaceable})
         rt.on_event({"event": "evacuation-plan", "plan": plan.as_dict()})
         outcomes = [Outcome(d.name, "unplaceable", reason=d.reason) for d in plan.unplaceable]
-        outcomes += _Execution(plan, evacuation, options, rt, t0).run()
+        execution = _Execution(plan, evacuation, options, rt, t0)
+        outcomes += execution.run()
     report = EvacuationReport(plan=plan, outcomes=tuple(sorted(outcomes, key=lambda o: o.domain)),
-                              duration_s=rt.clock() - t0)
+                              duration_s=rt.clock() - t0, interrupted=execution.interrupted)
     rt.journal.record("evacuation-done", source=source_uri, exit_code=report.exit_code,
                       moved=[o.domain for o in report.outcomes if o.moved],
                       not_moved=[o.domain for o in report.outcomes if not o.moved])
@@ -175,20 +184,49 @@ class _Execution:
         self.plan, self.ev, self.options, self.rt = plan, ev, options, rt
         self.per_dst = {uri: threading.Semaphore(ev.per_destination) for uri in plan.destinations}
         self.deadline = t0 + ev.max_duration_s if ev.max_duration_s else None
+        self.stopping = threading.Event()  # interrupted: start nothing new
+        self.interrupted = False
 
     def run(self) -> list[Outcome]:
+        """Every placed domain's outcome. Ctrl-C / SIGTERM (a KeyboardInterrupt in this thread):
+        start nothing new, abort the running migrations (``on_interrupt="abort"``, through
+        ``Runtime.cancel``) or let them run their course ("finish"), collect every outcome, and
+        mark the run interrupted so the report is still written."""
         # Biggest first, so the long ones start early (they bound the wall time).
         todo = sorted(self.plan.placed, key=lambda d: (-d.memory_bytes, d.name))
         if not todo:
             return []
         with ThreadPoolExecutor(max_workers=min(self.ev.parallel, len(todo)),
                                 thread_name_prefix="migcoord-evac") as pool:
-            return list(pool.map(self.one, todo))
+            futures = [pool.submit(self.one, d) for d in todo]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt:
+                self.interrupt()
+            outcomes = []
+            for f in futures:
+                while True:
+                    try:
+                        outcomes.append(f.result())
+                        break
+                    except KeyboardInterrupt:  # a second signal: abort what still runs, keep collecting
+                        self.rt.cancel.set()
+            return outcomes
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.stopping.set()
+        if self.ev.on_interrupt == "abort":
+            self.rt.cancel.set()
+        self.rt.journal.record("evacuation-interrupted", source=self.plan.source, on_interrupt=self.ev.on_interrupt)
+        self.rt.on_event({"event": "evacuation-interrupted", "on_interrupt": self.ev.on_interrupt})
 
     def one(self, d: PlannedDomain) -> Outcome:
         assert d.destination
         clock, emit = self.rt.clock, self.rt.on_event
         with self.per_dst[d.destination]:
+            if self.stopping.is_set():
+                return Outcome(d.name, "not-started", d.destination, reason="interrupted")
             if self.deadline is not None and clock() > self.deadline:
                 return Outcome(d.name, "not-started", d.destination, reason="--max-duration reached")
             emit({"event": "domain-start", "domain": d.name, "destination": d.destination})
@@ -197,7 +235,11 @@ class _Execution:
             runtime = replace(self.rt, on_event=lambda e: emit({**e, "domain": d.name}))
             try:
                 r = migrate(d.uuid, self.plan.source, d.destination, options, runtime)
-                out = Outcome(d.name, r.state, d.destination, duration_s=clock() - start, attempts=r.attempts)
+                out = Outcome(d.name, r.state, d.destination, duration_s=clock() - start, attempts=r.attempts,
+                              reason="; ".join(r.warnings))
+            except Interrupted as e:
+                out = Outcome(d.name, "interrupted", d.destination, reason=str(e), duration_s=clock() - start,
+                              attempts=int(e.data.get("attempts", 0)))
             except MigcoordError as e:
                 state = "blocked" if e.exit_code in (1, 2) or isinstance(e, Busy) else "failed"
                 out = Outcome(d.name, state, d.destination, reason=str(e), duration_s=clock() - start,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,13 +17,16 @@ import tenacity
 from checks import checks_for_migration
 from checks.registry import Report
 from coordinator.core import domxml
-from coordinator.core.errors import Blocked, MigrationFailed
+from coordinator.core.errors import Blocked, Interrupted, MigrationFailed, VerificationFailed
+from coordinator.core.lease import GRACE_S, TTL_S, JobAction
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
 from coordinator.core.params import Deadlines, migration_flags, migration_params
 from coordinator.core.uris import same_host_message
 from coordinator.flows.validate import before_connecting
 from coordinator.ssh.runner import runner_for
+from coordinator.flows.boundary import libvirt_errors
 from coordinator.steps.diagnose import Diagnosis, explain, gather
+from coordinator.steps.lease import LeaseKeeper, Ownership, ownership
 from coordinator.steps.locks import domain_lock
 from coordinator.steps.monitor import JobAborted, JobMonitor
 from coordinator.steps.options import MigrateOptions, Runtime
@@ -31,7 +35,7 @@ from coordinator.core.uris import check_transport
 from coordinator.core.secret_rules import wanted_flags
 from coordinator.steps.retry import build_retrying
 from coordinator.steps.verify import safe_where, verify, where_is
-from coordinator.virt.errors import error_summary
+from coordinator.virt.errors import LibvirtError, error_summary
 from coordinator.virt.guest import Guest
 from coordinator.virt.host import Host
 
@@ -51,13 +55,15 @@ def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
     retrying = build_retrying(options.retry, rt.sleep, rt.journal)
     t0 = rt.clock()
-    with options.keyring.held(), _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
+    with libvirt_errors(), options.keyring.held(), _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
         same = same_host_message(src.uri, dst.uri, src.host_uuid(), dst.host_uuid())
         if same:
             raise Blocked(same, hint="pick another destination", check_id="HOST-SAME")
         guest = src.find_guest(domain)
         if guest is None or not guest.is_active():
-            there = dst.find_guest(domain)
+            # Identity is the UUID, never the name alone: a domain of the same name on the
+            # destination is "already there" only when it is this domain.
+            there = dst.find_guest(guest.uuid if guest is not None else domain)
             if there is not None and there.is_active() and (guest is None or options.policy.live):
                 return _already_there(there, src, dst, rt.clock() - t0)
         if guest is None:
@@ -103,38 +109,148 @@ class _Run:
     t0: float
     attempts: int = 0
 
+    def __post_init__(self) -> None:
+        self.lease = LeaseKeeper(self.rt.journal.run_id, self.dst.uri, self.rt.wall, self.rt.journal,
+                                 settle=lambda: self.rt.sleep(0.5))
+
     def go(self) -> MigrationResult:
+        """Read who owns the domain; a dry run stops after planning and checks (it never adopts,
+        waits on or aborts anything); a real run takes the lease and always releases it."""
+        own = ownership(self.guest, self.dst.uri, self.rt.wall())
+        if self.options.dry_run:
+            return self._dry_run()
+        if own.action is JobAction.BLOCK:
+            self.rt.journal.record("blocked", domain=self.guest.name, uuid=self.guest.uuid,
+                                   checks=["DOMAIN-JOB-ACTIVE"], reason=own.message)
+            raise Blocked(f"DOMAIN-JOB-ACTIVE: {own.message}", check_id="DOMAIN-JOB-ACTIVE",
+                          hint="wait for it to finish; migcoord leaves jobs it does not own alone")
+        try:
+            return self._owned(own)
+        finally:
+            if self.lease.held:
+                self._release_lease()
+
+    def _release_lease(self) -> None:
+        """Clear our lease wherever the domain is now: the source definition and the copy that
+        travelled to the destination. Best effort (a host may be gone): the outcome stays the news."""
+        for host in (self.src, self.dst):
+            try:
+                self.lease.release(host.find_guest(self.guest.uuid), host.uri)
+            except Exception as e:
+                self.rt.journal.record("lease-release-failed", uuid=self.guest.uuid, host=host.uri,
+                                       error=error_summary(e))
+                log.warning("could not remove this run's lease on %s: %s (it expires by itself)", host.uri,
+                            error_summary(e))
+
+    def _dry_run(self) -> MigrationResult:
+        _prov, plans = self._plan_and_check()
+        return MigrationResult(domain=self.guest.name, uuid=self.guest.uuid, source_uri=self.src.uri,
+                               dest_uri=self.dst.uri, state="dry-run", attempts=0,
+                               duration_s=self.rt.clock() - self.t0, secrets=tuple(plans))
+
+    def _owned(self, own: Ownership) -> MigrationResult:
         policy, journal = self.options.policy, self.rt.journal
         limits = self.options.timeouts.for_memory(self.guest.memory_bytes()) if self.guest.is_active() else None
-        if limits and self._adopt_stale_job(limits) and where_is(self.src, self.dst, self.guest.uuid) == "destination":
-            d = self.dst.find_guest(self.guest.uuid)
-            assert d is not None
-            journal.record("already-on-destination", uuid=d.uuid, host=self.dst.uri)
-            return _already_there(d, self.src, self.dst, self.rt.clock() - self.t0)
+        if own.action is JobAction.ADOPT and limits:
+            self._adopt_stale_job(limits, own.message)
+            if where_is(self.src, self.dst, self.guest.uuid) == "destination":
+                d = self.dst.find_guest(self.guest.uuid)
+                assert d is not None and own.lease is not None
+                # The dead run's lease travelled with the domain; having adopted its job, clear it.
+                self.lease.release(d, self.dst.uri, run_id=own.lease.run_id)
+                journal.record("already-on-destination", uuid=d.uuid, host=self.dst.uri)
+                return _already_there(d, self.src, self.dst, self.rt.clock() - self.t0)
+            self._wait_incoming_side_gone()
         prov, plans = self._plan_and_check()
         base: dict[str, Any] = dict(domain=self.guest.name, uuid=self.guest.uuid, source_uri=self.src.uri,
                                     dest_uri=self.dst.uri)
-        if self.options.dry_run:
-            return MigrationResult(**base, state="dry-run", attempts=0, duration_s=self.rt.clock() - self.t0,
-                                   secrets=tuple(plans))
         flags = migration_flags(policy)
         journal.record("migration-start", domain=self.guest.name, uuid=self.guest.uuid, source=self.src.uri,
                        dest=self.dst.uri, flags=sorted(flags))
-        prov.apply(plans)
+        self.lease.take(self.guest, TTL_S)
+        self._provision(prov, plans)
         self._migrate(prov, plans, limits or self.options.timeouts.for_memory(self.guest.memory_bytes()))
         result = MigrationResult(**base, state="migrated", attempts=self.attempts,
                                  duration_s=self.rt.clock() - self.t0, secrets=tuple(plans))
-        verify(result.domain, result.uuid, self.src, self.dst, policy, plans, self.options.ssh)
-        if self.options.secret_policy.cleanup_source:
-            xmls_left = [x for g in self.src.guests() for x in g.definitions()]
-            cleanup_source(self.src, [p.uuid for p in plans if p.uuid], xmls_left, journal)
+        self._emit_stats()
+        problems = self._verify(result, plans)
+        if problems:
+            journal.record("migration-unverified", uuid=self.guest.uuid, attempts=self.attempts, problems=problems)
+            log.warning("%s moved to %s but verification is incomplete: %s", result.domain, self.dst.uri,
+                        "; ".join(problems))
+            return replace(result, state="migrated-unverified", warnings=tuple(problems),
+                           dest_state=self._dest_state())
         journal.record("migration-done", uuid=self.guest.uuid, attempts=self.attempts,
                        duration_s=round(result.duration_s, 3))
-        there = self.dst.find_guest(self.guest.uuid)
-        stats = there.completed_job() if there else {}
-        if stats:  # bytes moved and downtime, for the metrics file and library callers
+        return replace(result, dest_state=self._dest_state())
+
+    def _wait_incoming_side_gone(self, limit_s: float = 60.0) -> None:
+        """The adopted migration failed or was aborted: libvirt removes its incoming side on the
+        destination a moment later. Wait for that (bounded) so the checks do not see a clash."""
+        end = self.rt.clock() + limit_s
+        while self.rt.clock() < end:
+            try:
+                d = self.dst.find_guest(self.guest.uuid)
+                if d is None or not d.is_active():
+                    return
+            except LibvirtError:  # removed between the look-up and the question
+                return
+            self.rt.sleep(0.5)
+
+    def _emit_stats(self) -> None:
+        """Bytes moved and downtime from the destination's completed job, for the metrics file and
+        library callers (best effort: the numbers are a report, not part of the outcome)."""
+        try:
+            there = self.dst.find_guest(self.guest.uuid)
+            stats = there.completed_job() if there else {}
+        except LibvirtError:
+            return
+        if stats:
             self.rt.on_event({"event": "migration-stats", **stats})
-        return replace(result, dest_state=there.status().state if there else "")
+
+    def _dest_state(self) -> str:
+        try:
+            there = self.dst.find_guest(self.guest.uuid)
+            return there.status().state if there else ""
+        except LibvirtError:
+            return "unknown"
+
+    def _verify(self, result: MigrationResult, plans: list[SecretPlan]) -> list[str]:
+        """After libvirt said yes: problems found (or met) while verifying; the VM has moved either way."""
+        try:
+            verify(result.domain, result.uuid, self.src, self.dst, self.options.policy, plans, self.options.ssh)
+        except VerificationFailed as e:
+            return [e.message]
+        except Exception as e:  # e.g. SSH refused or a host connection failing after the move
+            return [f"verification could not finish: {error_summary(e)}"]
+        if self.options.secret_policy.cleanup_source:
+            try:
+                xmls_left = [x for g in self.src.guests() for x in g.definitions()]
+                cleanup_source(self.src, [p.uuid for p in plans if p.uuid], xmls_left, self.rt.journal)
+            except Exception as e:
+                return [f"source secret cleanup failed: {error_summary(e)}"]
+        return []
+
+    def _provision(self, prov: SecretProvisioner, plans: list[SecretPlan]) -> None:
+        """Define and set the secrets the destination lacks. A failure part-way removes what this
+        run created there and becomes one clean error (the VM never left the source)."""
+        try:
+            prov.apply(plans)
+        except BaseException as e:
+            interrupted = isinstance(e, KeyboardInterrupt)
+            reason = "interrupted" if interrupted else error_summary(e)
+            self.rt.journal.record("provisioning-failed", uuid=self.guest.uuid, error=reason)
+            removed = self._rollback(prov)
+            left = f"; could not remove {', '.join(prov.created)}" if prov.created else ""
+            tail = (f"; removed {len(removed)} secret(s) this run created" if removed else "") + left
+            if interrupted:
+                raise Interrupted(f"interrupted while provisioning secrets on {self.dst.uri}; the VM is still "
+                                  f"on {self.src.uri}{tail}", where="source", rolled_back=removed) from None
+            if isinstance(e, Blocked):
+                e.message += tail
+                raise
+            raise MigrationFailed(f"provisioning secrets on {self.dst.uri} failed: {reason}; the VM is still on "
+                                  f"{self.src.uri}{tail}", where="source", attempts=0, rolled_back=removed) from None
 
     def _plan_and_check(self) -> tuple[SecretProvisioner, list[SecretPlan]]:
         """Plan every secret (reads only) and run the pre-flight checks; raise Blocked if one blocks."""
@@ -179,16 +295,30 @@ class _Run:
             reason = error_summary(e)
             journal.record("migration-failed", uuid=uuid, attempts=self.attempts, error=reason)
             where = safe_where(self.src, self.dst, uuid)
-            if where == "source":
-                diagnosis = self._diagnose(reason, plans)
-                removed = self._rollback(prov)
+            if where == "destination":  # it completed despite the error (or just before the abort)
+                journal.record("migration-completed-despite-error", uuid=uuid, error=reason)
+                return
+            if where != "source":
                 raise MigrationFailed(
-                    f"migration of {self.guest.name} to {self.dst.uri} failed after {self.attempts} "
-                    f"attempt(s): {reason}; the VM is still on {self.src.uri}"
-                    + (f"; removed {len(removed)} secret(s) this run created" if removed else "")
-                    + (f"; probable cause: {diagnosis.cause}" if diagnosis.known else ""),
-                    hint=diagnosis.hint or None, where=where, attempts=self.attempts, rolled_back=removed,
-                    diagnosis=diagnosis.as_dict()) from None
+                    f"migration of {self.guest.name} to {self.dst.uri} failed: {reason}; the VM is running on "
+                    f"neither host as far as can be seen ({where}); secrets were left in place",
+                    hint="inspect both hosts with virsh before anything else", where=where,
+                    attempts=self.attempts) from None
+            interrupted = isinstance(e, Interrupted)
+            diagnosis = None if interrupted else self._diagnose(reason, plans)
+            removed = self._rollback(prov)
+            tail = (f"; removed {len(removed)} secret(s) this run created" if removed else "")
+            if interrupted:
+                raise Interrupted(f"interrupted: the migration of {self.guest.name} was aborted; the VM is still "
+                                  f"on {self.src.uri}{tail}", where=where, attempts=self.attempts,
+                                  rolled_back=removed) from None
+            assert diagnosis is not None
+            raise MigrationFailed(
+                f"migration of {self.guest.name} to {self.dst.uri} failed after {self.attempts} "
+                f"attempt(s): {reason}; the VM is still on {self.src.uri}{tail}"
+                + (f"; probable cause: {diagnosis.cause}" if diagnosis.known else ""),
+                hint=diagnosis.hint or None, where=where, attempts=self.attempts, rolled_back=removed,
+                diagnosis=diagnosis.as_dict()) from None
 
     def _diagnose(self, reason: str, plans: list[SecretPlan]) -> Diagnosis:
         """Why it failed, from the destination's swtpm/QEMU logs (local, or over SSH when configured)
@@ -217,31 +347,92 @@ class _Run:
             journal.record("migration-retry-check", uuid=uuid, attempt=self.attempts, where=where)
             if where == "destination":
                 return "completed-earlier"
+        g = self.src.find_guest(uuid) or self.guest
+        # NOTE: libvirt cannot change metadata during the migration job, so the lease is pushed past
+        # this attempt's own deadline (when the monitor would abort it) before it starts.
+        self.lease.extend(g, limits.completion_s + limits.stall_s + GRACE_S)
         journal.record("migration-attempt", uuid=uuid, attempt=self.attempts)
         self.rt.on_event({"event": "migration-attempt", "attempt": self.attempts})
-        g = self.src.find_guest(uuid) or self.guest
         with JobMonitor(g, self.rt.on_event, limits, self.options.policy, self.rt.clock) as monitor:
             try:
-                g.migrate(self.dst.uri, params, flags)
+                self._run_interruptibly(g, flags, params)
+            except Interrupted:
+                self._resume_if_we_paused(g, monitor)
+                raise
             except Exception:
+                self._resume_if_we_paused(g, monitor)
                 if monitor.aborted:
                     raise JobAborted(f"job aborted: the migration {monitor.aborted}") from None
                 raise
         return "migrated"
 
-    def _adopt_stale_job(self, limits: Deadlines) -> bool:
-        """An outgoing migration already running although we hold the domain lock was left by a run
-        that died (with peer-to-peer the source daemon carries on without its client). Watch it to
-        its end under our deadlines — aborting it if it overruns them — instead of failing or
-        starting a second one. True if there was such a job."""
+    def _resume_if_we_paused(self, g: Guest, monitor: JobMonitor) -> None:
+        """--on-deadline suspend paused the guest and the migration still failed: it runs again on
+        the source (only a pause this run made is undone)."""
+        if not monitor.suspended:
+            return
+        try:
+            if g.is_active() and g.status().state == "paused":
+                g.resume()
+                self.rt.journal.record("guest-resumed", uuid=g.uuid, host=self.src.uri)
+        except Exception as e:
+            log.warning("could not resume %s on %s after the failed migration: %s", g.name, self.src.uri,
+                        error_summary(e))
+
+    def _run_interruptibly(self, g: Guest, flags: frozenset[str], params: dict[str, Any]) -> None:
+        """migrateToURI3 in a worker thread, so that this thread stays free to notice Ctrl-C/SIGTERM
+        (a KeyboardInterrupt here) or ``Runtime.cancel``; then abort the job (virDomainAbortJob)
+        and wait for libvirt to settle before raising ``Interrupted``."""
+        outcome: list[BaseException | None] = []
+        done = threading.Event()  # NOTE: not Thread.is_alive(): a join interrupted by Ctrl-C can make it lie
+
+        def work() -> None:
+            try:
+                g.migrate(self.dst.uri, params, flags)
+                outcome.append(None)
+            except BaseException as e:  # handed to the waiting thread
+                outcome.append(e)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, daemon=True, name="migcoord-migrate").start()
+        interrupted = False
+        try:
+            while not done.wait(0.2) and not self.rt.cancel.is_set():
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+        if not done.is_set():  # cancelled or interrupted: stop the job, then let migrateToURI3 return
+            interrupted = True
+            self.rt.journal.record("migration-interrupted", uuid=self.guest.uuid)
+            self.rt.on_event({"event": "job-abort", "reason": "interrupted"})
+            while True:
+                # NOTE: libvirt refuses an abort in some phases (e.g. while it still prepares the
+                # destination), so it is repeated until migrateToURI3 returns; an abort of a job
+                # that just finished fails harmlessly (where_is tells what happened).
+                with contextlib.suppress(Exception):
+                    g.abort_job()
+                try:  # a second Ctrl-C must not leave it half-done
+                    if done.wait(1.0):
+                        break
+                except KeyboardInterrupt:
+                    continue
+        if interrupted:
+            raise Interrupted("interrupted")
+        err = outcome[0] if outcome else None
+        if err is not None:
+            raise err
+
+    def _adopt_stale_job(self, limits: Deadlines, why: str) -> None:
+        """An outgoing migration left by our own dead run (its lease expired or its process is
+        gone): with peer-to-peer the source daemon carries on without its client. Watch it to its
+        end under our deadlines — aborting it if it overruns them — instead of failing or starting
+        a second one."""
         guest, journal, emit = self.guest, self.rt.journal, self.rt.on_event
         job = guest.job()
-        if not job.active or job.operation not in ("migration-out", ""):
-            return False
-        journal.record("stale-job-adopted", uuid=guest.uuid, elapsed_ms=job.elapsed_ms)
+        journal.record("stale-job-adopted", uuid=guest.uuid, elapsed_ms=job.elapsed_ms, reason=why)
         emit({"event": "stale-job-adopted", "elapsed_ms": job.elapsed_ms})
-        log.warning("domain %s already has an outgoing migration job (from an earlier run?); "
-                    "watching it to its end", guest.name)
+        log.warning("domain %s: adopting %s", guest.name, why)
         with JobMonitor(guest, emit, limits, self.options.policy, self.rt.clock) as monitor:
             while True:
                 try:
@@ -249,10 +440,18 @@ class _Run:
                         break
                 except Exception:  # the domain left the source: the job completed
                     break
-                self.rt.sleep(0.2)
+                try:
+                    if self.rt.cancel.is_set():
+                        raise KeyboardInterrupt
+                    self.rt.sleep(0.2)
+                except KeyboardInterrupt:  # adopted, so ours: stop it like our own
+                    journal.record("migration-interrupted", uuid=guest.uuid, adopted=True)
+                    with contextlib.suppress(Exception):
+                        guest.abort_job()
+                    raise Interrupted(f"interrupted while watching the adopted migration of {guest.name}; it "
+                                      "was aborted") from None
         if monitor.aborted:
             journal.record("stale-job-aborted", uuid=guest.uuid, reason=monitor.aborted)
-        return True
 
     def _rollback(self, prov: SecretProvisioner) -> list[str]:
         """Undo our secrets on the destination; if it is unreachable, say which ones were left."""

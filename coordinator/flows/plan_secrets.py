@@ -6,6 +6,7 @@ from collections.abc import Callable
 from coordinator.core import domxml
 from coordinator.core.model import SecretPlan
 from coordinator.core.uris import check_transport
+from coordinator.flows.boundary import libvirt_errors
 from coordinator.flows.validate import before_connecting
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner
@@ -18,7 +19,7 @@ def plan_domain_secrets(domain: str, source_uri: str, dest_uri: str, options: Mi
     options = options or MigrateOptions()
     before_connecting(source_uri, [dest_uri], options, [domain])
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
-    with options.keyring.held(), connect(source_uri) as src, connect(dest_uri) as dst:
+    with libvirt_errors(), options.keyring.held(), connect(source_uri) as src, connect(dest_uri) as dst:
         xmls = src.require_guest(domain).definitions()
         prov = SecretProvisioner(src, dst, keyring=options.keyring, policy=options.secret_policy)
         return prov.plan(domxml.union_refs(*xmls))

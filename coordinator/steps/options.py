@@ -6,6 +6,7 @@ with their own ``connect``/``sleep``/``clock`` (house rule 8); the CLI builds bo
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,3 +54,6 @@ class Runtime:
     journal: Journal = field(default_factory=Journal)
     on_event: EventSink = _no_events
     lock_dir: Path = DEFAULT_LOCK_DIR
+    wall: Callable[[], float] = time.time  # epoch seconds: lease expiry other coordinators compare
+    # Set by whoever wants the run to stop (an evacuation on Ctrl-C): the running job is aborted.
+    cancel: threading.Event = field(default_factory=threading.Event)

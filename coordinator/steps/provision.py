@@ -137,6 +137,7 @@ class SecretProvisioner:
         return plans
 
     def _plan_one(self, ref: SecretRef) -> SecretPlan:
+        empty_reason = ""
         info = self.resolve(ref)
         dst_info = self._destination_copy(ref, info)
         verdict = definition_verdict(ref, info, dst_info, self.policy)
@@ -158,9 +159,16 @@ class SecretProvisioner:
             else:
                 value = self.value(info.uuid, info)
                 source = value.source if value is not None else None
+                there = None if value is None or dst_info.private else self.dst.secret_value_if_set(info.uuid)
                 matches = None if value is None or dst_info.private else \
-                    same_value(self.dst.secret_value(info.uuid), value.data)
+                    there is not None and same_value(there, value.data)
                 verdict = value_verdict(dst_info, value is not None, matches)
+                if value is not None and not dst_info.private and there is None:
+                    # NOTE: defined with the right usage and flags but no value at all (a run that
+                    # died between define and set value): setting the value is what that run began.
+                    verdict = Verdict.RESET_VALUE
+                    empty_reason = (f"secret {info.uuid} is defined on {self.dst.uri} without a value "
+                                    "(an interrupted run?); its value will be set")
         src_st = "missing" if info is None else "private" if info.private else "readable"
         if verdict is Verdict.SOURCE_USAGE_MISMATCH:
             assert info is not None
@@ -170,7 +178,8 @@ class SecretProvisioner:
         uuid = info.uuid if info is not None else ref.uuid or (dst_info.uuid if dst_info else None)
         usage_id = info.usage_id if info is not None else dst_info.usage_id if dst_info else ref.usage_id
         return SecretPlan(ref=ref, uuid=uuid, verdict=verdict, source_status=src_st,
-                          reason=self._reason(verdict, ref, info, dst_info), value_source=source, usage_id=usage_id)
+                          reason=empty_reason or self._reason(verdict, ref, info, dst_info), value_source=source,
+                          usage_id=usage_id)
 
     def _destination_copy(self, ref: SecretRef, info: SecretInfo | None) -> SecretInfo | None:
         """The destination's secret for this reference: by the source's UUID; when the source no longer

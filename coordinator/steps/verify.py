@@ -1,7 +1,7 @@
 """After libvirt reports success: is the VM really where it should be, and is nothing lost?"""
 from __future__ import annotations
 
-from coordinator.core.errors import MigcoordError
+from coordinator.core.errors import VerificationFailed
 from coordinator.core.model import SecretKind, SecretPlan
 from coordinator.core.params import MigrationPolicy
 from coordinator.ssh.runner import SshConfig, runner_for
@@ -58,5 +58,5 @@ def verify(domain: str, uuid: str, src: Host, dst: Host, policy: MigrationPolicy
             finally:
                 runner.close()
     if problems:
-        raise MigcoordError(f"migration of {domain} reported success but verification failed: "
+        raise VerificationFailed(f"migration of {domain} reported success but verification failed: "
                             + "; ".join(problems), hint="inspect both hosts with virsh")

@@ -7,10 +7,11 @@ from typing import Any
 
 import libvirt
 
-_JOB_OPERATIONS = {
-    getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT", 3): "migration-out",
-    getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN", 2): "migration-in",
-}
+# VIR_DOMAIN_JOB_OPERATION_* → our names (libvirt ≥ 3.3 reports the operation in job stats).
+_JOB_OPERATIONS = {getattr(libvirt, f"VIR_DOMAIN_JOB_OPERATION_{n}"): n.lower().replace("_", "-")
+                   for n in ("START", "SAVE", "RESTORE", "MIGRATION_IN", "MIGRATION_OUT", "SNAPSHOT",
+                             "SNAPSHOT_REVERT", "DUMP", "BACKUP", "SNAPSHOT_DELETE")
+                   if hasattr(libvirt, f"VIR_DOMAIN_JOB_OPERATION_{n}")}
 
 _JOB_TYPES = {libvirt.VIR_DOMAIN_JOB_NONE: "none", libvirt.VIR_DOMAIN_JOB_BOUNDED: "bounded",
               libvirt.VIR_DOMAIN_JOB_UNBOUNDED: "unbounded", libvirt.VIR_DOMAIN_JOB_COMPLETED: "completed",
@@ -32,7 +33,7 @@ class JobInfo:
     data_remaining: int
     elapsed_ms: int
     mem_bps: int
-    operation: str = ""  # "migration-out", "migration-in", ... ("" when libvirt does not say)
+    operation: str = ""  # "migration-out", "migration-in", "backup", "dump", ... ("" when libvirt does not say)
 
     @property
     def percent(self) -> float:
@@ -100,9 +101,25 @@ class Guest:
                            postcopy_failed=_postcopy_failed(st, reason))
 
     def job(self) -> JobInfo:
-        """virDomainGetJobStats(0): the current job, e.g. an outgoing migration."""
-        s = self._dom.jobStats(0)
-        return JobInfo(active=s.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE,
+        """virDomainGetJobStats(0): the current job, e.g. an outgoing migration. A domain that is
+        not running has none (libvirt refuses the call with VIR_ERR_OPERATION_INVALID)."""
+        try:
+            s = self._dom.jobStats(0)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                return JobInfo(active=False, data_total=0, data_processed=0, data_remaining=0, elapsed_ms=0,
+                               mem_bps=0)
+            # NOTE: on the destination of a running migration libvirt 9.0 refuses job stats
+            # (VIR_ERR_OPERATION_UNSUPPORTED "available only on the source host"); the domain is
+            # paused with reason VIR_DOMAIN_PAUSED_STARTING_UP, then VIR_DOMAIN_PAUSED_MIGRATION
+            # (seen on the lab): that is an incoming migration.
+            st, reason = self._dom.state()
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_UNSUPPORTED and st == libvirt.VIR_DOMAIN_PAUSED \
+                    and reason in (libvirt.VIR_DOMAIN_PAUSED_MIGRATION, libvirt.VIR_DOMAIN_PAUSED_STARTING_UP):
+                return JobInfo(active=True, data_total=0, data_processed=0, data_remaining=0, elapsed_ms=0,
+                               mem_bps=0, operation="migration-in")
+            raise
+        return JobInfo(active=s.get("type", 0) in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED),
                        data_total=s.get("data_total", 0), data_processed=s.get("data_processed", 0),
                        data_remaining=s.get("data_remaining", 0), elapsed_ms=s.get("time_elapsed", 0),
                        mem_bps=s.get("memory_bps", 0),
@@ -138,9 +155,45 @@ class Guest:
         """Current guest memory (virDomainGetInfo, KiB) — what a migration has to copy."""
         return int(self._dom.info()[2]) * 1024
 
+    def metadata(self, namespace: str) -> str | None:
+        """virDomainGetMetadata(VIR_DOMAIN_METADATA_ELEMENT, namespace): the live definition's
+        element when the domain runs (VIR_DOMAIN_AFFECT_LIVE), else the persistent one; None when
+        absent (VIR_ERR_NO_DOMAIN_METADATA). NOTE: readable while a migration job runs."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_LIVE if self._dom.isActive() else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        try:
+            return str(self._dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, flags))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            raise
+
+    def set_metadata(self, namespace: str, prefix: str, element: str | None) -> None:
+        """virDomainSetMetadata(VIR_DOMAIN_METADATA_ELEMENT, element, prefix, namespace, flags) with
+        VIR_DOMAIN_AFFECT_LIVE when running and VIR_DOMAIN_AFFECT_CONFIG when persistent (the
+        element travels with a migration, in both definitions); ``None`` removes it. NOTE: libvirt
+        waits for the state-change lock, so during another job (a migration) this times out after 30 s."""
+        active, persistent = self._dom.isActive(), self._dom.isPersistent()
+        flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if active else 0) | \
+            (libvirt.VIR_DOMAIN_AFFECT_CONFIG if persistent or not active else 0)
+        self._dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, element, prefix if element else None,
+                              namespace, flags)
+
     def abort_job(self) -> None:
         """virDomainAbortJob: cancels an outgoing migration; the VM stays on the source."""
         self._dom.abortJob()
+
+    def set_max_downtime(self, ms: int) -> None:
+        """virDomainMigrateSetMaxDowntime(ms): only while a migration job runs."""
+        self._dom.migrateSetMaxDowntime(int(ms), 0)
+
+    def suspend(self) -> None:
+        """virDomainSuspend: pause the vCPUs (a migration of a paused guest converges; the
+        destination resumes it unless VIR_MIGRATE_PAUSED)."""
+        self._dom.suspend()
+
+    def resume(self) -> None:
+        """virDomainResume."""
+        self._dom.resume()
 
     def start_postcopy(self) -> None:
         """virDomainMigrateStartPostCopy: only valid when migrating with VIR_MIGRATE_POSTCOPY."""

@@ -10,6 +10,7 @@ import libvirt
 
 from coordinator.core.errors import BadInput, HostUnreachable, SecretUnavailable
 from coordinator.core.ids import looks_like_uuid
+from coordinator.core.maintenance import USAGE_NAME as MAINTENANCE_USAGE
 from coordinator.core.model import SecretInfo
 from coordinator.core.secret_xml import parse_secret_xml
 from coordinator.core.uris import check_uri
@@ -156,6 +157,17 @@ class Host:
             raise SecretUnavailable(f"secret {uuid} value cannot be read on {self.uri}: "
                                     f"{error_summary(e)}") from None
 
+    def secret_value_if_set(self, uuid: str) -> bytes | None:
+        """virSecretGetValue, None when the secret is defined but has no value (VIR_ERR_NO_SECRET
+        "does not have a value": e.g. a run that died between virSecretDefineXML and SetValue)."""
+        try:
+            return self._conn.secretLookupByUUIDString(uuid).value(0)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET and "value" in (e.get_error_message() or ""):
+                return None
+            raise SecretUnavailable(f"secret {uuid} value cannot be read on {self.uri}: "
+                                    f"{error_summary(e)}") from None
+
     def define_secret(self, xml: str) -> None:
         """virSecretDefineXML (the XML carries UUID, usage and the ephemeral/private flags)."""
         self._conn.secretDefineXML(xml, 0)
@@ -173,6 +185,54 @@ class Host:
 
     def secret_uuids(self) -> list[str]:
         return [s.lower() for s in self._conn.listSecrets()]
+
+    # -- maintenance marker (core.maintenance) --------------------------
+    def maintenance_marker(self) -> str | None:
+        """The description of the secret with usage tls/``migcoord-maintenance`` (virSecretLookupByUsage
+        + virSecretGetXMLDesc); None when the host is not marked."""
+        try:
+            sec = self._conn.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_TLS, MAINTENANCE_USAGE)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+                return None
+            raise
+        return ET.fromstring(sec.XMLDesc(0)).findtext("description") or ""
+
+    def set_maintenance_marker(self, description: str | None) -> None:
+        """virSecretDefineXML of the marker (persistent, no value), or its virSecretUndefine for None.
+        Redefining keeps the UUID libvirt chose (the usage identifies it)."""
+        if description is None:
+            try:
+                self._conn.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_TLS, MAINTENANCE_USAGE).undefine()
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                    raise
+            return
+        root = ET.Element("secret", {"ephemeral": "no", "private": "yes"})
+        ET.SubElement(root, "description").text = description
+        try:
+            old = self._conn.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_TLS, MAINTENANCE_USAGE)
+            ET.SubElement(root, "uuid").text = old.UUIDString()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                raise
+        usage = ET.SubElement(root, "usage", {"type": "tls"})
+        ET.SubElement(usage, "name").text = MAINTENANCE_USAGE
+        self._conn.secretDefineXML(ET.tostring(root, encoding="unicode"), 0)
+
+    def inbound_migration_memory(self) -> int:
+        """Bytes of guest memory currently migrating IN to this host, from anyone (virDomainGetJobStats
+        operation VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN on the active domains). NOTE: the incoming
+        QEMU touches its RAM only as pages arrive, so free memory does not show it yet."""
+        total = 0
+        for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            g = Guest(d)
+            try:
+                if g.job().operation == "migration-in":
+                    total += g.memory_bytes()
+            except libvirt.libvirtError:  # it finished or went away meanwhile
+                continue
+        return total
 
     # -- pre-flight facts (checks/) ------------------------------------
     def hypervisor_version(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import threading
 import time
@@ -309,7 +310,9 @@ def test_migration_job_in_progress(clean, name):
     assert not errors
     (f,) = rep.by_id("DOMAIN-JOB-ACTIVE")
     assert (f.status, f.subject) == ("fail", name)
-    assert f.message == "a job (unbounded) is in progress on the domain (virDomainGetJobStats)"
+    # it names the operation, and whose it is (issue #11)
+    assert f.message.startswith("a migration-out job is in progress on the domain, owned by migcoord run ")
+    assert f"(pid {os.getpid()})" in f.message  # this process's coordinator.migrate() holds the lease
     assert lab.where(name) == {"dst2": "running"}
 
     rep = checks.preflight(lab.uri("dst2"), lab.uri("dst"), [name])

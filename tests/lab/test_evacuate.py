@@ -7,6 +7,9 @@ import subprocess
 import sys
 import time
 
+import libvirt
+import pytest
+
 from labkit.client import ROOT, assert_no_value
 
 
@@ -128,3 +131,77 @@ def test_max_duration_starts_nothing_new_after_the_deadline(clean, name, tmp_pat
     for n, state in states.items():
         expected = [{"src": "running"}] if state == "not-started" else [{"dst": "running"}, {"dst2": "running"}]
         assert lab.where(n) in expected, (n, state)
+
+
+def test_evacuation_killed_during_secret_provisioning_is_finished_by_a_rerun(clean, name, tmp_path):
+    """SIGKILL while the first domain's secrets are being provisioned (stopped right after the
+    journal says the first one was defined, and proven still before any migration attempt): the
+    re-run takes over the dead run's lease (owner gone), finds the half-provisioned secrets, and
+    finishes."""
+    lab = clean
+    two = lab.vm(f"{name}-luks", on="src", luks_disk="shared", memory=192)  # biggest: goes first
+    lab.vm(f"{name}-plain", on="src")
+    journal = tmp_path / "j1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", *evac_args(lab, "--parallel", "1", "--unsafe"),
+         "--journal", str(journal), "--lock-dir", str(tmp_path / "locks")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and b'"event": "secret-defined"' in journal.read_bytes():
+            proc.send_signal(signal.SIGSTOP)  # freeze it where it is, then look
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+    assert "secret-defined" in events, events
+    assert "migration-attempt" not in events, f"stopped too late: {events}"
+    assert lab.where(two["name"]) == {"src": "running"}
+    on_dst = {h for h in ("dst", "dst2") if lab.secret_uuids(h) & {two["secret"], two["disk_secret"]}}
+    assert len(on_dst) == 1  # the dead run left secrets on the destination it had chosen
+
+    r = run(evac_args(lab, "--unsafe", "--json"), tmp_path)
+
+    assert r.returncode == 0, r.stderr + r.stdout
+    for n in (f"{name}-luks", f"{name}-plain"):
+        where = lab.where(n)
+        assert len(where) == 1 and set(where.values()) == {"running"} and "src" not in where, (n, where)
+    (host,) = lab.where(f"{name}-luks")
+    for sid in (two["secret"], two["disk_secret"]):
+        assert lab.digest(host, sid) == lab.digest("src", sid)
+
+
+def test_evacuation_killed_mid_migration_rerun_adopts_its_own_job(clean, name, tmp_path):
+    """Deterministic version of the kill-half-way case: a busy guest keeps the killed run's
+    peer-to-peer migration in flight, so the re-run must find it. It is the re-run's own (a
+    migcoord lease whose owner is gone): adopted — placed onto the lease's destination, watched
+    under the re-run's deadline (here aborted at it) — then migrated afresh."""
+    lab = clean
+    n = f"{name}-busy"
+    lab.vm(n, on="src", dirty_memory=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", *evac_args(lab, "--bandwidth", "1"),
+         "--journal", str(tmp_path / "j1"), "--lock-dir", str(tmp_path / "locks")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dom = lab.conn("src").lookupByName(n)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and dom.jobStats(0).get("type", 0) == 0:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert dom.jobStats(0).get("type", 0) != 0, "the killed run's migration should still be in flight"
+    first_dest = [json.loads(line) for line in (tmp_path / "j1").read_text().splitlines()
+                  if '"migration-start"' in line][0]["dest"]
+
+    r = run(evac_args(lab, "--timeout", "8", "--json"), tmp_path)
+
+    assert r.returncode == 0, r.stderr + r.stdout
+    events = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert [e for e in events if e["event"] == "stale-job-adopted"], [e["event"] for e in events]
+    host = {lab.uri("dst"): "dst", lab.uri("dst2"): "dst2"}[first_dest]
+    assert lab.where(n) == {host: "running"}  # where the dead run was taking it
+    with pytest.raises(libvirt.libvirtError) as no_lease:  # the dead run's lease was cleared after adopting
+        lab.conn(host).lookupByName(n).metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                                 "https://migcoord.invalid/lease/1", 0)
+    assert no_lease.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA

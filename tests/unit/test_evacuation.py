@@ -53,6 +53,8 @@ def test_unplaceable_reasons_name_the_cause():
     (["unplaceable", "blocked"], 1),
     (["failed", "unplaceable"], 3),
     (["not-started"], 1),
+    (["migrated", "migrated-unverified"], 5),         # all moved, one with a warning
+    (["migrated-unverified", "failed"], 4),
 ])
 def test_exit_code(states, code):
     assert exit_code_for([Outcome(f"d{i}", s) for i, s in enumerate(states)]) == code
@@ -66,7 +68,7 @@ def test_policy_rejects_nonsense(kw):
 
 @pytest.mark.parametrize("state, moved", [
     ("migrated", True), ("already-on-destination", True), ("failed", False), ("blocked", False),
-    ("unplaceable", False), ("not-started", False),
+    ("unplaceable", False), ("not-started", False), ("migrated-unverified", True), ("interrupted", False),
 ])
 def test_outcome_moved(state, moved):
     assert Outcome("d", state).moved is moved

@@ -77,3 +77,29 @@ def run(policy: MigrationPolicy, polls: list[tuple[float, int, int]]) -> list[st
 ])
 def test_consecutive_polls(policy, polls, actions):
     assert run(policy, polls) == actions
+
+
+SUSPEND = MigrationPolicy(on_deadline="suspend")
+ASK_POSTCOPY = MigrationPolicy(on_deadline="postcopy")
+ABORT_EVEN_WITH_POSTCOPY = MigrationPolicy(postcopy=True, on_deadline="abort")
+
+
+@pytest.mark.parametrize("p, now, total, remaining, policy, action, after", [
+    pytest.param(Progress(0, 95, 100), 101, TOTAL, 50, SUSPEND, "suspend",
+                 Progress(101, 101, 50, False, True), id="suspend-once-restarts-the-clocks"),
+    pytest.param(Progress(101, 101, 50, False, True), 202, TOTAL, 50, SUSPEND, "abort",
+                 Progress(101, 101, 50, False, True), id="suspended-and-still-late-abort"),
+    pytest.param(Progress(0, 0, 500), 31, TOTAL, 500, SUSPEND, "suspend",
+                 Progress(31, 31, 500, False, True), id="stall-suspend"),
+    pytest.param(Progress(0, 95, 100), 101, TOTAL, 50, ASK_POSTCOPY, "postcopy",
+                 Progress(101, 101, 50, True), id="on-deadline-postcopy-without-the-postcopy-flag"),
+    pytest.param(Progress(0, 95, 100), 101, 0, 0, ASK_POSTCOPY, "abort",
+                 Progress(0, 95, 100), id="postcopy-impossible-before-data-flows"),
+    pytest.param(Progress(0, 95, 100), 101, TOTAL, 50, ABORT_EVEN_WITH_POSTCOPY, "abort",
+                 Progress(0, 101, 50), id="explicit-abort-wins-over-postcopy-allowed"),
+    pytest.param(Progress(0, 95, 100), 101, TOTAL, 50, MigrationPolicy(live=False, on_deadline="suspend"), "abort",
+                 Progress(0, 101, 50), id="offline-never-suspends"),
+])
+def test_on_deadline_choices(p, now, total, remaining, policy, action, after):
+    got, _why, progress = deadline_action(p, now, total, remaining, LIMITS, policy)
+    assert (got, progress) == (action, after)

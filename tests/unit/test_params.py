@@ -124,3 +124,17 @@ def test_timeout_policy_scales_with_memory():
 ])
 def test_on_deadline(policy, switched, action):
     assert on_deadline(policy, switched) == action
+
+
+@pytest.mark.parametrize("kw, flag_present", [
+    ({"on_deadline": "postcopy"}, True), ({"on_deadline": "suspend"}, False), ({"postcopy": True}, True),
+    ({"on_deadline": "postcopy", "live": False}, False),
+])
+def test_on_deadline_postcopy_allows_postcopy(kw, flag_present):
+    assert ("POSTCOPY" in migration_flags(MigrationPolicy(**kw))) is flag_present
+
+
+@pytest.mark.parametrize("kw", [{"on_deadline": "later"}, {"max_downtime_ms": 0}, {"max_downtime_ms": -5}])
+def test_control_settings_validated(kw):
+    with pytest.raises(BadInput):
+        migration_flags(MigrationPolicy(**kw))

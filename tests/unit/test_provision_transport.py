@@ -32,6 +32,10 @@ class RecordingHost:
         assert self.value is not None
         return self.value
 
+    def secret_value_if_set(self, uuid: str) -> bytes | None:
+        self.calls.append(("get", uuid))
+        return self.value
+
     def set_secret_value(self, uuid: str, value: bytes) -> None:
         self.calls.append(("set", uuid))
 

@@ -1,0 +1,45 @@
+"""``migcoord abort DOMAIN --from URI`` and ``migcoord complete DOMAIN --from URI``: control a
+running outgoing migration (only a migration job; anything else is refused)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from coordinator.flows.control import ControlResult, abort_migration, complete_migration
+
+EXIT_HELP = """exit codes:
+  0  done
+  1  no migration job on the domain (or another kind of job, which is left alone)
+  2  usage error or bad input"""
+
+
+def add_parsers(sub: Any) -> None:
+    for name, helptext in (("abort", "abort the domain's running outgoing migration (the VM stays on the source)"),
+                           ("complete", "make the running migration finish: switch to post-copy when allowed, "
+                                        "else suspend the guest so it converges")):
+        p: argparse.ArgumentParser = sub.add_parser(name, help=helptext, epilog=EXIT_HELP,
+                                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("domain", help="domain name, UUID or id on the source")
+        p.add_argument("--from", dest="src", required=True, metavar="SRC_URI", help="the migration's source host")
+        p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _print(args: argparse.Namespace, r: ControlResult) -> int:
+    if args.json:
+        print(json.dumps(r.as_dict(), indent=2, sort_keys=True))
+        return 0
+    what = {"aborted": "migration aborted", "postcopy": "switched to post-copy",
+            "suspended": "guest suspended so the migration converges"}[r.action]
+    print(f"{r.domain}: {what} on {r.host}" + (f" (started by {r.owner})" if r.owner else ""))
+    if r.note:
+        print(f"  note: {r.note}")
+    return 0
+
+
+def run_abort(args: argparse.Namespace) -> int:
+    return _print(args, abort_migration(args.domain, args.src))
+
+
+def run_complete(args: argparse.Namespace) -> int:
+    return _print(args, complete_migration(args.domain, args.src))

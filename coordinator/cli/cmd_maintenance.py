@@ -1,0 +1,30 @@
+"""``migcoord maintenance on|off|status HOST_URI``: mark a host as draining for every coordinator."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from coordinator.flows.maintenance import maintenance
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "maintenance", help="mark a host as draining (no coordinator places domains onto it), clear or show it",
+        description="The mark lives on the host itself (a libvirt secret with usage tls/migcoord-maintenance "
+                    "and no value), so every coordinator, on any control machine, sees it.")
+    p.add_argument("action", choices=["on", "off", "status"])
+    p.add_argument("uri", metavar="HOST_URI")
+    p.add_argument("--reason", default="", help="why (shown to other coordinators)")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    m = maintenance(args.uri, args.action, args.reason)
+    if args.json:
+        print(json.dumps({"host": args.uri, "draining": m is not None, **(m.as_dict() if m else {})},
+                         indent=2, sort_keys=True))
+    else:
+        print(f"{args.uri}: " + (m.describe() if m else "not in maintenance"))
+    return 0

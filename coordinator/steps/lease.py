@@ -1,0 +1,127 @@
+"""The ownership lease on a source domain (the decisions are in ``core.lease``): read it, take it,
+extend it before a migration attempt, release it when the run ends — only ever our own.
+
+The owner's liveness can be known only on the control host that wrote the lease: there the pid
+(and its start time, so a reused pid does not count) is looked up in /proc.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from coordinator.core.errors import Busy
+from coordinator.core.lease import (NAMESPACE, PREFIX, JobAction, Lease, LeaseState, format_lease, job_action,
+                                    lease_state, parse_lease)
+from coordinator.steps.journal import Journal
+from coordinator.virt.errors import error_summary
+from coordinator.virt.guest import Guest
+
+log = logging.getLogger("migcoord")
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def pid_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22); None when
+    there is no such process or it is a zombie (a dead owner its parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after "(comm)", which may contain spaces
+    if not fields or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def owner_alive(lease: Lease) -> bool | None:
+    """True/False when the lease was written on this control host, else None (cannot know)."""
+    if lease.control_host != this_host():
+        return None
+    start = pid_start(lease.pid)
+    return start is not None and (not lease.pid_start or start == lease.pid_start)
+
+
+def read_lease(guest: Guest) -> Lease | None:
+    return parse_lease(guest.metadata(NAMESPACE))
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """What one look at a domain's job and lease found, and what a run may do about it."""
+
+    action: JobAction
+    message: str
+    operation: str
+    lease: Lease | None
+    state: LeaseState
+
+
+def ownership(guest: Guest, dest_uri: str, now: float, own_run: str = "") -> Ownership:
+    """Read the job and the lease (reads only) and decide (``core.lease.job_action``)."""
+    job = guest.job() if guest.is_active() else None
+    lease = read_lease(guest)
+    state = lease_state(lease, now, this_host(), owner_alive(lease) if lease is not None else None)
+    action, message = job_action(bool(job and job.active), job.operation if job else "", lease, state,
+                                 dest_uri, own_run)
+    return Ownership(action, message, job.operation if job else "", lease, state)
+
+
+class LeaseKeeper:
+    """One run's lease on one source domain."""
+
+    def __init__(self, run_id: str, dest_uri: str, wall: Callable[[], float], journal: Journal,
+                 settle: Callable[[], None] = lambda: None) -> None:
+        self.run_id, self.dest_uri, self.wall, self.journal, self.settle = run_id, dest_uri, wall, journal, settle
+        self.started = wall()
+        self.held = False
+
+    def _lease(self, ttl_s: float) -> Lease:
+        pid = os.getpid()
+        return Lease(run_id=self.run_id, control_host=this_host(), pid=pid, started=self.started,
+                     expires=self.wall() + ttl_s, dest=self.dest_uri, pid_start=pid_start(pid) or 0)
+
+    def take(self, guest: Guest, ttl_s: float) -> None:
+        """Write our lease, then read it back: when another coordinator wrote at the same moment,
+        the last writer wins and the other one backs off (Busy) before changing anything."""
+        lease = self._lease(ttl_s)
+        guest.set_metadata(NAMESPACE, PREFIX, format_lease(lease))
+        self.held = True
+        self.settle()
+        back = read_lease(guest)
+        if back is None or back.run_id != self.run_id:
+            self.held = False
+            raise Busy(f"another coordinator took domain {guest.name} at the same moment"
+                       + (f": {back.owner()}" if back else ""), hint="let it finish")
+        self.journal.record("lease-taken", uuid=guest.uuid, expires=round(lease.expires, 3))
+
+    def extend(self, guest: Guest, ttl_s: float) -> None:
+        """Push the expiry to now + ``ttl_s`` (before a migration attempt: past its deadline)."""
+        lease = self._lease(ttl_s)
+        guest.set_metadata(NAMESPACE, PREFIX, format_lease(lease))
+        self.journal.record("lease-extended", uuid=guest.uuid, expires=round(lease.expires, 3))
+
+    def release(self, guest: Guest | None, where: str, run_id: str | None = None) -> bool:
+        """Remove the lease from ``guest`` if it is ours (never anyone else's) — or, after adopting
+        a dead run's job, that run's (``run_id``); best effort: a failure is logged and
+        journalled, a left-over lease expires by itself."""
+        if guest is None:
+            return False
+        try:
+            lease = read_lease(guest)
+            if lease is None or lease.run_id != (run_id or self.run_id):
+                return False
+            guest.set_metadata(NAMESPACE, PREFIX, None)
+        except Exception as e:  # NOTE: the run's outcome stays the news; the lease expires anyway
+            self.journal.record("lease-release-failed", uuid=guest.uuid, host=where, error=error_summary(e))
+            log.warning("could not remove this run's lease from %s on %s: %s", guest.name, where,
+                        error_summary(e))
+            return False
+        self.journal.record("lease-released", uuid=guest.uuid, host=where)
+        return True
