@@ -78,12 +78,24 @@ def parse_hop(hop: str) -> tuple[str | None, str, int | None]:
         raise BadInput(f"ProxyJump entry {hop!r} has a bad port") from None
 
 
-def route(paramiko: Any, host: str, *, user: str, port: int, key_file: Path | None, known_hosts: Path,
-          ssh_config: Path | None, defaults: tuple[str, int, Path], jump: tuple[str, ...] | None = None) -> Route:
+@dataclass(frozen=True)
+class Asked:
+    """What the caller's SshConfig says, before the operator's OpenSSH config fills in the rest."""
+
+    user: str
+    port: int
+    key_file: Path | None
+    known_hosts: Path
+    ssh_config: Path | None
+
+
+def route(paramiko: Any, host: str, asked: Asked, defaults: tuple[str, int, Path],
+          jump: tuple[str, ...] | None = None) -> Route:
     """The route to ``host``. ``defaults``: SshConfig's own (user, port, known_hosts), which the
     OpenSSH config may replace; anything else was given and stays. ``jump``: the hops before
     this host when it is itself a ProxyJump hop (they replace its own ProxyJump, as ssh -J does)."""
-    opts = lookup(paramiko, config_path(ssh_config), host)
+    user, port, key_file, known_hosts = asked.user, asked.port, asked.key_file, asked.known_hosts
+    opts = lookup(paramiko, config_path(asked.ssh_config), host)
     d_user, d_port, d_known = defaults
     if user == d_user and opts.get("user"):
         user = opts["user"]

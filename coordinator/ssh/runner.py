@@ -215,9 +215,9 @@ class SshRunner:
         self._pkey: paramiko.PKey | None = None
         d = SshConfig()
         # The operator's OpenSSH config (HostName, User, Port, IdentityFile, ProxyJump, ...): ssh/openssh.py
-        self.route = openssh.route(paramiko, host, user=config.user, port=config.port, key_file=config.key_file,
-                                   known_hosts=config.known_hosts, ssh_config=config.ssh_config,
-                                   defaults=(d.user, d.port, d.known_hosts), jump=jump)
+        asked = openssh.Asked(user=config.user, port=config.port, key_file=config.key_file,
+                              known_hosts=config.known_hosts, ssh_config=config.ssh_config)
+        self.route = openssh.route(paramiko, host, asked, defaults=(d.user, d.port, d.known_hosts), jump=jump)
         for k in self.route.key_files:
             check_key_file(k)  # IdentityFile entries: the same owner-only rule
         if config.key_file is not None:

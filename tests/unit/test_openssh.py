@@ -45,7 +45,8 @@ def _route(cfg, host, **kw):
     args = dict(user=D.user, port=D.port, key_file=None, known_hosts=D.known_hosts, ssh_config=cfg,
                 defaults=(D.user, D.port, D.known_hosts))
     args.update(kw)
-    return openssh.route(paramiko, host, **args)
+    defaults, jump = args.pop("defaults"), args.pop("jump", None)
+    return openssh.route(paramiko, host, openssh.Asked(**args), defaults, jump)
 
 
 def test_alias_hostname_user_port_identity_and_jumps(cfg, tmp_path):
