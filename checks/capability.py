@@ -41,8 +41,12 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
         mode_supported = migration_rules.cpu_mode_supported(ctx.domcaps(ctx.destination, f), f.cpu_mode or "")
     elif test in (migration_rules.CpuTest.COMPARE, migration_rules.CpuTest.EXACT):
         assert f.cpu_xml is not None
-        # NOTE: the host's own CPU, as libvirt compares at start (not compareHypervisorCPU's host-model).
-        compare, detail = ctx.destination.compare_host_cpu(f.cpu_xml)
+        if migration_rules.cpu_compared_with(f.virt_type) == "host":
+            # NOTE: the host's own CPU, as libvirt compares at start (not compareHypervisorCPU's host-model).
+            compare, detail = ctx.destination.compare_host_cpu(f.cpu_xml)
+        else:
+            compare, detail = ctx.destination.compare_cpu(f.cpu_xml, emulator=f.emulator, arch=f.arch,
+                                                          machine=f.machine, virttype=f.virt_type)
     rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
                                       detail=detail)
     what = f"CPU {f.cpu_model or f.cpu_mode or 'default'}" + (f" check={f.cpu_check}" if f.cpu_check else "")

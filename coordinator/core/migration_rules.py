@@ -55,6 +55,14 @@ class CpuTest(enum.StrEnum):
     EXACT = "exact"            # check='full' on a fresh start: after QEMU starts, its CPU must match exactly
 
 
+def cpu_compared_with(virt_type: str) -> str:
+    """What libvirt compares a checked guest CPU with at start (qemuProcessUpdateGuestCPU takes the host
+    CPU model of the domain's virt type): "host" — the real host CPU — for KVM; "hypervisor" — the CPU
+    QEMU's TCG offers (its own host-model), which compareHypervisorCPU with that virt type answers — for
+    TCG ('qemu'), whose guests never run on the host CPU."""
+    return "host" if virt_type == "kvm" else "hypervisor"
+
+
 def cpu_test(mode: str | None, check: str | None, has_model: bool, *, live_definition: bool) -> CpuTest:
     """Pure: which test libvirt applies to this <cpu> when QEMU is started with it.
 

@@ -154,3 +154,8 @@ def test_no_libvirt_import():
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {m for m in names if m and m.split(".")[0] in ("libvirt", "paramiko")}
+
+
+@pytest.mark.parametrize("virt_type, compared_with", [("kvm", "host"), ("qemu", "hypervisor")])
+def test_a_checked_cpu_is_compared_with_the_cpu_of_its_virt_type(virt_type, compared_with):
+    assert r.cpu_compared_with(virt_type) == compared_with
