@@ -249,15 +249,8 @@ class Host:
         """virConnectCompareHypervisorCPU with VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE, so that an
         incompatible CPU comes back with libvirt's reason (VIR_ERR_CPU_INCOMPATIBLE) instead of a bare 0.
         Returns ("identical" | "superset" | "incompatible", detail)."""
-        try:
-            r = self._conn.compareHypervisorCPU(emulator, arch, machine, virttype, cpu_xml,
-                                                libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
-                return "incompatible", (e.get_error_message() or str(e)).strip()
-            raise
-        return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
-                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
+        return _compared(lambda: self._conn.compareHypervisorCPU(
+            emulator, arch, machine, virttype, cpu_xml, libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE))
 
     def compare_host_cpu(self, cpu_xml: str) -> tuple[str, str]:
         """virConnectCompareCPU with VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE: the guest CPU against this
@@ -265,14 +258,7 @@ class Host:
         (qemuProcessUpdateGuestCPU, HOST_CPU_FULL). NOTE: compareHypervisorCPU compares with the
         hypervisor's host-model CPU instead and calls kvm64 incompatible on a host where it starts.
         Returns ("identical" | "superset" | "incompatible", detail)."""
-        try:
-            r = self._conn.compareCPU(cpu_xml, libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
-                return "incompatible", (e.get_error_message() or str(e)).strip()
-            raise
-        return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
-                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
+        return _compared(lambda: self._conn.compareCPU(cpu_xml, libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE))
 
     def free_memory(self) -> int:
         """virNodeGetFreeMemory: free host memory in bytes (all NUMA cells)."""
@@ -323,3 +309,16 @@ def _object_state(lookup: Callable[[], Any], not_found: int) -> str | None:
             return None
         raise
     return "active" if obj.isActive() else "inactive"
+
+
+def _compared(compare: Callable[[], int]) -> tuple[str, str]:
+    """Run one of libvirt's CPU comparisons made with VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE, so that an
+    incompatible CPU comes back with libvirt's reason (VIR_ERR_CPU_INCOMPATIBLE) instead of a bare 0."""
+    try:
+        r = compare()
+    except libvirt.libvirtError as e:
+        if e.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
+            return "incompatible", (e.get_error_message() or str(e)).strip()
+        raise
+    return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+            libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
