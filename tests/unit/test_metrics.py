@@ -9,7 +9,7 @@ import os
 import pytest
 
 from coordinator.cli.render import EventPrinter
-from coordinator.core.errors import BadInput, Busy
+from coordinator.core.errors import Busy
 from coordinator.core.metrics import DomainMetrics, RunMetrics, render
 from coordinator.files.atomic import write_atomic
 
