@@ -24,6 +24,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -70,7 +71,8 @@ NOT_IN_MATRIX: dict[str, str] = {
         "QEMU 7.2 has migration-file-drop-cache, so libvirt 9.0 never refuses for the cache mode here"),
 }
 
-LIVE_FLAGS_NOTE = "flags from coordinator.core.params.migration_flags (PEER2PEER|LIVE|PERSIST_DEST|UNDEFINE_SOURCE, ...)"
+LIVE_FLAGS_NOTE = ("flags from coordinator.core.params.migration_flags "
+                   "(PEER2PEER|LIVE|PERSIST_DEST|UNDEFINE_SOURCE, ...)")
 MEMORY_MIB = 64
 
 
@@ -237,16 +239,28 @@ class Scenario:
                 + (["--unsafe"] if self.unsafe else []))
 
 
-def _cpu_guest(cpu: str | None, start: bool, running: bool = False) -> Callable[[World], Setup]:
+def _cpu_guest(cpu: str | Callable[[str], str] | None, start: bool, running: bool = False
+               ) -> Callable[[World], Setup]:
+    """``cpu``: a <cpu> element, None for the lab's probed one, or a function of the probed one."""
     def build(w: World) -> Setup:
-        w.define(w.xml(cpu=cpu if cpu is not None else w.cpu, tpm=None), start=start, running=running)
+        xml = w.cpu if cpu is None else cpu(w.cpu) if callable(cpu) else cpu
+        w.define(w.xml(cpu=xml, tpm=None), start=start, running=running)
         return Setup(w.name)
     return build
 
 
+def _like_lab(mode: str) -> Callable[[str], str]:
+    """<cpu mode=MODE> disabling what the lab's probe had to disable (read from its choice, never assumed:
+    under nested KVM e.g. arch-capabilities)."""
+    def cpu(probed: str) -> str:
+        disabled = re.findall(r"<feature policy=['\"]disable['\"] name=['\"]([\w.-]+)['\"]", probed)
+        return f"<cpu mode='{mode}'>" + "".join(f"<feature policy='disable' name='{n}'/>" for n in disabled) + "</cpu>"
+    return cpu
+
+
 NO_CPU = ""  # no <cpu> element at all
-PT = "<cpu mode='host-passthrough'><feature policy='disable' name='arch-capabilities'/></cpu>"
-MAXIMUM = "<cpu mode='maximum'><feature policy='disable' name='arch-capabilities'/></cpu>"
+PT = _like_lab("host-passthrough")
+MAXIMUM = _like_lab("maximum")
 
 
 def _custom(model: str, check: str | None = None) -> str:
