@@ -48,7 +48,8 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
             compare, detail = ctx.destination.compare_cpu(f.cpu_xml, emulator=f.emulator, arch=f.arch,
                                                           machine=f.machine, virttype=f.virt_type)
     rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
-                                      detail=detail)
+                                      detail=detail,
+                                      hypervisor_unlisted=migration_rules.x86_hypervisor_unlisted(f.cpu_xml, f.arch))
     what = f"CPU {f.cpu_model or f.cpu_mode or 'default'}" + (f" check={f.cpu_check}" if f.cpu_check else "")
     defn = "live definition" if live else "persistent definition"
     msg = f"{what} ({defn}): {rule.reason}"

@@ -88,9 +88,12 @@ def cpu_test(mode: str | None, check: str | None, has_model: bool, *, live_defin
 
 
 def cpu_ruling(test: CpuTest, *, mode: str | None, mode_supported: bool | None, compare: str | None,
-               detail: str = "") -> Ruling:
+               detail: str = "", hypervisor_unlisted: bool = False) -> Ruling:
     """Pure: the outcome of ``test`` given the destination's answers (``mode_supported`` from its domain
-    capabilities, ``compare`` from virConnectCompareHypervisorCPU: identical | superset | incompatible)."""
+    capabilities, ``compare`` from virConnectCompareHypervisorCPU: identical | superset | incompatible).
+
+    ``hypervisor_unlisted``: an x86 definition that does not mention the ``hypervisor`` feature at all
+    (``x86_hypervisor_unlisted``). For EXACT that alone fails the start, whatever the compare says."""
     if test is CpuTest.NOTHING:
         return ok("libvirt checks nothing for this CPU definition (no <cpu>, topology only or check='none')")
     if test is CpuTest.MODE:
@@ -101,6 +104,10 @@ def cpu_ruling(test: CpuTest, *, mode: str | None, mode_supported: bool | None, 
         extra = " (libvirt does not compare a host-passthrough CPU across hosts)" \
             if mode in ("host-passthrough", "maximum") else ""
         return ok(f"{mode}: supported by the destination{extra}")
+    if test is CpuTest.EXACT and hypervisor_unlisted:
+        return refuse("check='full' fails this start with 'extra features: hypervisor': QEMU sets the hypervisor "
+                      "bit on every x86 guest CPU and no libvirt CPU model lists it; add <feature "
+                      "policy='require' name='hypervisor'/> (or use check='partial')")
     if compare is None:
         return unknown("the destination could not compare the CPU")
     if compare == "incompatible":
@@ -109,6 +116,20 @@ def cpu_ruling(test: CpuTest, *, mode: str | None, mode_supported: bool | None, 
         return unknown(f"{compare} on the destination, but check='full' also fails a start when QEMU gives "
                        "features the definition does not list; only starting it there can tell")
     return ok(f"{compare} on the destination")
+
+
+def x86_hypervisor_unlisted(cpu_xml: str | None, arch: str | None) -> bool:
+    """Pure: an x86 guest <cpu> that names no ``hypervisor`` feature (any policy).
+
+    NOTE: QEMU turns the hypervisor CPUID bit on for every x86 CPU model (target/i386/cpu.c
+    x86_cpu_load_model) unless told ``-hypervisor``, and none of libvirt 9.0's x86 models in cpu_map/
+    lists it (only x86_features.xml defines it). So at a fresh start with check='full' libvirt's
+    virCPUx86UpdateLive always finds it "extra" — unless the definition requires or disables it. Seen on
+    the lab under KVM and TCG: qemu64 check='full' → "extra features: hypervisor,…"; with
+    <feature policy='require' name='hypervisor'/> (and TCG's lahf_lm) it starts, and with policy='disable' too."""
+    if not cpu_xml or arch not in ("x86_64", "i686"):
+        return False
+    return not any(f.get("name") == "hypervisor" for f in ET.fromstring(cpu_xml).iter("feature"))
 
 
 def cpu_mode_supported(domcaps_xml: str, mode: str) -> bool | None:

@@ -48,6 +48,34 @@ def test_cpu_ruling(test, mode, supported, compare, want):
     assert got.reason
 
 
+@pytest.mark.parametrize("test, compare, unlisted, want", [
+    (CpuTest.EXACT, "superset", True, REFUSE),       # qemu64 check='full' under TCG: "extra features: hypervisor"
+    (CpuTest.EXACT, None, True, REFUSE),             # fails at start whatever the compare could say
+    (CpuTest.EXACT, "superset", False, UNKNOWN),     # listed: other features QEMU adds may still fail it
+    (CpuTest.EXACT, "incompatible", False, REFUSE),
+    (CpuTest.COMPARE, "superset", True, OK),         # check='partial' never looks for extra features
+    (CpuTest.NOTHING, None, True, OK),
+])
+def test_cpu_ruling_full_check_and_the_hypervisor_bit(test, compare, unlisted, want):
+    got = r.cpu_ruling(test, mode="custom", mode_supported=None, compare=compare, hypervisor_unlisted=unlisted)
+    assert got.outcome is want, got.reason
+    if want is REFUSE and unlisted:
+        assert "hypervisor" in got.reason and "policy='require'" in got.reason
+
+
+@pytest.mark.parametrize("cpu, arch, want", [
+    ("<cpu mode='custom' check='full'><model>qemu64</model></cpu>", "x86_64", True),
+    ("<cpu mode='custom' check='full'><model>qemu64</model><feature policy='require' name='hypervisor'/></cpu>",
+     "x86_64", False),
+    ("<cpu mode='custom' check='full'><model>qemu64</model><feature policy='disable' name='hypervisor'/></cpu>",
+     "i686", False),
+    ("<cpu mode='custom'><model>cortex-a57</model></cpu>", "aarch64", False),   # the rule is x86's
+    (None, "x86_64", False),
+])
+def test_x86_hypervisor_unlisted(cpu, arch, want):
+    assert r.x86_hypervisor_unlisted(cpu, arch) is want
+
+
 DOMCAPS = ("<domainCapabilities><cpu><mode name='host-passthrough' supported='yes'/>"
            "<mode name='host-model' supported='no'/></cpu></domainCapabilities>")
 
