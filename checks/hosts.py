@@ -74,6 +74,7 @@ def hypervisor_version(ctx: CheckContext) -> Results:
 
 
 @check("SECRET-PLAINTEXT-TRANSPORT", scope="pair", tags=("secrets", "transport"), needs=(),
+       override="--allow-plaintext-secrets",
        hint="use qemu+tls:// or qemu+ssh://, or pass --allow-plaintext-secrets")
 def plaintext_transport(ctx: CheckContext) -> Results:
     """Secret values would travel only over encrypted (or local) connections."""

@@ -16,7 +16,7 @@ from coordinator.virt.guest import Guest, GuestStatus
 from coordinator.virt.host import Host
 
 from .context import CheckContext, Target, build_context
-from .registry import REGISTRY, Report, run_checks
+from .registry import REGISTRY, Report, run_checks, unskippable
 
 
 def validate_selection(skip: Iterable[str], waive: Iterable[str]) -> None:
@@ -28,6 +28,8 @@ def validate_selection(skip: Iterable[str], waive: Iterable[str]) -> None:
     bad_waive = [w for w in waive if w not in REGISTRY.checks]
     if bad_waive:
         raise BadInput(f"unknown check id to waive: {', '.join(bad_waive)}", hint="see checks/README.md for the ids")
+    for c in unskippable([*skip, *waive]):
+        raise BadInput(f"{c.id} cannot be skipped or waived", hint=f"to go on anyway, pass {c.override}")
 
 
 def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[str]]], options: MigrateOptions,

@@ -90,6 +90,10 @@ class Check:
     hint: str
     summary: str
     needs: tuple[str, ...] = ("src", "dst")
+    # Set for a security rule: the only way past it is this explicit option (e.g. --allow-plaintext-secrets),
+    # never --skip (by id or tag) or --waive — the flows enforce the rule again, so a skipped check would
+    # only plan what they then refuse.
+    override: str = ""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -112,11 +116,12 @@ class Registry:
 
     def check(self, id: str, *, severity: str = "error", transport: str = "libvirt", scope: str = "domain",
               tags: Sequence[str] = (), hint: str = "", needs: Sequence[str] = ("src", "dst"),
-              ) -> Callable[[F], F]:
+              override: str = "") -> Callable[[F], F]:
         def deco(fn: F) -> F:
             summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
             self.register(Check(id=id, fn=fn, severity=severity, transport=transport, scope=scope,
-                                tags=tuple(tags), hint=hint, summary=summary, needs=tuple(needs)))
+                                tags=tuple(tags), hint=hint, summary=summary, needs=tuple(needs),
+                                override=override))
             return fn
         return deco
 
@@ -187,7 +192,13 @@ class Report:
 
 
 def _selected(c: Check, skip: frozenset[str]) -> bool:
-    return c.id not in skip and not (set(c.tags) & skip)
+    return bool(c.override) or (c.id not in skip and not (set(c.tags) & skip))
+
+
+def unskippable(ids: Iterable[str], registry: Registry | None = None) -> list[Check]:
+    """The checks among ``ids`` that only their own override option gets past (see ``Check.override``)."""
+    reg = registry or REGISTRY
+    return [reg.checks[i] for i in ids if i in reg.checks and reg.checks[i].override]
 
 
 def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str] = (), *,

@@ -162,3 +162,23 @@ def test_unknown_never_blocks_and_the_verdict_line_names_it():
     reg.check("D-BLOCKS")(lambda ctx, t: failed("refused"))
     rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg)
     assert not rep.ok and render_table(rep).splitlines()[-1] == "BLOCKED by D-BLOCKS"
+
+
+def test_a_check_with_an_override_option_runs_whatever_is_skipped_and_is_refused_by_name():
+    from checks.preflight import validate_selection
+    from checks.registry import REGISTRY, unskippable
+    from coordinator.core.errors import BadInput
+
+    guarded = Check(id="G-GUARD", fn=lambda ctx: failed("unprotected", "-"), severity="error", transport="libvirt",
+                    scope="pair", tags=("beta",), hint="", summary="", needs=(), override="--allow-it")
+    r = run_checks(CTX, skip=("beta", "G-GUARD"), registry=make_registry(guarded))
+    assert [f.status for f in r.by_id("G-GUARD")] == ["fail"]          # a tag or id skip does not reach it
+    assert [f.status for f in r.by_id("B-FAIL")] == ["skipped"]
+    assert [c.id for c in unskippable(["B-FAIL", "G-GUARD"], make_registry(guarded))] == ["G-GUARD"]
+    # The real security rule: the only way past it is its flag (the flows enforce it again anyway).
+    assert REGISTRY.checks["SECRET-PLAINTEXT-TRANSPORT"].override == "--allow-plaintext-secrets"
+    for skip, waive in ((("SECRET-PLAINTEXT-TRANSPORT",), ()), ((), ("SECRET-PLAINTEXT-TRANSPORT",))):
+        with pytest.raises(BadInput) as e:
+            validate_selection(skip, waive)
+        assert "SECRET-PLAINTEXT-TRANSPORT cannot be skipped or waived" in str(e.value)
+        assert "--allow-plaintext-secrets" in e.value.hint
