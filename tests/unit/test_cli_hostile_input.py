@@ -150,6 +150,8 @@ ROWS: list[tuple[str, Args]] = [
     # evacuate
     ("evac-skip-unknown", evacuate("--skip", "NOPE")),
     ("evac-dry-skip-unknown", evacuate("--dry-run", "--skip", "NOPE")),
+    ("evac-dry-skip-transport-rule", evacuate("--dry-run", "--skip", "SECRET-PLAINTEXT-TRANSPORT")),
+    ("evac-waive-transport-rule", evacuate("--waive", "SECRET-PLAINTEXT-TRANSPORT")),
     ("evac-max-duration-nan", evacuate("--max-duration", "nan")),
     ("evac-max-duration-negative", evacuate("--max-duration", "-1")),
     ("evac-parallel-zero", evacuate("--parallel", "0")),
@@ -169,6 +171,7 @@ ROWS: list[tuple[str, Args]] = [
     ("evac-src-unclosed-ipv6", evacuate(src="qemu+tcp://[::1/system")),
     # check / secrets
     ("check-skip-unknown", command("check", "--skip", "NOPE")),
+    ("check-skip-transport-rule", command("check", "--skip", "SECRET-PLAINTEXT-TRANSPORT")),
     ("check-domain-empty", command("check", domain="")),
     ("check-loopback-destination", command("check", dst="qemu+tcp://localhost/system")),
     ("check-secret-file-loop", lambda t: command("check", "--secret-file", f"{U}={_loop(t)}/x")(t)),
