@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.flows.maintenance import read_maintenance
+from coordinator.virt.host import Host
 from labkit.client import ROOT, assert_no_value
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -85,6 +87,13 @@ def test_drain_playbook_check_mode_changes_nothing_then_drains_one_host_at_a_tim
     assert lab.digest("dst2", a["secret"]) == lab.digest("src", a["secret"])
     assert real.stdout.count("moved:") == 2
     assert real.stdout.index("[hv1 -> localhost]") < real.stdout.index("[hv2 -> localhost]")  # serial: 1
+    # Each drained host is left marked as draining (the dry run marked nothing: the snapshot above).
+    for host in ("src", "dst"):
+        with Host.open(lab.uri(host)) as h:
+            m = read_maintenance(h)
+        assert m is not None and m.reason == "evacuation", host
+    with Host.open(lab.uri("dst2")) as h:
+        assert read_maintenance(h) is None
     for out in (dry, real):
         assert_no_value(value, out.stdout.encode(), out.stderr.encode())
         assert b64 not in out.stdout + out.stderr

@@ -19,6 +19,13 @@ options:
   per_destination: {description: Concurrent migrations into one destination., type: int, default: 2}
   max_duration: {description: Start nothing new after this many seconds., type: float}
   fail_on_partial: {description: Fail the task unless every domain moved., type: bool, default: true}
+  maintenance:
+    description:
+      - Mark C(src) as draining (C(migcoord maintenance)) before planning, so no coordinator places domains
+        back onto it. The mark stays after the task; clear it with C(migcoord maintenance off URI).
+      - Check mode never marks.
+    type: bool
+    default: true
 notes:
   - Value-source, policy, ssh, skip and waive options as in M(migcoord.libvirt.migrate).
 author: migration-coordinator developers
@@ -41,7 +48,8 @@ def main():
                 dst_group=dict(type="str"), include_inactive=dict(type="bool", default=False),
                 exclude=dict(type="list", elements="str", default=[]), parallel=dict(type="int", default=2),
                 per_destination=dict(type="int", default=2), max_duration=dict(type="float"),
-                fail_on_partial=dict(type="bool", default=True), **COMMON_ARGS, **POLICY_ARGS)
+                fail_on_partial=dict(type="bool", default=True), maintenance=dict(type="bool", default=True),
+                **COMMON_ARGS, **POLICY_ARGS)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     check_library(module)
     from pathlib import Path
@@ -60,7 +68,7 @@ def main():
                 module.fail_json(msg=f"unknown destination group {p['dst_group']!r} in {p['config']}")
         ev = coordinator.EvacuationPolicy(include_inactive=p["include_inactive"], exclude=tuple(p["exclude"]),
                                           parallel=p["parallel"], per_destination=p["per_destination"],
-                                          max_duration_s=p["max_duration"])
+                                          max_duration_s=p["max_duration"], mark_source=p["maintenance"])
         opts = options(p, settings)
         if module.check_mode:
             plan = coordinator.plan_evacuation(src, dsts, ev, opts)
