@@ -57,6 +57,23 @@ POLICY_ARGS = dict(
 )
 
 
+def run_module(spec, body):
+    """The modules' one skeleton: parse the arguments, make sure the library imports, then
+    ``body(module, settings)``, which ends with ``module.exit_json``/``fail_json``. A migcoord error fails
+    the task with its message, hint, exit code and report; bad module input (e.g. secret_values not
+    base64) fails it with exit code 2 — neither ever carries a value."""
+    from ansible.module_utils.basic import AnsibleModule
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    check_library(module)
+    import coordinator
+    try:
+        body(module, Settings(module.params["config"]))
+    except coordinator.MigcoordError as e:
+        module.fail_json(**error_result(e))
+    except ValueError as e:
+        module.fail_json(msg=str(e), exit_code=2)
+
+
 def check_library(module):
     if LIB_IMPORT_ERROR is not None:
         module.fail_json(msg="the migcoord library (coordinator) cannot be imported by "

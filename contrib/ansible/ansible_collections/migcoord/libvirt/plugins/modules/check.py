@@ -27,38 +27,30 @@ report: {description: "The report: ok, blocking ids, counts, findings (id, sever
          returned: always, type: dict}
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 from ansible_collections.migcoord.libvirt.plugins.module_utils.migcoord_common import (  # noqa: E402
-    COMMON_ARGS, Settings, check_library, error_result, options)
+    COMMON_ARGS, options, run_module)
 
 
-def main():
-    spec = dict(domains=dict(type="list", elements="str", required=True), src=dict(type="str", required=True),
-                dst=dict(type="str", required=True), offline=dict(type="bool", default=False),
-                copy_storage=dict(type="bool", default=False), unsafe=dict(type="bool", default=False),
-                fail_on_block=dict(type="bool", default=True), **COMMON_ARGS)
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    check_library(module)
+def _check(module, settings):
     import dataclasses
 
     import checks
     import coordinator
     p = module.params
-    try:
-        settings = Settings(p["config"])
-        opts = options(p, settings, policy=False)
-        opts = dataclasses.replace(opts, policy=coordinator.MigrationPolicy(
-            live=not p["offline"], copy_storage=p["copy_storage"], unsafe=p["unsafe"]))
-        report = checks.preflight(settings.uri(p["src"]), settings.uri(p["dst"]), p["domains"], opts)
-    except coordinator.MigcoordError as e:
-        module.fail_json(**error_result(e))
-    except ValueError as e:  # bad module input (e.g. secret_values not base64); never carries a value
-        module.fail_json(msg=str(e), exit_code=2)
+    opts = dataclasses.replace(options(p, settings, policy=False), policy=coordinator.MigrationPolicy(
+        live=not p["offline"], copy_storage=p["copy_storage"], unsafe=p["unsafe"]))
+    report = checks.preflight(settings.uri(p["src"]), settings.uri(p["dst"]), p["domains"], opts)
     out = report.as_dict()
     if not report.ok and p["fail_on_block"]:
         module.fail_json(msg="blocked by " + ", ".join(out["blocking"]), report=out, exit_code=1)
     module.exit_json(changed=False, report=out)
+
+
+def main():
+    run_module(dict(domains=dict(type="list", elements="str", required=True), src=dict(type="str", required=True),
+                    dst=dict(type="str", required=True), offline=dict(type="bool", default=False),
+                    copy_storage=dict(type="bool", default=False), unsafe=dict(type="bool", default=False),
+                    fail_on_block=dict(type="bool", default=True), **COMMON_ARGS), _check)
 
 
 if __name__ == "__main__":

@@ -37,55 +37,54 @@ report: {description: "Outcome per domain (state, destination, reason, duration)
          returned: not check mode, type: dict}
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 from ansible_collections.migcoord.libvirt.plugins.module_utils.migcoord_common import (  # noqa: E402
-    COMMON_ARGS, POLICY_ARGS, Settings, check_library, error_result, options)
+    COMMON_ARGS, POLICY_ARGS, options, run_module)
 
 
-def main():
-    spec = dict(src=dict(type="str", required=True), dsts=dict(type="list", elements="str", default=[]),
-                dst_group=dict(type="str"), include_inactive=dict(type="bool", default=False),
-                exclude=dict(type="list", elements="str", default=[]), parallel=dict(type="int", default=2),
-                per_destination=dict(type="int", default=2), max_duration=dict(type="float"),
-                fail_on_partial=dict(type="bool", default=True), maintenance=dict(type="bool", default=True),
-                **COMMON_ARGS, **POLICY_ARGS)
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    check_library(module)
+def _destinations(module, settings):
+    p = module.params
+    dsts = [settings.uri(d) for d in p["dsts"]]
+    src = settings.uri(p["src"])
+    if p["dst_group"]:
+        try:
+            dsts += [u for u in settings.group(p["dst_group"]) if u not in dsts and u != src]
+        except KeyError:
+            module.fail_json(msg=f"unknown destination group {p['dst_group']!r} in {p['config']}", exit_code=2)
+    return src, dsts
+
+
+def _evacuate(module, settings):
     from pathlib import Path
 
     import coordinator
     from coordinator.steps.journal import Journal
     p = module.params
-    try:
-        settings = Settings(p["config"])
-        src = settings.uri(p["src"])
-        dsts = [settings.uri(d) for d in p["dsts"]]
-        if p["dst_group"]:
-            try:
-                dsts += [u for u in settings.group(p["dst_group"]) if u not in dsts and u != src]
-            except KeyError:
-                module.fail_json(msg=f"unknown destination group {p['dst_group']!r} in {p['config']}")
-        ev = coordinator.EvacuationPolicy(include_inactive=p["include_inactive"], exclude=tuple(p["exclude"]),
-                                          parallel=p["parallel"], per_destination=p["per_destination"],
-                                          max_duration_s=p["max_duration"], mark_source=p["maintenance"])
-        opts = options(p, settings)
-        if module.check_mode:
-            plan = coordinator.plan_evacuation(src, dsts, ev, opts)
-            module.exit_json(changed=bool(plan.placed), plan=plan.as_dict(),
-                             unplaceable=[d.name for d in plan.unplaceable])
-        report = coordinator.evacuate(src, dsts, ev, opts, coordinator.Runtime(
-            journal=Journal(Path(p["journal"])), lock_dir=Path(p["lock_dir"])))
-    except coordinator.MigcoordError as e:
-        module.fail_json(**error_result(e))
-    except ValueError as e:  # bad module input (e.g. secret_values not base64); never carries a value
-        module.fail_json(msg=str(e), exit_code=2)
+    src, dsts = _destinations(module, settings)
+    ev = coordinator.EvacuationPolicy(include_inactive=p["include_inactive"], exclude=tuple(p["exclude"]),
+                                      parallel=p["parallel"], per_destination=p["per_destination"],
+                                      max_duration_s=p["max_duration"], mark_source=p["maintenance"])
+    opts = options(p, settings)
+    if module.check_mode:
+        plan = coordinator.plan_evacuation(src, dsts, ev, opts)
+        module.exit_json(changed=bool(plan.placed), plan=plan.as_dict(),
+                         unplaceable=[d.name for d in plan.unplaceable])
+    report = coordinator.evacuate(src, dsts, ev, opts, coordinator.Runtime(
+        journal=Journal(Path(p["journal"])), lock_dir=Path(p["lock_dir"])))
     out = report.as_dict()
     moved = [o.domain for o in report.outcomes if o.state == "migrated"]
     if report.exit_code != 0 and p["fail_on_partial"]:
         module.fail_json(msg=f"evacuation of {src} incomplete (exit code {report.exit_code})", report=out,
                          exit_code=report.exit_code, changed=bool(moved))
     module.exit_json(changed=bool(moved), report=out, moved=moved)
+
+
+def main():
+    run_module(dict(src=dict(type="str", required=True), dsts=dict(type="list", elements="str", default=[]),
+                    dst_group=dict(type="str"), include_inactive=dict(type="bool", default=False),
+                    exclude=dict(type="list", elements="str", default=[]), parallel=dict(type="int", default=2),
+                    per_destination=dict(type="int", default=2), max_duration=dict(type="float"),
+                    fail_on_partial=dict(type="bool", default=True), maintenance=dict(type="bool", default=True),
+                    **COMMON_ARGS, **POLICY_ARGS), _evacuate)
 
 
 if __name__ == "__main__":

@@ -45,34 +45,27 @@ exit_code: {description: "migcoord's exit code (1 blocked, 2 bad input, 3 failed
             type: int}
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 from ansible_collections.migcoord.libvirt.plugins.module_utils.migcoord_common import (  # noqa: E402
-    COMMON_ARGS, POLICY_ARGS, Settings, check_library, error_result, options)
+    COMMON_ARGS, POLICY_ARGS, options, run_module)
 
 
-def main():
-    spec = dict(domain=dict(type="str", required=True), src=dict(type="str", required=True),
-                dst=dict(type="str", required=True), **COMMON_ARGS, **POLICY_ARGS)
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    check_library(module)
+def _migrate(module, settings):
     from pathlib import Path
 
     import coordinator
     from coordinator.steps.journal import Journal
     p = module.params
-    try:
-        settings = Settings(p["config"])
-        runtime = coordinator.Runtime(lock_dir=Path(p["lock_dir"]))
-        if not module.check_mode:  # a dry run writes nothing, not even the journal
-            runtime = coordinator.Runtime(lock_dir=Path(p["lock_dir"]), journal=Journal(Path(p["journal"])))
-        result = coordinator.migrate(p["domain"], settings.uri(p["src"]), settings.uri(p["dst"]),
-                                     options(p, settings, dry_run=module.check_mode), runtime)
-    except coordinator.MigcoordError as e:
-        module.fail_json(**error_result(e))
-    except ValueError as e:  # bad module input (e.g. secret_values not base64); never carries a value
-        module.fail_json(msg=str(e), exit_code=2)
+    runtime = coordinator.Runtime(lock_dir=Path(p["lock_dir"]))
+    if not module.check_mode:  # a dry run writes nothing, not even the journal
+        runtime = coordinator.Runtime(lock_dir=Path(p["lock_dir"]), journal=Journal(Path(p["journal"])))
+    result = coordinator.migrate(p["domain"], settings.uri(p["src"]), settings.uri(p["dst"]),
+                                 options(p, settings, dry_run=module.check_mode), runtime)
     module.exit_json(changed=result.state in ("migrated", "dry-run"), result=result.as_dict())
+
+
+def main():
+    run_module(dict(domain=dict(type="str", required=True), src=dict(type="str", required=True),
+                    dst=dict(type="str", required=True), **COMMON_ARGS, **POLICY_ARGS), _migrate)
 
 
 if __name__ == "__main__":
