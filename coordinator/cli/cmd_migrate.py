@@ -5,17 +5,11 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import replace
 from typing import Any
 
 from coordinator.core.errors import MigcoordError
-from coordinator.core.metrics import DomainMetrics
-from coordinator.flows.migrate import migrate
-from coordinator.steps.journal import Journal
-from coordinator.steps.options import Runtime
 
 from . import options as opts
-from . import run_metrics
 from .render import EventPrinter
 
 
@@ -37,6 +31,16 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
+    from dataclasses import replace
+
+    from coordinator.core.metrics import DomainMetrics
+    from coordinator.flows.migrate import migrate
+    from coordinator.steps.journal import Journal
+    from coordinator.steps.options import Runtime
+
+    from . import run_metrics
+
     printer = EventPrinter(quiet=args.quiet)
     collector = run_metrics.Collector(printer)
     metrics_file = None if args.dry_run else args.metrics_file  # a plan never replaces a real run's metrics
