@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigcoordError as e:
         if getattr(args, "json", False):
             out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
-            for key in ("report", "diagnosis"):
+            for key in ("report", "diagnosis", "timings"):
                 if key in e.data:
                     out[key] = e.data[key]
             print(json.dumps(out, sort_keys=True))
