@@ -149,3 +149,27 @@ def test_a_failed_migrate_reports_its_timings_too(tmp_path, capsys):
     t = json.loads(out)["timings"]
     assert set(t) == set(KEYS) and t["connect"] is None and t["total"] >= t["startup"] > 0
     assert "timings:" in err
+
+
+def test_the_flow_records_connect_and_hands_the_timings_to_an_error(tmp_path):
+    """flows.migrate on a fake clock: the connection attempts (retried, on the injected sleep)
+    are the "connect" phase; the error raised carries the timings."""
+    from coordinator.core.errors import HostUnreachable
+    from coordinator.steps.options import MigrateOptions, Runtime
+    from coordinator.steps.retry import RetryPolicy
+
+    clock = FakeClock()
+    calls = []
+
+    def connect(uri):
+        calls.append(uri)
+        clock.advance(0.25)
+        raise HostUnreachable(f"cannot connect to {uri}", transient=len(calls) < 2)
+
+    rt = Runtime(connect=connect, sleep=clock.advance, clock=clock, lock_dir=tmp_path)
+    with pytest.raises(HostUnreachable) as e:
+        flows_migrate.migrate("vm1", SRC, DST, MigrateOptions(retry=RetryPolicy(attempts=3)), rt)
+    t = e.value.data["timings"]
+    assert len(calls) == 2                                  # one transient failure retried, then permanent
+    assert t["connect"] > 0.5 and t["other"] == 0.0         # two attempts of 0.25 s plus the backoff wait
+    assert t["total"] == t["connect"] and t["startup"] is None and t["migration"] is None
