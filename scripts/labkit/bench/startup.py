@@ -21,8 +21,9 @@ over all of them instead of landing on one:
                     is verified, so a change that makes it fail differently is not timed.
 
 The code measured is whatever ``python -m coordinator`` imports from the caller's working
-directory and ``PYTHONPATH`` (as for the rest of the bench). The settings file is kept out of it (``MIGCOORD_CONFIG`` points to an empty file), so the figure
-does not depend on the machine's ``/etc/migcoord/config.toml``. Standard library only.
+directory and ``PYTHONPATH`` (as for the rest of the bench). The settings file is kept out of it
+(``MIGCOORD_CONFIG`` points to an empty file), so the figure does not depend on the machine's
+``/etc/migcoord/config.toml``. Standard library only.
 """
 from __future__ import annotations
 
