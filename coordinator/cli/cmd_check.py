@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-from checks import preflight
-from checks.registry import Report
-from coordinator.core.params import MigrationPolicy
-from coordinator.flows.boundary import libvirt_errors
-from coordinator.steps.options import MigrateOptions
+from typing import TYPE_CHECKING, Any
 
 from . import options as opts
 from .render import table
+
+if TYPE_CHECKING:
+    from checks.registry import Report
 
 EXIT_HELP = """exit codes:
   0  nothing blocks the migration (warnings may be listed; "GO with unknowns" names
@@ -43,6 +40,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
+    from checks import preflight
+    from coordinator.core.params import MigrationPolicy
+    from coordinator.flows.boundary import libvirt_errors
+    from coordinator.steps.options import MigrateOptions
+
     policy = MigrationPolicy(live=not args.offline, copy_storage=args.copy_storage, unsafe=args.unsafe)
     options = MigrateOptions(policy=policy, secret_policy=opts.secret_policy(args), keyring=opts.keyring(args),
                              skip=tuple(args.skip), waive=tuple(args.waive), ssh=opts.ssh_config(args))

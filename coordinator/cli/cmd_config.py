@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coordinator.core.config import Effective
+if TYPE_CHECKING:
+    from coordinator.core.config import Effective
 
 from .render import table
 

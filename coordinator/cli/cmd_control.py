@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coordinator.flows.control import ControlResult, abort_migration, complete_migration
+if TYPE_CHECKING:
+    from coordinator.flows.control import ControlResult
 
 EXIT_HELP = """exit codes:
   0  done
@@ -37,9 +38,14 @@ def _print(args: argparse.Namespace, r: ControlResult) -> int:
     return 0
 
 
+# NOTE: the flows are imported in run_*, not at the top: building the parser stays cheap.
 def run_abort(args: argparse.Namespace) -> int:
+    from coordinator.flows.control import abort_migration
+
     return _print(args, abort_migration(args.domain, args.src))
 
 
 def run_complete(args: argparse.Namespace) -> int:
+    from coordinator.flows.control import complete_migration
+
     return _print(args, complete_migration(args.domain, args.src))

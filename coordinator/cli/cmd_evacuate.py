@@ -6,19 +6,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.core.errors import BadInput, MigcoordError
-from coordinator.core.evacuation import EvacuationPlan, EvacuationPolicy
-from coordinator.core.metrics import DomainMetrics
-from coordinator.files.atomic import check_target, write_atomic
-from coordinator.flows.evacuate import evacuate, plan_evacuation
-from coordinator.steps.journal import Journal
-from coordinator.steps.options import Runtime
 
 from . import options as opts
-from . import run_metrics
 from .render import EventPrinter, table
+
+if TYPE_CHECKING:
+    from coordinator.core.evacuation import EvacuationPlan
 
 CRON_EXAMPLE = """
 
@@ -85,6 +81,16 @@ def render_plan(plan: EvacuationPlan) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
+    from coordinator.core.evacuation import EvacuationPolicy
+    from coordinator.core.metrics import DomainMetrics
+    from coordinator.files.atomic import check_target
+    from coordinator.flows.evacuate import evacuate, plan_evacuation
+    from coordinator.steps.journal import Journal
+    from coordinator.steps.options import Runtime
+
+    from . import run_metrics
+
     ev = EvacuationPolicy(include_inactive=args.include_inactive, exclude=tuple(args.exclude),
                           parallel=args.parallel, per_destination=args.per_destination,
                           max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory),
@@ -137,6 +143,8 @@ def _write_report(path: Path | None, data: dict[str, Any]) -> None:
     to write it is a warning: the run's outcome has already been printed and sets the exit code."""
     if path is None:
         return
+    from coordinator.files.atomic import write_atomic
+
     try:
         write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), what="report")
     except (OSError, MigcoordError) as e:

@@ -5,8 +5,6 @@ import argparse
 import json
 from typing import Any
 
-from coordinator.flows.maintenance import maintenance
-
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -21,6 +19,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coordinator.flows.maintenance import maintenance  # NOTE: here: building the parser stays cheap
+
     m = maintenance(args.uri, args.action, args.reason)
     if args.json:
         print(json.dumps({"host": args.uri, "draining": m is not None, **(m.as_dict() if m else {})},

@@ -5,17 +5,11 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import replace
 from typing import Any
 
 from coordinator.core.errors import MigcoordError
-from coordinator.core.metrics import DomainMetrics
-from coordinator.flows.migrate import migrate
-from coordinator.steps.journal import Journal
-from coordinator.steps.options import Runtime
 
 from . import options as opts
-from . import run_metrics
 from .render import EventPrinter
 
 
@@ -33,30 +27,49 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     m.add_argument("--offline", action="store_true", help="offline migration of a shut-off persistent domain")
     opts.add_policy_options(m)
     opts.add_metrics_option(m)
+    m.add_argument("--timings", action="store_true",
+                   help="print where the time went on stderr, one line per phase (start-up, connect, plan, checks, "
+                        "provision, migration, verify, other); --json always has them under \"timings\"")
     return m
 
 
 def run(args: argparse.Namespace) -> int:
+    # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
+    from dataclasses import replace
+
+    from coordinator.core.metrics import DomainMetrics
+    from coordinator.flows.migrate import migrate
+    from coordinator.steps.journal import Journal
+    from coordinator.steps.options import Runtime
+
+    from . import run_metrics, timing
+
     printer = EventPrinter(quiet=args.quiet)
     collector = run_metrics.Collector(printer)
     metrics_file = None if args.dry_run else args.metrics_file  # a plan never replaces a real run's metrics
     runtime = Runtime(on_event=collector, lock_dir=args.lock_dir)
+    started: float | None = None
     try:
         if not args.dry_run:
             runtime = replace(runtime, journal=Journal(args.journal))
-        result = migrate(args.domain, args.src, args.dst, opts.migrate_options(args, dry_run=args.dry_run),
-                         runtime)
+        options = opts.migrate_options(args, dry_run=args.dry_run)
+        started = timing.startup_s()  # NOTE: the command starts working here; the flow times the rest
+        result = migrate(args.domain, args.src, args.dst, options, runtime)
     except MigcoordError as e:
+        timing.on_error(e.data, started, show=args.timings)
         run_metrics.write(metrics_file, "migrate", args.src, e.exit_code, collector, [DomainMetrics(
             args.domain, run_metrics.error_state(e), args.dst, collector.elapsed(),
             blocking_checks=run_metrics.blocking_of(e) or collector.blocking.get("", ()))], quiet_errors=True)
         raise
+    result = replace(result, timings=result.timings and result.timings.with_startup(started))
     code = 5 if result.state == "migrated-unverified" else 0
     run_metrics.write(metrics_file, "migrate", args.src, code, collector, [DomainMetrics(
         result.domain, result.state, result.dest_uri, result.duration_s, collector.bytes.get("", 0))],
         quiet_errors=True)  # a metrics file that cannot be written is a warning: the VM has moved
     if printer.tty:
         sys.stderr.write("\n")
+    if args.timings:
+        print(timing.render(result.as_dict()["timings"]), file=sys.stderr)
     if runtime.journal.failed:  # the migration's outcome (below) is what happened; the journal missed some of it
         print(f"migcoord: warning: the journal {args.journal} is incomplete ({runtime.journal.failed})",
               file=sys.stderr)

@@ -5,10 +5,6 @@ import argparse
 import json
 from typing import Any
 
-from coordinator.core.model import SecretAction
-from coordinator.flows.plan_secrets import plan_domain_secrets
-from coordinator.steps.options import MigrateOptions
-
 from . import options as opts
 from .render import table
 
@@ -23,6 +19,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
+    from coordinator.core.model import SecretAction
+    from coordinator.flows.plan_secrets import plan_domain_secrets
+    from coordinator.steps.options import MigrateOptions
+
     options = MigrateOptions(secret_policy=opts.secret_policy(args), keyring=opts.keyring(args))
     plans = plan_domain_secrets(args.domain, args.src, args.dst, options)
     if args.json:

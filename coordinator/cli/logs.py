@@ -6,7 +6,6 @@ Under systemd, stderr already reaches the journal (``journalctl -u migcoord-evac
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 
@@ -23,11 +22,12 @@ def setup(level: str, syslog: bool, socket_path: str = SYSLOG_SOCKET) -> None:
     root.addHandler(stderr)
     root.setLevel(getattr(logging, level.upper()))
     if syslog:
+        from logging.handlers import SysLogHandler  # NOTE: here: only --syslog needs it (start-up time)
+
         if not os.path.exists(socket_path):
             logging.getLogger("migcoord").warning("--syslog: %s does not exist; logging to stderr only",
                                                   socket_path)
             return
-        h = logging.handlers.SysLogHandler(address=socket_path,
-                                           facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        h = SysLogHandler(address=socket_path, facility=SysLogHandler.LOG_DAEMON)
         h.setFormatter(logging.Formatter(f"migcoord[{os.getpid()}]: %(levelname)s: %(message)s"))
         root.addHandler(h)

@@ -14,13 +14,16 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from coordinator.core.release import __version__
+from coordinator.core.defaults import CONFIG_PATH as DEFAULT_PATH
+from coordinator.core.defaults import LOG_LEVELS
 from coordinator.core.errors import Interrupted, MigcoordError
+from coordinator.core.release import __version__
 
-from coordinator.core.config import DEFAULT_PATH, LOG_LEVELS
-
+# NOTE: the cmd_* modules build their parsers from argparse and core.defaults only and import
+# their flows inside run(): `--version`, `--help` and a usage error load nothing else, and each
+# command loads only what it uses (tests/unit/test_startup.py holds that, without timing).
 from . import (cmd_check, cmd_completion, cmd_config, cmd_control, cmd_evacuate, cmd_maintenance, cmd_migrate,
-               cmd_secrets, logs, settings)
+               cmd_secrets)
 
 EXIT_CODES = """exit codes:
   0  success (or already on the destination)
@@ -94,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
+        from . import logs, settings  # NOTE: after parsing: the settings merge is not needed for --version
+
         args.settings = settings.apply(args, build_parser, argv, os.environ)
         if args.verbose and args.log_level == "warning":
             args.log_level = "info"
@@ -106,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigcoordError as e:
         if getattr(args, "json", False):
             out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
-            for key in ("report", "diagnosis"):
+            for key in ("report", "diagnosis", "timings"):
                 if key in e.data:
                     out[key] = e.data[key]
             print(json.dumps(out, sort_keys=True))

@@ -1,22 +1,32 @@
 """Option groups shared by the commands, and the one place that turns parsed options into the
-library's parameter objects (``MigrateOptions``, policies, the keyring)."""
+library's parameter objects (``MigrateOptions``, policies, the keyring).
+
+NOTE: building the parser must stay cheap (``migcoord --version``, ``--help``, and every command
+before it starts working): at module level only argparse and ``core.defaults``; the parameter
+objects' modules are imported by the functions that build them, after parsing.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from coordinator.core import defaults
 from coordinator.core.errors import BadInput
-from coordinator.core.ids import canonical_uuid
-from coordinator.core.params import MigrationPolicy, TimeoutPolicy
-from coordinator.core.secret_rules import SecretPolicy
-from coordinator.files.keyfile import check_key_file
-from coordinator.ssh.runner import SshConfig
-from coordinator.steps.journal import DEFAULT_JOURNAL
-from coordinator.steps.keys import KeyRing, ValueSource, parse_command_option, parse_file_option
-from coordinator.steps.locks import DEFAULT_LOCK_DIR
-from coordinator.steps.options import MigrateOptions
-from coordinator.steps.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from coordinator.core.params import MigrationPolicy, TimeoutPolicy
+    from coordinator.core.secret_rules import SecretPolicy
+    from coordinator.ssh.runner import SshConfig
+    from coordinator.steps.keys import KeyRing
+    from coordinator.steps.options import MigrateOptions
+    from coordinator.steps.retry import RetryPolicy
+
+# The same defaults as steps.journal.DEFAULT_JOURNAL and steps.locks.DEFAULT_LOCK_DIR (which
+# the settings merge then applies); read here so the parser does not import those modules.
+DEFAULT_JOURNAL = Path(os.environ.get(defaults.JOURNAL_ENV, defaults.JOURNAL_PATH))
+DEFAULT_LOCK_DIR = Path(os.environ.get(defaults.LOCK_DIR_ENV, defaults.LOCK_DIR))
 
 
 class _OrderedSource(argparse.Action):
@@ -24,6 +34,9 @@ class _OrderedSource(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
                  option: str | None = None) -> None:
+        from coordinator.core.ids import canonical_uuid
+        from coordinator.steps.keys import ValueSource, parse_command_option, parse_file_option
+
         kind = self.dest.removeprefix("src_")
         try:
             if kind == "file":
@@ -73,6 +86,9 @@ def add_metrics_option(p: argparse.ArgumentParser) -> None:
 
 
 def ssh_config(args: argparse.Namespace) -> SshConfig | None:
+    from coordinator.files.keyfile import check_key_file
+    from coordinator.ssh.runner import SshConfig
+
     given = {k: v for k, v in (("user", args.ssh_user), ("port", args.ssh_port), ("key_file", args.ssh_key),
                                 ("known_hosts", args.ssh_known_hosts), ("connect_timeout", args.ssh_timeout),
                                 ("ssh_config", getattr(args, "ssh_config", None)))
@@ -127,11 +143,11 @@ def add_policy_options(m: argparse.ArgumentParser) -> None:
                         "suspend (pause the guest once so it converges; resumed if it still fails)")
     m.add_argument("--max-downtime", type=int, metavar="MS",
                    help="the longest pause QEMU may take to finish (virDomainMigrateSetMaxDowntime)")
-    m.add_argument("--stall-timeout", type=float, default=TimeoutPolicy.stall_s, metavar="S",
+    m.add_argument("--stall-timeout", type=float, default=defaults.STALL_TIMEOUT_S, metavar="S",
                    help="abort when the remaining data has not shrunk for S seconds (default %(default)s)")
-    m.add_argument("--retries", type=int, default=RetryPolicy.attempts, metavar="N",
+    m.add_argument("--retries", type=int, default=defaults.RETRY_ATTEMPTS, metavar="N",
                    help="attempts on transient libvirt errors (default %(default)s)")
-    m.add_argument("--retry-max-seconds", type=float, default=RetryPolicy.max_seconds, metavar="S")
+    m.add_argument("--retry-max-seconds", type=float, default=defaults.RETRY_MAX_SECONDS, metavar="S")
     m.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, metavar="PATH",
                    help="JSON-lines audit journal (default %(default)s; no values are written)")
     m.add_argument("--lock-dir", type=Path, default=DEFAULT_LOCK_DIR, metavar="DIR", help=argparse.SUPPRESS)
@@ -142,10 +158,14 @@ def add_policy_options(m: argparse.ArgumentParser) -> None:
 
 
 def keyring(args: argparse.Namespace) -> KeyRing:
+    from coordinator.steps.keys import KeyRing
+
     return KeyRing(getattr(args, "value_sources", None) or [])
 
 
 def secret_policy(args: argparse.Namespace) -> SecretPolicy:
+    from coordinator.core.secret_rules import SecretPolicy
+
     return SecretPolicy(dest_private=args.dest_private, dest_ephemeral=args.dest_ephemeral,
                         reset_values=args.reset_secret_values, allow_plaintext=args.allow_plaintext_secrets,
                         use_source_api=not args.no_source_api,
@@ -153,6 +173,8 @@ def secret_policy(args: argparse.Namespace) -> SecretPolicy:
 
 
 def migration_policy(args: argparse.Namespace) -> MigrationPolicy:
+    from coordinator.core.params import MigrationPolicy
+
     return MigrationPolicy(
         live=not getattr(args, "offline", False), undefine_source=not args.keep_source, tls=args.tls,
         bandwidth_mib=args.bandwidth, parallel=args.parallel_connections, compression=args.compression,
@@ -162,17 +184,23 @@ def migration_policy(args: argparse.Namespace) -> MigrationPolicy:
 
 
 def retry(args: argparse.Namespace) -> RetryPolicy:
+    from coordinator.steps.retry import RetryPolicy
+
     if args.retries < 1:
         raise BadInput("--retries must be at least 1")
     return RetryPolicy(attempts=args.retries, max_seconds=args.retry_max_seconds)
 
 
 def timeouts(args: argparse.Namespace) -> TimeoutPolicy:
+    from coordinator.core.params import TimeoutPolicy
+
     return TimeoutPolicy(completion_s=args.timeout, stall_s=args.stall_timeout)
 
 
 def migrate_options(args: argparse.Namespace, dry_run: bool = False) -> MigrateOptions:
     """Everything the operator decided, as the library's one options object."""
+    from coordinator.steps.options import MigrateOptions
+
     return MigrateOptions(policy=migration_policy(args), secret_policy=secret_policy(args), keyring=keyring(args),
                           retry=retry(args), timeouts=timeouts(args), ssh=ssh_config(args),
                           skip=tuple(args.skip), waive=tuple(args.waive), dry_run=dry_run)

@@ -19,7 +19,6 @@ from coordinator.core.config import SPECS, Effective, FileConfig, config_path, m
 from coordinator.core.errors import BadInput
 from coordinator.core.uris import uri_facts
 from coordinator.files.configfile import load_config_file
-from coordinator.steps.keys import ValueSource
 
 
 def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
@@ -67,6 +66,8 @@ def apply(args: argparse.Namespace, build: Callable[[], argparse.ArgumentParser]
             setattr(args, spec.dest, Path(v) if spec.type == "path" and v is not None else v)
     _hosts(args, eff)
     if hasattr(args, "src_file"):  # the command takes value sources: the file's follow the command line's
+        from coordinator.steps.keys import ValueSource  # NOTE: here: `config show` needs no keyring
+
         args.value_sources = [*(getattr(args, "value_sources", None) or []),
                               *(ValueSource(s.kind, s.arg, s.uuid, s.usage) for s in eff.sources)]
     args.ssh_hosts = eff.host_ssh()

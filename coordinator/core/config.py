@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from coordinator.core import defaults
 from coordinator.core.errors import BadInput
 from coordinator.core.ids import canonical_uuid
 from coordinator.core.uris import check_uri
 
-DEFAULT_PATH = "/etc/migcoord/config.toml"
-ENV_CONFIG = "MIGCOORD_CONFIG"
-LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_PATH = defaults.CONFIG_PATH
+ENV_CONFIG = defaults.CONFIG_ENV
+LOG_LEVELS = defaults.LOG_LEVELS
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,12 @@ SPECS: tuple[Spec, ...] = (
     _s("migration.copy_storage", "bool", False, "copy_storage", "--copy-storage"),
     _s("migration.unsafe", "bool", False, "unsafe", "--unsafe"),
     _s("migration.timeout", "float", None, "timeout", "completion deadline in s (--timeout)", minimum=1),
-    _s("migration.stall_timeout", "float", 150.0, "stall_timeout", "--stall-timeout", minimum=1),
-    _s("migration.retries", "int", 4, "retries", "attempts on transient errors (--retries)", minimum=1),
-    _s("migration.retry_max_seconds", "float", 120.0, "retry_max_seconds", "--retry-max-seconds", minimum=0),
+    _s("migration.stall_timeout", "float", defaults.STALL_TIMEOUT_S, "stall_timeout", "--stall-timeout",
+       minimum=1),
+    _s("migration.retries", "int", defaults.RETRY_ATTEMPTS, "retries", "attempts on transient errors (--retries)",
+       minimum=1),
+    _s("migration.retry_max_seconds", "float", defaults.RETRY_MAX_SECONDS, "retry_max_seconds",
+       "--retry-max-seconds", minimum=0),
     _s("evacuate.parallel", "int", 2, "parallel", "concurrent migrations (--parallel)", minimum=1),
     _s("evacuate.per_destination", "int", 2, "per_destination", "--per-destination", minimum=1),
     _s("evacuate.max_duration", "float", None, "max_duration", "start nothing new after S s (--max-duration)",
@@ -79,12 +83,12 @@ SPECS: tuple[Spec, ...] = (
     _s("ssh.known_hosts", "path", None, "ssh_known_hosts", "--ssh-known-hosts"),
     _s("ssh.timeout", "float", None, "ssh_timeout", "--ssh-timeout", minimum=0.1),
     _s("ssh.config", "path", None, "ssh_config", "OpenSSH client config (--ssh-config)"),
-    _s("paths.journal", "path", "/var/log/migcoord/journal.jsonl", "journal", "audit journal (--journal)",
-       env="MIGCOORD_JOURNAL"),
+    _s("paths.journal", "path", defaults.JOURNAL_PATH, "journal", "audit journal (--journal)",
+       env=defaults.JOURNAL_ENV),
     _s("paths.report", "path", None, "report", "evacuate's JSON report; {source} = source host (--report)"),
     _s("paths.metrics", "path", None, "metrics_file",
        "node_exporter textfile; {command} = migrate|evacuate, {source} = source host (--metrics-file)"),
-    _s("paths.lock_dir", "path", "/run/migcoord", "lock_dir", "lock directory", env="MIGCOORD_LOCK_DIR"),
+    _s("paths.lock_dir", "path", defaults.LOCK_DIR, "lock_dir", "lock directory", env=defaults.LOCK_DIR_ENV),
     _s("logging.level", "level", "warning", "log_level", "debug|info|warning|error (--log-level)"),
     _s("logging.syslog", "bool", False, "syslog", "also log to syslog (--syslog)"),
     _s("logging.quiet", "bool", False, "quiet", "no progress events (--quiet)"),

@@ -5,6 +5,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from .timings import NO_TIMINGS, Timings
+
 
 class SecretKind(enum.StrEnum):
     """Why a domain needs a secret (where in the domain XML it was found)."""
@@ -204,6 +206,7 @@ class MigrationResult:
     secrets: tuple[SecretPlan, ...] = ()
     dest_state: str = ""
     warnings: tuple[str, ...] = ()  # "migrated-unverified": what verification found or could not do
+    timings: Timings | None = None  # where the time went (flows.migrate records it; the CLI adds start-up)
 
     @property
     def ok(self) -> bool:
@@ -221,4 +224,5 @@ class MigrationResult:
             "destination": self.dest_uri, "state": self.state, "attempts": self.attempts,
             "duration_s": round(self.duration_s, 3), "dest_state": self.dest_state,
             "secrets": [s.as_dict() for s in self.secrets], "warnings": list(self.warnings),
+            "timings": self.timings.as_dict() if self.timings is not None else dict(NO_TIMINGS),
         }

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.core.defaults import STALL_TIMEOUT_S
 from coordinator.core.errors import BadInput
 
 # libvirt's QEMU driver keeps the bandwidth as an unsigned long of MiB/s and refuses more than
@@ -65,7 +66,7 @@ class Deadlines:
 
 
 def deadlines(memory_bytes: int, *, per_gib_s: float = 800.0, minimum_s: float = 60.0,
-              completion_s: float | None = None, stall_s: float = 150.0) -> Deadlines:
+              completion_s: float | None = None, stall_s: float = STALL_TIMEOUT_S) -> Deadlines:
     """Pure: an explicit completion timeout wins; else ``per_gib_s`` × GiB, at least ``minimum_s``."""
     positive_seconds(completion_s, "the completion timeout (--timeout)", allow_none=True)
     positive_seconds(stall_s, "the stall timeout (--stall-timeout)")
@@ -82,7 +83,7 @@ class TimeoutPolicy:
     completion_s: float | None = None
     per_gib_s: float = 800.0
     minimum_s: float = 60.0
-    stall_s: float = 150.0
+    stall_s: float = STALL_TIMEOUT_S
 
     def __post_init__(self) -> None:
         deadlines(0, per_gib_s=self.per_gib_s, minimum_s=self.minimum_s, completion_s=self.completion_s,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ from coordinator.core.errors import BadInput
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """The TOML document at ``path`` (after following symlinks), or ``BadInput`` naming the file."""
+    import tomllib  # NOTE: here: most runs have no settings file, and start-up time counts (issue #15)
+
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())

@@ -17,10 +17,11 @@ import tenacity
 from checks import checks_for_migration
 from checks.registry import Report
 from coordinator.core import domxml
-from coordinator.core.errors import Blocked, Interrupted, MigrationFailed, VerificationFailed
+from coordinator.core.errors import Blocked, Interrupted, MigcoordError, MigrationFailed, VerificationFailed
 from coordinator.core.lease import GRACE_S, TTL_S, JobAction
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
 from coordinator.core.params import Deadlines, migration_flags, migration_params
+from coordinator.core.timings import PhaseRecorder
 from coordinator.core.uris import same_host_message
 from coordinator.flows.validate import before_connecting
 from coordinator.ssh.runner import runner_for
@@ -48,14 +49,29 @@ def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions
 
     Raises ``Blocked`` (nothing changed), ``BadInput``, ``MigrationFailed`` (VM still on the
     source; secrets this run created on the destination were removed) or ``Busy``.
+
+    The result's ``timings`` say where the time went (``core.timings``, on ``runtime.clock``);
+    an error carries them as ``data["timings"]`` (a dict, as ``Timings.as_dict`` gives).
     """
     options = options or MigrateOptions()
     rt = runtime or Runtime()
+    timer = PhaseRecorder(rt.clock)
+    try:
+        result = _migrate(domain, source_uri, dest_uri, options, rt, timer)
+    except MigcoordError as e:
+        e.data.setdefault("timings", timer.finish().as_dict())
+        raise
+    return replace(result, timings=timer.finish())  # after the connections were closed
+
+
+def _migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions, rt: Runtime,
+             timer: PhaseRecorder) -> MigrationResult:
     before_connecting(source_uri, [dest_uri], options, [domain])
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
     retrying = build_retrying(options.retry, rt.sleep, rt.journal)
     t0 = rt.clock()
-    with libvirt_errors(), options.keyring.held(), _connected(source_uri, dest_uri, rt, retrying) as (src, dst):
+    with libvirt_errors(), options.keyring.held(), \
+            _connected(source_uri, dest_uri, rt, retrying, timer) as (src, dst):
         same = same_host_message(src.uri, dst.uri, src.host_uuid(), dst.host_uuid())
         if same:
             raise Blocked(same, hint="pick another destination", check_id="HOST-SAME")
@@ -69,18 +85,19 @@ def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions
         if guest is None:
             guest = src.require_guest(domain)  # raises BadInput: not found
         with domain_lock(rt.lock_dir, guest.uuid, guest.name):
-            return _Run(guest, src, dst, options, rt, retrying, t0).go()
+            return _Run(guest, src, dst, options, rt, retrying, t0, timer).go()
 
 
 @contextlib.contextmanager
-def _connected(source_uri: str, dest_uri: str, rt: Runtime,
-               retrying: tenacity.Retrying) -> Iterator[tuple[Host, Host]]:
-    src = retrying(rt.connect, source_uri)
-    try:
-        dst = retrying(rt.connect, dest_uri)
-    except BaseException:
-        src.close()
-        raise
+def _connected(source_uri: str, dest_uri: str, rt: Runtime, retrying: tenacity.Retrying,
+               timer: PhaseRecorder) -> Iterator[tuple[Host, Host]]:
+    with timer.phase("connect"):  # both hosts, retries included
+        src = retrying(rt.connect, source_uri)
+        try:
+            dst = retrying(rt.connect, dest_uri)
+        except BaseException:
+            src.close()
+            raise
     try:
         yield src, dst
     finally:
@@ -107,6 +124,7 @@ class _Run:
     rt: Runtime
     retrying: tenacity.Retrying
     t0: float
+    timer: PhaseRecorder
     attempts: int = 0
 
     def __post_init__(self) -> None:
@@ -168,12 +186,16 @@ class _Run:
         journal.record("migration-start", domain=self.guest.name, uuid=self.guest.uuid, source=self.src.uri,
                        dest=self.dst.uri, flags=sorted(flags))
         self.lease.take(self.guest, TTL_S)
-        self._provision(prov, plans)
-        self._migrate(prov, plans, limits or self.options.timeouts.for_memory(self.guest.memory_bytes()))
+        with self.timer.phase("provision"):
+            self._provision(prov, plans)
+        limits = limits or self.options.timeouts.for_memory(self.guest.memory_bytes())
+        with self.timer.phase("migration"):  # every attempt, the waits between them, a rollback
+            self._migrate(prov, plans, limits)
         result = MigrationResult(**base, state="migrated", attempts=self.attempts,
                                  duration_s=self.rt.clock() - self.t0, secrets=tuple(plans))
         self._emit_stats()
-        problems = self._verify(result, plans)
+        with self.timer.phase("verify"):  # and the optional source secret cleanup
+            problems = self._verify(result, plans)
         if problems:
             journal.record("migration-unverified", uuid=self.guest.uuid, attempts=self.attempts, problems=problems)
             log.warning("%s moved to %s but verification is incomplete: %s", result.domain, self.dst.uri,
@@ -206,6 +228,7 @@ class _Run:
         except LibvirtError:
             return
         if stats:
+            self.timer.qemu_elapsed(stats.get("time_elapsed"))
             self.rt.on_event({"event": "migration-stats", **stats})
 
     def _dest_state(self) -> str:
@@ -255,12 +278,14 @@ class _Run:
     def _plan_and_check(self) -> tuple[SecretProvisioner, list[SecretPlan]]:
         """Plan every secret (reads only) and run the pre-flight checks; raise Blocked if one blocks."""
         o, emit = self.options, self.rt.on_event
-        xmls = self.guest.definitions()
-        prov = SecretProvisioner(self.src, self.dst, keyring=o.keyring, policy=o.secret_policy,
-                                 journal=self.rt.journal)
-        plans = prov.plan(domxml.union_refs(*xmls))
+        with self.timer.phase("plan"):
+            xmls = self.guest.definitions()
+            prov = SecretProvisioner(self.src, self.dst, keyring=o.keyring, policy=o.secret_policy,
+                                     journal=self.rt.journal)
+            plans = prov.plan(domxml.union_refs(*xmls))
         emit({"event": "secrets-planned", "secrets": [p.as_dict() for p in plans]})
-        report = checks_for_migration(self.src, self.dst, self.guest, xmls, plans, o)
+        with self.timer.phase("checks"):
+            report = checks_for_migration(self.src, self.dst, self.guest, xmls, plans, o)
         full = report.as_dict()
         emit({"event": "checks", "ok": full["ok"], "blocking": full["blocking"], "counts": full["counts"],
               "warnings": sorted({f.check_id for f in report.findings if f.status == "fail" and not f.blocking})})

@@ -17,10 +17,11 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
+from coordinator.core import defaults
 from coordinator.core.errors import BadInput
 from coordinator.files.atomic import open_append
 
-DEFAULT_JOURNAL = Path(os.environ.get("MIGCOORD_JOURNAL", "/var/log/migcoord/journal.jsonl"))
+DEFAULT_JOURNAL = Path(os.environ.get(defaults.JOURNAL_ENV, defaults.JOURNAL_PATH))
 
 log = logging.getLogger("migcoord")
 

@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from collections.abc import Iterator
 
+from coordinator.core import defaults
 from coordinator.core.errors import BadInput, Busy
 
-DEFAULT_LOCK_DIR = Path(os.environ.get("MIGCOORD_LOCK_DIR", "/run/migcoord"))
+DEFAULT_LOCK_DIR = Path(os.environ.get(defaults.LOCK_DIR_ENV, defaults.LOCK_DIR))
 
 
 @contextlib.contextmanager

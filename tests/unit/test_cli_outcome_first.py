@@ -1,6 +1,6 @@
 """``migcoord evacuate``: the outcome is printed first; failing to write the report or the journal
 afterwards (directory gone, disk full) is a warning, and the exit code still says what happened to
-the VMs (issue #12). The evacuation itself is MOCKED here (``cmd_evacuate.evacuate`` returns a
+the VMs (issue #12). The evacuation itself is MOCKED here (``flows.evacuate.evacuate`` returns a
 made-up report after removing the report's directory, a fault the lab cannot produce on demand);
 tests/lab/test_security.py runs the real thing with ``--journal /dev/full``."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from coordinator.cli import cmd_evacuate
+from coordinator.flows import evacuate as flows_evacuate
 from coordinator.cli.main import main
 from coordinator.core.evacuation import EvacuationPlan, EvacuationReport, Outcome
 
@@ -30,7 +30,7 @@ def test_report_or_journal_failure_after_the_work_is_a_warning(tmp_path, monkeyp
         return EvacuationReport(plan=EvacuationPlan(SRC, (DST,), ()), duration_s=1.0,
                                 outcomes=tuple(Outcome(f"vm{i}", s, DST) for i, s in enumerate(states)))
 
-    monkeypatch.setattr(cmd_evacuate, "evacuate", fake_evacuate)
+    monkeypatch.setattr(flows_evacuate, "evacuate", fake_evacuate)  # cmd_evacuate imports it in run()
     rc = main(["evacuate", "--from", SRC, "--to", DST, "--report", str(out_dir / "r.json"),
                "--journal", journal_path, "--lock-dir", str(tmp_path / "locks")])
 
