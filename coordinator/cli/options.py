@@ -137,7 +137,11 @@ def add_policy_options(m: argparse.ArgumentParser) -> None:
     m.add_argument("--unsafe", action="store_true", help="shared storage libvirt cannot detect")
     m.add_argument("--timeout", type=float, metavar="S",
                    help="abort (or switch to post-copy, with --postcopy) when not done after S seconds "
-                        "(default: 800 s per GiB of guest memory, at least 60 s)")
+                        "(default: --timeout-per-gib × GiB of guest memory, at least --timeout-minimum)")
+    m.add_argument("--timeout-per-gib", type=float, default=defaults.TIMEOUT_PER_GIB_S, metavar="S",
+                   help="without --timeout: seconds per GiB of guest memory (default %(default)s)")
+    m.add_argument("--timeout-minimum", type=float, default=defaults.TIMEOUT_MINIMUM_S, metavar="S",
+                   help="without --timeout: the shortest deadline (default %(default)s)")
     m.add_argument("--on-deadline", choices=["abort", "postcopy", "suspend"], default="", metavar="ACTION",
                    help="at the deadline: abort (default), postcopy (switch once; implies post-copy allowed) or "
                         "suspend (pause the guest once so it converges; resumed if it still fails)")
@@ -194,7 +198,8 @@ def retry(args: argparse.Namespace) -> RetryPolicy:
 def timeouts(args: argparse.Namespace) -> TimeoutPolicy:
     from coordinator.core.params import TimeoutPolicy
 
-    return TimeoutPolicy(completion_s=args.timeout, stall_s=args.stall_timeout)
+    return TimeoutPolicy(completion_s=args.timeout, per_gib_s=args.timeout_per_gib,
+                         minimum_s=args.timeout_minimum, stall_s=args.stall_timeout)
 
 
 def migrate_options(args: argparse.Namespace, dry_run: bool = False) -> MigrateOptions:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.core.defaults import STALL_TIMEOUT_S
+from coordinator.core.defaults import STALL_TIMEOUT_S, TIMEOUT_MINIMUM_S, TIMEOUT_PER_GIB_S
 from coordinator.core.errors import BadInput
 
 # libvirt's QEMU driver keeps the bandwidth as an unsigned long of MiB/s and refuses more than
@@ -65,7 +65,8 @@ class Deadlines:
     stall_s: float
 
 
-def deadlines(memory_bytes: int, *, per_gib_s: float = 800.0, minimum_s: float = 60.0,
+def deadlines(memory_bytes: int, *, per_gib_s: float = TIMEOUT_PER_GIB_S,
+              minimum_s: float = TIMEOUT_MINIMUM_S,
               completion_s: float | None = None, stall_s: float = STALL_TIMEOUT_S) -> Deadlines:
     """Pure: an explicit completion timeout wins; else ``per_gib_s`` × GiB, at least ``minimum_s``."""
     positive_seconds(completion_s, "the completion timeout (--timeout)", allow_none=True)
@@ -81,8 +82,8 @@ class TimeoutPolicy:
     """Operator settings behind ``deadlines``; ``completion_s`` None means "scale with memory"."""
 
     completion_s: float | None = None
-    per_gib_s: float = 800.0
-    minimum_s: float = 60.0
+    per_gib_s: float = TIMEOUT_PER_GIB_S
+    minimum_s: float = TIMEOUT_MINIMUM_S
     stall_s: float = STALL_TIMEOUT_S
 
     def __post_init__(self) -> None:

@@ -230,3 +230,19 @@ def test_per_host_ssh_settings_reach_the_runner():
     assert (r.config.user, r.config.port) == ("ops", 2222)
     r = runner_for("qemu+ssh://admin@hv2.example:2200/system", cfg)  # the URI's own user/port win
     assert (r.config.user, r.config.port) == ("admin", 2200)
+
+
+def test_per_gib_deadline_settings_reach_the_deadline(tmp_path):
+    from coordinator.cli.options import timeouts
+
+    f = tmp_path / "c.toml"
+    f.write_text("[migration]\ntimeout_per_gib = 300\ntimeout_minimum = 120\n")
+    f.chmod(0o600)
+    a = _args(f, "migrate", "vm1", "--from", "qemu+tls://a.example/system", "--to", "qemu+tls://b.example/system")
+    t = timeouts(a)
+    assert (t.per_gib_s, t.minimum_s, t.completion_s) == (300.0, 120.0, None)
+    assert t.for_memory(4 * 2**30).completion_s == 1200.0      # 300 s × 4 GiB
+    assert t.for_memory(2**28).completion_s == 120.0           # at least the minimum
+    a = _args(f, "migrate", "vm1", "--from", "qemu+tls://a.example/system", "--to", "qemu+tls://b.example/system",
+              "--timeout-per-gib", "100")                       # the command line wins
+    assert timeouts(a).for_memory(4 * 2**30).completion_s == 400.0
