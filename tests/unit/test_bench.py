@@ -162,9 +162,9 @@ MACHINE = {"nproc": 2, "memory_gib": 23.5, "cpu": "AMD EPYC", "libvirt": "9.0.0"
 
 def _results():
     planning = parts.planning_summary([_row(50, 0.3, 0.1, (600, 270)), _row(500, 1.0, 0.8, (5600, 2520))], 3, 4)
-    evac = parts.evacuation_summary([_curve(8, 8.0, 10.0), _curve(24, 27.0, 30.0)], 60 * 1024)
-    evac["profile_median"] = {k: 0.1 for k, _ in figures.PROFILE_ROWS}
-    evac["profile_per_rep"] = [evac["profile_median"]]
+    curve = [_curve(8, 8.0, 10.0), _curve(24, 27.0, 30.0)]
+    curve[0]["profile_median"] = {k: 0.1 for k, _ in figures.PROFILE_ROWS}
+    evac = parts.evacuation_summary(curve, 60 * 1024)
     single = {"migcoord_median_s": 3.0, "manual_median_s": 2.9, "ratio": 3.0 / 2.9, "target_ratio_max": 1.0,
               "timings_per_rep": [{"startup": 0.2, "total": 3.0}],
               "timings_median_s": {"startup": 0.2, "qemu_elapsed": 0.9, "total": 3.0},
@@ -181,6 +181,8 @@ def test_every_table_is_printed_with_the_machine():
     assert "AMD EPYC, 2 cores" in line and "KVM" in line and "libvirt 9.0.0, QEMU 7.2.22" in line
     assert text.count(line) == len(figures.sections(res)) == text.count("== ")
     assert "of which QEMU (time_elapsed)" in text and "t(500)/t(50)" in text
+    assert "8 guests" in figures.profile_table(res["evacuation"]) and "24 guests" not in figures.profile_table(
+        res["evacuation"])
 
 
 def test_markdown_keeps_the_hand_written_history_and_the_machine_with_each_table():

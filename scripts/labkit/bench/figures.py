@@ -138,7 +138,7 @@ def _evacuation_rows(e: dict[str, Any]) -> list[tuple[str, ...]]:
         a, b = e["flatness_guests"]
         head = e["curve"][0]
         last = e["curve"][-1]
-        rows.append((f"3 time per guest, {b} vs {a} guests", _s(last["migcoord_per_guest_s"]),
+        rows.append((f"3 migcoord s/guest, {b} vs {a} guests", _s(last["migcoord_per_guest_s"]),
                      _s(head["migcoord_per_guest_s"]), f"{e['flatness']:.2f}x", f"<= {e['target_flatness_max']}x",
                      _met(e["flatness"] <= e["target_flatness_max"])))
     for c in e["curve"][1:]:
@@ -213,14 +213,15 @@ PROFILE_ROWS = (("to_plan_s", "start-up, connections, plan (launch → plan)"),
 
 
 def profile_table(e: dict[str, Any]) -> str:
-    """Where migcoord's evacuation time goes, from its journal (the headline guest count)."""
-    pm = e.get("profile_median")
-    if not pm:
+    """Where migcoord's evacuation time goes, from its journal: one column per guest count."""
+    points = [c for c in e["curve"] if c.get("profile_median")]
+    if not points:
         return "no journal profile"
-    rows: list[tuple[str, ...]] = [("step", "median")]
-    rows += [(what, _s(pm.get(k), digits=3)) for k, what in PROFILE_ROWS]
-    return grid(rows) + (f"\n{e['guests']} guests, median over {len(e.get('profile_per_rep', []))} runs; "
-                         f"wall {_s(e['migcoord_median_s'])}")
+    rows: list[tuple[str, ...]] = [("step (median of runs)", *(f"{c['guests']} guests" for c in points))]
+    rows += [(what, *(_s(c["profile_median"].get(k), digits=3) for c in points)) for k, what in PROFILE_ROWS]
+    rows.append(("wall time (median)", *(_s(c["migcoord_median_s"], digits=3) for c in points)))
+    return grid(rows) + (f"\n--parallel {e['parallel']}: the guests migrate in waves of {e['parallel']}; "
+                         "per-guest figures are means over the run's guests")
 
 
 def sections(res: dict[str, Any]) -> list[tuple[str, str]]:

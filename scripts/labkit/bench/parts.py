@@ -259,10 +259,10 @@ def part3_evacuate(labx: Lab, plan: list[tuple[int, bool, int]], tmp: Path) -> d
     first point is the headline ratio."""
     curve: list[dict[str, Any]] = []
     rss: list[int] = []
-    profiles: list[dict[str, float]] = []
     previous: tuple[list[str], list[str]] | None = None
     for guests, with_baseline, reps in plan:
         times: dict[str, list[float]] = {"A": [], "B": []}
+        profiles: list[dict[str, float]] = []
         for rep in range(reps):
             for side in order(rep) if with_baseline else ("A",):
                 label = f"{guests}{side.lower()}{rep}"
@@ -275,7 +275,7 @@ def part3_evacuate(labx: Lab, plan: list[tuple[int, bool, int]], tmp: Path) -> d
                 times[side].append(r["wall_s"])
                 if side == "A":
                     rss.append(r["maxrss_kib"])
-                    if r.get("profile") and guests == plan[0][0]:
+                    if r.get("profile"):
                         profiles.append(r["profile"])
                 where = {n: labx.where(n) for n in names}
                 bad = {n: w for n, w in where.items() if "src" in w or list(w.values()) != ["running"]}
@@ -288,13 +288,12 @@ def part3_evacuate(labx: Lab, plan: list[tuple[int, bool, int]], tmp: Path) -> d
         curve.append({"guests": guests, "reps": reps, "migcoord_s": times["A"], "xargs_s": times["B"],
                       "migcoord_median_s": m, "migcoord_per_guest_s": m / guests,
                       "xargs_median_s": b, "xargs_per_guest_s": b / guests if b else None,
-                      "ratio": m / b if b else None})
+                      "ratio": m / b if b else None, "profile_per_rep": profiles,
+                      "profile_median": {k: median([p[k] for p in profiles]) for k in profiles[0]}
+                      if profiles else None})
     if previous:
         labops.remove(labx, *previous)
-    out = evacuation_summary(curve, max(rss) if rss else None)
-    out["profile_per_rep"] = profiles
-    out["profile_median"] = {k: median([p[k] for p in profiles]) for k in profiles[0]} if profiles else None
-    return out
+    return evacuation_summary(curve, max(rss) if rss else None)
 
 
 def evacuation_summary(curve: list[dict[str, Any]], maxrss_kib: int | None) -> dict[str, Any]:
