@@ -275,12 +275,16 @@ def plot(res: dict[str, Any], path: Path) -> bool:
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
         ax.plot(ns, [r["migcoord_median_s"] for r in rows], "o-", label="migcoord evacuate --dry-run")
         ax.plot(ns, [r["minimal_median_s"] for r in rows], "s--", label="minimal libvirt script")
+        ax.plot(ns, [res["planning"]["target_ratio_max"] * r["minimal_median_s"] for r in rows], ":", color="grey",
+                label=f"target: {res['planning']['target_ratio_max']}x the minimal script")
         ax.set_xlabel("defined domains on the source")
         ax.set_ylabel("planning wall time, median (s)")
         ax.set_title("Planning time vs domain count" + (" (quick run)" if res["quick"] else ""), fontsize=10)
         if max(ns) >= 10 * min(ns):  # 50 … 2,000: log axes keep the small sizes readable; linear = slope 1
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_xticks(ns, [str(n) for n in ns])
+            ax.minorticks_off()
         else:
             ax.set_xlim(left=0)
             ax.set_ylim(bottom=0)
