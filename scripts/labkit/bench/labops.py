@@ -16,10 +16,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # NOTE: starting guests and defining domains is CPU work (QEMU start-up, XML): 4 in flight keep
-# this machine's 2 cores busy. Removing a running guest is mostly waiting: libvirt polls until the
-# killed QEMU is gone, and on the lab its zombie lingers until PID 1 reaps it (~2 s per guest), so
-# removals run many at once (calls beyond libvirtd's max_client_requests, 5 per connection, wait
-# in the daemon's queue).
+# this machine's 2 cores busy. Removing a running guest is mostly waiting: virDomainDestroy returns
+# ~2 s after QEMU exits on SIGTERM (its log: "terminating on signal 15", then "shutting down" 2 s
+# later; libvirt polls until the process is gone, and on these machines PID 1 reaps the
+# daemonized QEMU late), so removals run many at once (calls beyond libvirtd's
+# max_client_requests, 5 per connection, wait in the daemon's queue).
 WORKERS = 4
 REMOVERS = 16
 
