@@ -11,6 +11,7 @@ An outcome is ``OK`` (libvirt accepts), ``REFUSE`` (libvirt refuses or the migra
 from __future__ import annotations
 
 import enum
+import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -111,6 +112,8 @@ def cpu_ruling(test: CpuTest, *, mode: str | None, mode_supported: bool | None, 
     return ok(f"{compare} on the destination")
 
 
+# NOTE: one capabilities document serves every domain of a run: parse it once, not per domain.
+@functools.lru_cache(maxsize=32)
 def cpu_mode_supported(domcaps_xml: str, mode: str) -> bool | None:
     """Pure: ``<cpu><mode name=MODE supported='yes|no'>`` of virConnectGetDomainCapabilities (None: not
     listed, e.g. 'maximum' before libvirt 7.9)."""
