@@ -8,7 +8,10 @@ only when the infrastructure itself fails, and ``run_checks`` turns that into th
 
 Scopes: a ``pair`` check runs once per (source, destination); a ``domain`` check runs once
 per domain, as ``fn(ctx, target)``. ``needs`` names the context hosts ("src", "dst") a
-check cannot run without; when one is unreachable the check is reported as skipped.
+check cannot run without; when one is unreachable the check is reported as skipped. A pair
+check that only matters for some domains (swtpm, for those with an emulated TPM) says which
+(``concerns``): it passes when no checked domain is concerned, and a caller checking several
+groups of domains at once (an evacuation) applies its findings to the groups it concerns.
 """
 from __future__ import annotations
 
@@ -90,6 +93,7 @@ class Check:
     hint: str
     summary: str
     needs: tuple[str, ...] = ("src", "dst")
+    concerns: Callable[[Target], bool] | None = None  # pair checks: the domains it matters for (None: all)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -112,11 +116,12 @@ class Registry:
 
     def check(self, id: str, *, severity: str = "error", transport: str = "libvirt", scope: str = "domain",
               tags: Sequence[str] = (), hint: str = "", needs: Sequence[str] = ("src", "dst"),
-              ) -> Callable[[F], F]:
+              concerns: Callable[[Target], bool] | None = None) -> Callable[[F], F]:
         def deco(fn: F) -> F:
             summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
             self.register(Check(id=id, fn=fn, severity=severity, transport=transport, scope=scope,
-                                tags=tuple(tags), hint=hint, summary=summary, needs=tuple(needs)))
+                                tags=tuple(tags), hint=hint, summary=summary, needs=tuple(needs),
+                                concerns=concerns))
             return fn
         return deco
 
@@ -214,10 +219,15 @@ def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str]
             pair_jobs.append((c, (ctx,), "-"))
         else:
             domain_checks.append(c)
-    # NOTE: one task per pair check and one per domain (running all its checks): with hundreds
-    # of domains, a task per (check, domain) costs more in scheduling than the checks themselves.
+    # NOTE: one task per pair check (their host calls overlap) and the domains dealt out to at most
+    # max_workers tasks, each running all checks of its domains: what a domain check asks a host is
+    # asked once per run (CheckContext.memo), so with hundreds of domains the rest is pure Python, and
+    # a task per domain (or per check and domain) costs more in scheduling than the checks themselves.
     jobs: list[list[tuple[Check, tuple[Any, ...], str]]] = [[j] for j in pair_jobs]
-    jobs += [[(c, (ctx, t), t.name) for c in domain_checks] for t in getattr(ctx, "targets", ())]
+    targets = tuple(getattr(ctx, "targets", ()))
+    lanes = max(1, min(max_workers, len(targets)))
+    jobs += [[(c, (ctx, t), t.name) for t in targets[i::lanes] for c in domain_checks]
+             for i in range(lanes) if targets[i::lanes]]
 
     def run_one(c: Check, args: tuple[Any, ...], subject: str) -> list[Finding]:
         try:
