@@ -42,10 +42,12 @@ def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[st
 
 
 def check_targets(src: Host, dst: Host, targets: Sequence[Target], options: MigrateOptions,
-                  plans: dict[str, list[SecretPlan]] | None = None, memo: Memo | None = None) -> Report:
+                  plans: dict[str, list[SecretPlan]] | None = None, memo: Memo | None = None,
+                  only_blocking: bool = False) -> Report:
     """``check_guests`` of domains already read (``Target``, each with its own policy if it has one). A
     caller checking the same domains against several destinations passes the same targets and ``memo``
-    to each, so what the source says (and each domain's job) is read once for all of them."""
+    to each, so what the source says (and each domain's job) is read once for all of them.
+    ``only_blocking``: the report holds only the blocking findings (``run_checks``)."""
     validate_selection(options.skip, options.waive)
     ctx = CheckContext(src.uri, dst.uri, src, dst, targets=tuple(targets), options=options,
                        memo=memo if memo is not None else Memo())
@@ -53,7 +55,7 @@ def check_targets(src: Host, dst: Host, targets: Sequence[Target], options: Migr
         if plans and t.name in plans:
             ctx.seed_plans(t, plans[t.name])
     try:
-        report = run_checks(ctx, skip=options.skip, waive=options.waive)
+        report = run_checks(ctx, skip=options.skip, waive=options.waive, only_blocking=only_blocking)
     finally:
         ctx.close_runners()  # the hosts' connections belong to the caller
     return replace(report, source=src.uri, destination=dst.uri, domains=tuple(t.name for t in ctx.targets))

@@ -62,8 +62,9 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
                 state="shutoff", active=False, persistent=True, postcopy_failed=False)
     # Each domain's definitions are read and parsed once, for every destination's secret plans and checks.
     docs = {g.name: domdoc.read(g.definitions(live[g.name], pers[g.name])) for g in guests}
+    policies = {is_live: replace(s.policy, live=is_live) for is_live in (True, False)}
     targets = [Target(ident=g.name, guest=g, doc=docs[g.name], known_status=statuses[g.name],
-                      policy=replace(s.policy, live=live[g.name])) for g in guests]
+                      policy=policies[live[g.name]]) for g in guests]
     checked = replace(s, skip=s.skip + (CAPACITY_CHECK,))
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
     plans: dict[tuple[str, str], list[SecretPlan]] = {}
@@ -75,7 +76,7 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
         for t in targets:
             plans[(t.name, uri)] = dst_plans[t.name]
         if targets:  # one check run per destination: its pair checks once, each domain with its own policy
-            report = check_targets(src, dst, targets, checked, plans=dst_plans, memo=memo)
+            report = check_targets(src, dst, targets, checked, plans=dst_plans, memo=memo, only_blocking=True)
             blockers.update(_blockers(report, targets, live, uri))
     # Migrations already inbound from anyone (another evacuation, another tool) use memory the
     # destination does not show as used yet: they count against its free memory and the cap.
