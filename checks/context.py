@@ -108,6 +108,8 @@ class CheckContext:
     memo: Memo = field(default_factory=Memo, repr=False)  # pass one to several contexts to share answers
     _runners: dict[str, CommandRunner | None] = field(default_factory=dict, repr=False)
     _plans: dict[str, list[SecretPlan]] = field(default_factory=dict, repr=False)
+    _by_check: dict[str, tuple[list[SecretPlan], dict[str, list[SecretPlan]]]] = field(default_factory=dict,
+                                                                                     repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _source_secrets: SourceSecrets | None = field(default=None, repr=False)
 
@@ -148,6 +150,19 @@ class CheckContext:
                                          policy=self.secret_policy, source=self._source_secrets)
                 self._plans[t.name] = prov.plan(list(t.doc.refs))
             return self._plans[t.name]
+
+    def plans_by_check(self, t: Target) -> tuple[list[SecretPlan], dict[str, list[SecretPlan]]]:
+        """The domain's plans, and those that fail a check by that check's id (``SecretPlan.check_id``),
+        sorted once for the six SECRET-* checks that each ask for theirs."""
+        got = self._by_check.get(t.name)
+        if got is None:
+            plans = self.secret_plans(t)
+            failing: dict[str, list[SecretPlan]] = {}
+            for p in plans:
+                if p.check_id:
+                    failing.setdefault(p.check_id, []).append(p)
+            got = self._by_check[t.name] = (plans, failing)
+        return got
 
     def runner(self, role: str) -> CommandRunner | None:
         """The command runner for "src" or "dst" (one per host, reused): SSH when configured,
