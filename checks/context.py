@@ -105,7 +105,10 @@ class CheckContext:
     targets: tuple[Target, ...] = ()
     options: MigrateOptions = field(default_factory=MigrateOptions)
     connect_errors: dict[str, str] = field(default_factory=dict)
-    memo: Memo = field(default_factory=Memo, repr=False)  # pass one to several contexts to share answers
+    # What hosts said: shared by a caller checking the same source against several destinations (one
+    # run for all of them); None: each run_checks of this context asks afresh (``new_run``).
+    memo: Memo | None = field(default=None, repr=False)
+    _run_memo: Memo = field(default_factory=Memo, repr=False)
     _runners: dict[str, CommandRunner | None] = field(default_factory=dict, repr=False)
     _plans: dict[str, list[SecretPlan]] = field(default_factory=dict, repr=False)
     _by_check: dict[str, tuple[list[SecretPlan], dict[str, list[SecretPlan]]]] = field(default_factory=dict,
@@ -177,11 +180,17 @@ class CheckContext:
         """Use plans the caller already made (``migrate`` plans before it checks)."""
         with self._lock:
             self._plans[t.name] = plans
+            self._by_check.pop(t.name, None)
 
     # -- what a host says, asked once per run (``memo``) -------------------------------------------
     def once(self, key: Hashable, ask: Callable[[], T]) -> T:
         """``ask()`` the first time ``key`` is asked in this run (``memo``), its answer afterwards."""
-        return self.memo.get(key, ask)
+        return (self.memo or self._run_memo).get(key, ask)
+
+    def new_run(self) -> None:
+        """A new run of this context (``run_checks``): what hosts said in an earlier one is asked again
+        (a context may be checked again after the operator fixed something); a caller's memo stays."""
+        self._run_memo = Memo()
 
     def dst_domains(self) -> dict[str, tuple[str, str]]:
         """The destination's domains, listed once per run (``Host.domain_index``)."""

@@ -50,7 +50,7 @@ def check_targets(src: Host, dst: Host, targets: Sequence[Target], options: Migr
     ``only_blocking``: the report holds only the blocking findings (``run_checks``)."""
     validate_selection(options.skip, options.waive)
     ctx = CheckContext(src.uri, dst.uri, src, dst, targets=tuple(targets), options=options,
-                       memo=memo if memo is not None else Memo())
+                       memo=memo)
     for t in ctx.targets:
         if plans and t.name in plans:
             ctx.seed_plans(t, plans[t.name])

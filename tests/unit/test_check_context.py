@@ -62,3 +62,30 @@ def test_a_target_reads_status_and_job_once_for_every_destination_and_thread():
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: (t.status, t.job()), range(40)))
     assert g.calls == {"status": 1, "job": 1} and t.name == "vm1"
+
+
+def test_each_run_of_a_context_asks_afresh_unless_the_caller_shares_a_memo():
+    from types import SimpleNamespace
+
+    from checks.context import CheckContext
+    from checks.registry import Registry, passed, run_checks
+
+    asked: list[int] = []
+    dst = SimpleNamespace(uri="qemu+tls://hv2/system", free_memory=lambda: asked.append(1) or 1)
+    reg = Registry()
+
+    @reg.check("FREE", needs=())
+    def free(ctx, t):
+        return passed(str(ctx.free_memory()))
+
+    targets = tuple(Target(ident=f"vm{i}", guest=None, doc=domdoc.read([f"<domain><name>vm{i}</name></domain>"]))
+                    for i in range(5))
+    ctx = CheckContext("qemu+tls://hv1/system", dst.uri, None, dst, targets=targets)  # type: ignore[arg-type]
+    run_checks(ctx, registry=reg)
+    run_checks(ctx, registry=reg)  # e.g. after the operator freed memory: asked again
+    assert len(asked) == 2
+    shared = CheckContext("qemu+tls://hv1/system", dst.uri, None, dst, targets=targets,  # type: ignore[arg-type]
+                          memo=Memo())
+    run_checks(shared, registry=reg)
+    run_checks(shared, registry=reg)
+    assert len(asked) == 3
