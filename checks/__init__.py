@@ -12,10 +12,10 @@ from . import secrets  # noqa: F401  isort: skip
 from . import capability  # noqa: F401  isort: skip
 from . import resources  # noqa: F401  isort: skip
 from . import ssh  # noqa: F401  isort: skip
-from .context import CheckContext, Target, build_context
-from .preflight import check_guests, checks_for_migration, preflight, validate_selection
+from .context import CheckContext, Memo, Target, build_context
+from .preflight import check_guests, check_targets, checks_for_migration, preflight, validate_selection
 from .registry import REGISTRY, Check, CheckFn, Finding, Report, Result, check, run_checks
 
-__all__ = ["Check", "CheckContext", "CheckFn", "Finding", "REGISTRY", "Report", "Result", "Target",
-           "build_context", "check", "check_guests", "checks_for_migration", "preflight", "run_checks",
-           "validate_selection"]
+__all__ = ["Check", "CheckContext", "CheckFn", "Finding", "Memo", "REGISTRY", "Report", "Result", "Target",
+           "build_context", "check", "check_guests", "check_targets", "checks_for_migration", "preflight",
+           "run_checks", "validate_selection"]

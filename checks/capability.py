@@ -32,8 +32,8 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
     # the persistent definition would start there. check='none' (and no <cpu>) is never compared.
     # The definition libvirt hands over: the live one for a live migration, else the persistent one — or the
     # live one of a running transient domain (all it has).
-    live = t.status.active and (ctx.policy.live or not t.status.persistent)
-    f = t.facts if live else domfacts.parse(t.xmls[-1])
+    live = t.status.active and (ctx.policy_for(t).live or not t.status.persistent)
+    f = t.facts if live else t.doc.defined
     test = migration_rules.cpu_test(f.cpu_mode, f.cpu_check, f.cpu_model is not None, live_definition=live)
     mode_supported = compare = None
     detail = ""
@@ -43,10 +43,9 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
         assert f.cpu_xml is not None
         if migration_rules.cpu_compared_with(f.virt_type) == "host":
             # NOTE: the host's own CPU, as libvirt compares at start (not compareHypervisorCPU's host-model).
-            compare, detail = ctx.destination.compare_host_cpu(f.cpu_xml)
+            compare, detail = ctx.compare_host_cpu(f.cpu_xml)
         else:
-            compare, detail = ctx.destination.compare_cpu(f.cpu_xml, emulator=f.emulator, arch=f.arch,
-                                                          machine=f.machine, virttype=f.virt_type)
+            compare, detail = ctx.compare_cpu(f)
     rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
                                       detail=detail,
                                       hypervisor_unlisted=migration_rules.x86_hypervisor_unlisted(f.cpu_xml, f.arch))
@@ -65,6 +64,6 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
 def memory(ctx: CheckContext, t: Target) -> Results:
     """The destination has at least the guest's current memory free."""
     need = t.facts.memory_kib * 1024
-    free = ctx.destination.free_memory()
+    free = ctx.free_memory()
     msg = f"guest needs {need / 2**20:.0f} MiB, destination has {free / 2**20:.0f} MiB free"
     return failed(msg) if free < need else passed(msg)

@@ -6,43 +6,94 @@ are recorded in ``connect_errors`` and become HOST-REACHABLE findings.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
-from coordinator.core import domfacts, domxml
+from coordinator.core import domdoc, domfacts
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.model import SecretPlan
 from coordinator.core.params import MigrationPolicy
 from coordinator.core.secret_rules import SecretPolicy
 from coordinator.core.ids import check_domain_ident
 from coordinator.core.uris import check_endpoints
-from coordinator.ssh.runner import CommandRunner, runner_for
+from coordinator.ssh.runner import CommandResult, CommandRunner, runner_for
 from coordinator.steps.options import MigrateOptions
-from coordinator.steps.provision import SecretProvisioner
-from coordinator.virt.guest import Guest, GuestStatus
+from coordinator.steps.provision import SecretProvisioner, SourceSecrets
+from coordinator.virt.guest import Guest, GuestStatus, JobInfo
 from coordinator.virt.host import Host
+
+
+_MISSING = object()
+T = TypeVar("T")
+
+
+class Memo:
+    """Answers to read-only questions asked during one run, each computed once per key and shared by
+    every check and every domain — and, when the caller hands one memo to several contexts, by every
+    destination (an evacuation plan: the source's answers are asked once for all of them). Keys name
+    the host (its URI) and the question. Thread-safe: whoever asks for a key being computed waits for
+    that answer instead of asking again. A question that raises is not remembered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: dict[Hashable, Any] = {}
+        self._asking: dict[Hashable, threading.Lock] = {}
+
+    def get(self, key: Hashable, ask: Callable[[], T]) -> T:
+        answer = self._answers.get(key, _MISSING)
+        if answer is not _MISSING:
+            return cast(T, answer)
+        with self._lock:
+            one = self._asking.setdefault(key, threading.Lock())
+        with one:
+            answer = self._answers.get(key, _MISSING)
+            if answer is _MISSING:
+                answer = self._answers[key] = ask()
+        return cast(T, answer)
 
 
 @dataclass
 class Target:
-    """One domain to check, as found on the source."""
+    """One domain to check, as found on the source. One object per domain and run: an evacuation plan
+    shares it between its destinations, so what it reads from the source is read once."""
 
     ident: str
     guest: Guest
-    facts: domfacts.DomainFacts
-    xmls: tuple[str, ...]
+    doc: domdoc.DomainDoc  # its definitions, parsed once
     known_status: GuestStatus | None = None  # what the caller already read (saves two calls)
+    policy: MigrationPolicy | None = None  # this domain's (evacuate: live or offline); None: the run's
+    name: str = field(init=False)  # the domain's name (what findings are about)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _job: tuple[JobInfo | None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.doc.facts.name or self.ident
 
     @property
-    def name(self) -> str:
-        return self.facts.name or self.ident
+    def facts(self) -> domfacts.DomainFacts:
+        """Facts of the first definition (the live one of a running domain)."""
+        return self.doc.facts
+
+    @property
+    def xmls(self) -> tuple[str, ...]:
+        return self.doc.xmls
 
     @property
     def status(self) -> GuestStatus:
         """State, persistence and post-copy failure, read once and shared by the domain checks."""
-        if self.known_status is None:
-            self.known_status = self.guest.status()
-        return self.known_status
+        with self._lock:
+            if self.known_status is None:
+                self.known_status = self.guest.status()
+            return self.known_status
+
+    def job(self) -> JobInfo | None:
+        """The domain's current job (virDomainGetJobStats), read once; None when it is not running."""
+        active = self.status.active
+        with self._lock:
+            if self._job is None:
+                self._job = (self.guest.job() if active else None,)
+            return self._job[0]
 
 
 @dataclass
@@ -54,15 +105,25 @@ class CheckContext:
     targets: tuple[Target, ...] = ()
     options: MigrateOptions = field(default_factory=MigrateOptions)
     connect_errors: dict[str, str] = field(default_factory=dict)
+    # What hosts said: shared by a caller checking the same source against several destinations (one
+    # run for all of them); None: each run_checks of this context asks afresh (``new_run``).
+    memo: Memo | None = field(default=None, repr=False)
+    _run_memo: Memo = field(default_factory=Memo, repr=False)
     _runners: dict[str, CommandRunner | None] = field(default_factory=dict, repr=False)
     _plans: dict[str, list[SecretPlan]] = field(default_factory=dict, repr=False)
+    _by_check: dict[str, tuple[list[SecretPlan], dict[str, list[SecretPlan]]]] = field(default_factory=dict,
+                                                                                     repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _caps: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
-    _dst_index: dict[str, tuple[str, str]] | None = field(default=None, repr=False)
+    _source_secrets: SourceSecrets | None = field(default=None, repr=False)
 
     @property
     def policy(self) -> MigrationPolicy:
+        """The run's policy (pair checks); a domain check asks ``policy_for(t)``."""
         return self.options.policy
+
+    def policy_for(self, t: Target) -> MigrationPolicy:
+        """The policy this domain migrates with (an evacuation mixes live and offline migrations)."""
+        return t.policy or self.options.policy
 
     @property
     def secret_policy(self) -> SecretPolicy:
@@ -82,13 +143,29 @@ class CheckContext:
 
     def secret_plans(self, t: Target) -> list[SecretPlan]:
         """``SecretProvisioner.plan`` for one domain, computed once and shared by the SECRET-* checks.
-        Reads only. Over a plaintext transport the provisioner reads no value (its own rule)."""
+        Reads only (each source secret at most once per context). Over a plaintext transport the
+        provisioner reads no value (its own rule)."""
         with self._lock:  # NOTE: one plan per domain even when several SECRET-* checks ask at once
             if t.name not in self._plans:
+                if self._source_secrets is None:
+                    self._source_secrets = SourceSecrets(self.source, self.options.keyring)
                 prov = SecretProvisioner(self.source, self.destination, keyring=self.options.keyring,
-                                         policy=self.secret_policy)
-                self._plans[t.name] = prov.plan(domxml.union_refs(*t.xmls))
+                                         policy=self.secret_policy, source=self._source_secrets)
+                self._plans[t.name] = prov.plan(list(t.doc.refs))
             return self._plans[t.name]
+
+    def plans_by_check(self, t: Target) -> tuple[list[SecretPlan], dict[str, list[SecretPlan]]]:
+        """The domain's plans, and those that fail a check by that check's id (``SecretPlan.check_id``),
+        sorted once for the six SECRET-* checks that each ask for theirs."""
+        got = self._by_check.get(t.name)
+        if got is None:
+            plans = self.secret_plans(t)
+            failing: dict[str, list[SecretPlan]] = {}
+            for p in plans:
+                if p.check_id:
+                    failing.setdefault(p.check_id, []).append(p)
+            got = self._by_check[t.name] = (plans, failing)
+        return got
 
     def runner(self, role: str) -> CommandRunner | None:
         """The command runner for "src" or "dst" (one per host, reused): SSH when configured,
@@ -99,24 +176,72 @@ class CheckContext:
                                                  self.options.ssh)
             return self._runners[role]
 
-    def dst_domains(self) -> dict[str, tuple[str, str]]:
-        """The destination's domains, listed once per run (``Host.domain_index``)."""
-        with self._lock:
-            if self._dst_index is None:
-                self._dst_index = self.destination.domain_index()
-            return self._dst_index
-
     def seed_plans(self, t: Target, plans: list[SecretPlan]) -> None:
         """Use plans the caller already made (``migrate`` plans before it checks)."""
         with self._lock:
             self._plans[t.name] = plans
+            self._by_check.pop(t.name, None)
+
+    # -- what a host says, asked once per run (``memo``) -------------------------------------------
+    def once(self, key: Hashable, ask: Callable[[], T]) -> T:
+        """``ask()`` the first time ``key`` is asked in this run (``memo``), its answer afterwards."""
+        return (self.memo or self._run_memo).get(key, ask)
+
+    def new_run(self) -> None:
+        """A new run of this context (``run_checks``): what hosts said in an earlier one is asked again
+        (a context may be checked again after the operator fixed something); a caller's memo stays."""
+        self._run_memo = Memo()
+
+    def dst_domains(self) -> dict[str, tuple[str, str]]:
+        """The destination's domains, listed once per run (``Host.domain_index``)."""
+        return self.once(("domain_index", self.dst_uri), self.destination.domain_index)
 
     def domcaps(self, host: Host, f: domfacts.DomainFacts) -> str:
-        key = (host.uri, f.emulator or "", f.arch or "", f.machine or "", f.virt_type)
-        with self._lock:
-            if key not in self._caps:
-                self._caps[key] = host.domain_capabilities(f.emulator, f.arch, f.machine, f.virt_type)
-            return self._caps[key]
+        """virConnectGetDomainCapabilities for this domain's emulator/arch/machine/virt type, once per run."""
+        return self.once(("domcaps", host.uri, f.emulator or "", f.arch or "", f.machine or "", f.virt_type),
+                         lambda: host.domain_capabilities(f.emulator, f.arch, f.machine, f.virt_type))
+
+    def lib_version(self, host: Host) -> int:
+        return self.once(("lib_version", host.uri), host.lib_version)
+
+    def hypervisor_version(self, host: Host) -> int:
+        return self.once(("hypervisor_version", host.uri), host.hypervisor_version)
+
+    def free_memory(self) -> int:
+        """The destination's free memory, read once per run."""
+        return self.once(("free_memory", self.dst_uri), self.destination.free_memory)
+
+    def network_state(self, name: str) -> str | None:
+        return self.once(("network_state", self.dst_uri, name), lambda: self.destination.network_state(name))
+
+    def pool_state(self, name: str) -> str | None:
+        return self.once(("pool_state", self.dst_uri, name), lambda: self.destination.pool_state(name))
+
+    def pool_by_target_path(self, path: str) -> str | None:
+        return self.once(("pool_by_target_path", self.dst_uri, path),
+                         lambda: self.destination.pool_by_target_path(path))
+
+    def volume_source(self, host: Host, pool: str, volume: str) -> tuple[str, str] | None:
+        return self.once(("volume_source", host.uri, pool, volume), lambda: host.volume_source(pool, volume))
+
+    def compare_cpu(self, f: domfacts.DomainFacts) -> tuple[str, str]:
+        """The destination's virConnectCompareHypervisorCPU of this CPU (once per distinct CPU and run)."""
+        assert f.cpu_xml is not None
+        xml = f.cpu_xml
+        return self.once(("compare_cpu", self.dst_uri, xml, f.emulator, f.arch, f.machine, f.virt_type),
+                         lambda: self.destination.compare_cpu(xml, emulator=f.emulator, arch=f.arch,
+                                                              machine=f.machine, virttype=f.virt_type))
+
+    def compare_host_cpu(self, cpu_xml: str) -> tuple[str, str]:
+        """The destination's virConnectCompareCPU of this CPU (once per distinct CPU and run)."""
+        return self.once(("compare_host_cpu", self.dst_uri, cpu_xml),
+                         lambda: self.destination.compare_host_cpu(cpu_xml))
+
+    def probe(self, role: str, runner: CommandRunner, fmt: str, *args: str) -> CommandResult:
+        """One read-only SSH command on ``role``'s host, run once per run (e.g. swtpm's capabilities,
+        the filesystem under the TPM state directory: the same for every domain)."""
+        uri = self.src_uri if role == "src" else self.dst_uri
+        return self.once(("probe", uri, fmt, args), lambda: runner.run(fmt, *args))
 
     def close_runners(self) -> None:
         for r in self._runners.values():
@@ -154,8 +279,7 @@ def build_context(src_uri: str, dst_uri: str, domains: Sequence[str], options: M
         targets = []
         for ident in dict.fromkeys(domains):
             g = ctx.src.require_guest(ident)
-            xmls = tuple(g.definitions())
-            targets.append(Target(ident=ident, guest=g, facts=domfacts.parse(xmls[0]), xmls=xmls))
+            targets.append(Target(ident=ident, guest=g, doc=domdoc.read(g.definitions())))
         ctx.targets = tuple(targets)
     except BaseException:
         ctx.close()

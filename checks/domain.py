@@ -5,7 +5,7 @@ import time
 
 from coordinator.core import migration_rules
 from coordinator.core.lease import JobAction
-from coordinator.steps.lease import ownership
+from coordinator.steps.lease import Ownership, decide
 
 from .context import CheckContext, Target
 from .registry import Results, check, failed, passed
@@ -16,10 +16,11 @@ from .registry import Results, check, failed, passed
 def domain_state(ctx: CheckContext, t: Target) -> Results:
     """Live: running or paused. Offline: any state (libvirt copies the definition; a running guest stays)."""
     state = t.status.state
-    rule = migration_rules.state_ruling(state, live=ctx.policy.live)
+    live = ctx.policy_for(t).live
+    rule = migration_rules.state_ruling(state, live=live)
     if rule.refused:
         return failed(f"domain is {state}; live migration needs it running or paused")
-    if ctx.policy.live:
+    if live:
         return passed(f"{state}")
     # NOTE: libvirt 9.0 migrates offline whatever the state (qemuMigrationSrcBegin checks no state for
     # VIR_MIGRATE_OFFLINE): a running guest's definition is copied (a transient one's live definition)
@@ -30,6 +31,12 @@ def domain_state(ctx: CheckContext, t: Target) -> Results:
     return passed("shut off (offline migration)")
 
 
+def _ownership(ctx: CheckContext, t: Target) -> Ownership:
+    """``steps.lease.ownership`` toward this destination, from the job read once per domain and the lease
+    in the domain XML already read (what virDomainGetMetadata would return; no call per destination)."""
+    return decide(t.job(), t.doc.lease, ctx.dst_uri, time.time())
+
+
 @check("DOMAIN-JOB-ACTIVE", tags=("domain", "job"), needs=("src",),
        hint="wait for the running job (another migration, a backup, a dump, a save...) or the run holding "
             "the domain to finish; migcoord leaves jobs it does not own alone")
@@ -37,7 +44,7 @@ def domain_job(ctx: CheckContext, t: Target) -> Results:
     """No job (migration, backup, dump, save, ...) and no other coordinator's live lease is on the
     domain. An outgoing migration left by a dead migcoord run to this destination passes: migrate
     and evacuate adopt it (this check only reads)."""
-    own = ownership(t.guest, ctx.dst_uri, time.time())
+    own = _ownership(ctx, t)
     if own.action is JobAction.BLOCK:
         return failed(own.message)
     return passed(own.message)
@@ -60,8 +67,7 @@ def domain_exists(ctx: CheckContext, t: Target) -> Results:
     clashes: dict[str, str] = {}
     index = ctx.dst_domains()
     uuid = t.guest.uuid
-    if uuid in index and t.status.active and \
-            ownership(t.guest, ctx.dst_uri, time.time()).action is JobAction.ADOPT:
+    if uuid in index and t.status.active and _ownership(ctx, t).action is JobAction.ADOPT:
         # NOTE: the incoming side of a dead migcoord run's migration to this destination, which
         # migrate/evacuate adopt: the same domain, not a clash.
         return passed(f"{ctx.dst_uri} holds the incoming side of the migration to be adopted ({uuid})")

@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from coordinator.core import domfacts
+from coordinator.core import domdoc
 from coordinator.core.errors import BadInput
 from coordinator.core.model import SecretPlan
 from coordinator.steps.options import MigrateOptions
 from coordinator.virt.guest import Guest, GuestStatus
 from coordinator.virt.host import Host
 
-from .context import CheckContext, Target, build_context
+from .context import CheckContext, Memo, Target, build_context
 from .registry import REGISTRY, Report, run_checks, unskippable
 
 
@@ -38,18 +38,29 @@ def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[st
     """Run the checks for ``guests`` (each with its live/inactive XML) on connections the caller
     owns (``migrate``, ``evacuate``). ``plans`` and ``statuses`` by domain name are what the caller
     already knows, shared with the checks so nothing is looked up or read twice."""
+    targets = [Target(ident=g.name, guest=g, doc=domdoc.read(x), known_status=(statuses or {}).get(g.name))
+               for g, x in guests]
+    return check_targets(src, dst, targets, options, plans=plans)
+
+
+def check_targets(src: Host, dst: Host, targets: Sequence[Target], options: MigrateOptions,
+                  plans: dict[str, list[SecretPlan]] | None = None, memo: Memo | None = None,
+                  only_blocking: bool = False) -> Report:
+    """``check_guests`` of domains already read (``Target``, each with its own policy if it has one). A
+    caller checking the same domains against several destinations passes the same targets and ``memo``
+    to each, so what the source says (and each domain's job) is read once for all of them.
+    ``only_blocking``: the report holds only the blocking findings (``run_checks``)."""
     validate_selection(options.skip, options.waive)
-    ctx = CheckContext(src.uri, dst.uri, src, dst, options=options)
-    ctx.targets = tuple(Target(ident=g.name, guest=g, facts=domfacts.parse(x[0]), xmls=tuple(x),
-                               known_status=(statuses or {}).get(g.name)) for g, x in guests)
+    ctx = CheckContext(src.uri, dst.uri, src, dst, targets=tuple(targets), options=options,
+                       memo=memo)
     for t in ctx.targets:
         if plans and t.name in plans:
             ctx.seed_plans(t, plans[t.name])
     try:
-        report = run_checks(ctx, skip=options.skip, waive=options.waive)
+        report = run_checks(ctx, skip=options.skip, waive=options.waive, only_blocking=only_blocking)
     finally:
         ctx.close_runners()  # the hosts' connections belong to the caller
-    return replace(report, source=src.uri, destination=dst.uri, domains=tuple(g.name for g, _ in guests))
+    return replace(report, source=src.uri, destination=dst.uri, domains=tuple(t.name for t in ctx.targets))
 
 
 def checks_for_migration(src: Host, dst: Host, guest: Guest, xmls: Sequence[str], plans: list[SecretPlan],

@@ -16,8 +16,8 @@ _VALUE_HINT = ("give the value with --secret-file/--secret-dir/--secret-command/
 
 def _secret_check(check_id: str) -> DomainCheckFn:
     def run(ctx: CheckContext, t: Target) -> Results:
-        plans = ctx.secret_plans(t)
-        bad = [p for p in plans if p.check_id == check_id]
+        plans, failing = ctx.plans_by_check(t)
+        bad = failing.get(check_id, ())
         # NOTE: an unverifiable copy is an unknown, not a failure: libvirt uses whatever value it holds.
         result = unknown if check_id == "SECRET-UNVERIFIABLE" else failed
         if bad:

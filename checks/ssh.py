@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from coordinator.core.domain_xml import domain_root
 from coordinator.core.errors import BadInput
-from coordinator.core.domfacts import TpmFacts
+from coordinator.core.domfacts import DomainFacts, TpmFacts
 from coordinator.core.versions import older, parse_version, version_str, version_text
 from coordinator.core.secret_rules import wanted_flags
 from coordinator.ssh.runner import CommandRunner
@@ -118,8 +118,19 @@ def tpm_state_dir(domain_xml: str | None) -> str:
         for src in root.findall("devices/tpm/backend/source"):
             path = src.get("path")
             if path:
-                return path if src.get("type", "dir") == "dir" else path.rsplit("/", 1)[0] or "/"
+                return _state_dir(src.get("type", "dir"), path)
     return TPM_STATE_ROOT
+
+
+def state_dir_of(facts: DomainFacts) -> str:
+    """``tpm_state_dir`` of a domain's facts (``DomainFacts.tpm_state``: its XML already parsed)."""
+    for kind, path in facts.tpm_state:
+        return _state_dir(kind, path)
+    return TPM_STATE_ROOT
+
+
+def _state_dir(kind: str, path: str) -> str:
+    return path if kind == "dir" else path.rsplit("/", 1)[0] or "/"
 
 
 # ------------------------------------------------------------------ helpers
@@ -132,8 +143,12 @@ def _emulated(t: Target) -> tuple[TpmFacts, ...]:
     return tuple(x for x in t.facts.tpms if x.backend == "emulator")
 
 
+def _has_emulated(t: Target) -> bool:
+    return bool(_emulated(t))
+
+
 def _any_emulated(ctx: CheckContext) -> bool:
-    return any(_emulated(t) for t in ctx.targets)
+    return any(_has_emulated(t) for t in ctx.targets)
 
 
 def _first_line(text: str) -> str:
@@ -150,29 +165,31 @@ def _which(runner, program: str) -> str | None:
     return path if r.ok and path.startswith("/") else None
 
 
-def _capabilities(runner) -> SwtpmCaps:
-    """Raises ValueError with the reason when swtpm cannot report its capabilities."""
-    r = runner.run("swtpm socket --print-capabilities")
+def _capabilities(ctx: CheckContext, runner: CommandRunner) -> SwtpmCaps:
+    """The destination swtpm's capabilities (asked once per run). Raises ValueError with the reason when
+    swtpm cannot report them."""
+    r = ctx.probe("dst", runner, "swtpm socket --print-capabilities")
     if not r.ok:
         raise ValueError(f"exit status {r.exit_status}" + (f": {_first_line(r.stderr)}" if r.stderr.strip() else ""))
     return parse_capabilities(r.stdout)
 
 
-def _existing_dir(runner, path: str) -> str:
-    """``path`` or its nearest existing ancestor (libvirt creates the state dir on first use)."""
-    r = runner.run('d={}; while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; printf "%s\\n" "$d"',
-                   path)
+def _existing_dir(ctx: CheckContext, runner: CommandRunner, path: str) -> str:
+    """``path`` or its nearest existing ancestor on the destination (libvirt creates the state dir on first
+    use); asked once per path and run."""
+    r = ctx.probe("dst", runner,
+                  'd={}; while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; printf "%s\\n" "$d"', path)
     return _first_line(r.stdout) or "/"
 
 
-def _fs_type(runner, path: str) -> str | None:
-    r = runner.run("stat -f -c %T {}", path)
+def _fs_type(ctx: CheckContext, runner: CommandRunner, path: str) -> str | None:
+    r = ctx.probe("dst", runner, "stat -f -c %T {}", path)
     return _first_line(r.stdout) if r.ok else None
 
 
 # ------------------------------------------------------------------ checks
 
-@check("SWTPM-MISSING", transport="ssh", scope="pair", tags=("ssh", "tpm", "swtpm"),
+@check("SWTPM-MISSING", transport="ssh", scope="pair", tags=("ssh", "tpm", "swtpm"), concerns=_has_emulated,
        hint="install swtpm and swtpm-tools on the destination (e.g. apt-get install swtpm swtpm-tools); "
             "libvirt starts swtpm for every emulated TPM")
 def swtpm_missing(ctx: CheckContext) -> Results:
@@ -202,18 +219,19 @@ def swtpm_capabilities(ctx: CheckContext, t: Target) -> Results:
     if runner is None:
         return skipped(NO_SSH)
     try:
-        caps = _capabilities(runner)
+        caps = _capabilities(ctx, runner)
     except ValueError as e:
         return failed(f"swtpm on {runner.host} cannot report its capabilities ({e})")
-    state_dir = tpm_state_dir(t.xmls[0] if t.xmls else None)
-    fs = _fs_type(runner, _existing_dir(runner, state_dir))
+    state_dir = state_dir_of(t.facts)
+    fs = _fs_type(ctx, runner, _existing_dir(ctx, runner, state_dir))
     shared = bool(fs and is_shared_fs(fs))
     needed = required_features(tuple(x.version for x in tpms), shared)
     missing = missing_features(caps, needed)
     where = f"TPM state in {state_dir} on {fs or 'an unknown filesystem'}" + (" (shared)" if shared else "")
     if shared:
         # NOTE: libvirt migrates TPM state on shared storage only from 8.10 on (both sides).
-        old = [h.uri for h in (ctx.source, ctx.destination) if h is not None and h.lib_version() < SHARED_STATE_LIBVIRT]
+        old = [h.uri for h in (ctx.source, ctx.destination)
+               if h is not None and ctx.lib_version(h) < SHARED_STATE_LIBVIRT]
         if old:
             return failed(f"{where}: needs libvirt ≥ 8.10 on both hosts; older on {', '.join(old)}")
     if missing:
@@ -223,6 +241,7 @@ def swtpm_capabilities(ctx: CheckContext, t: Target) -> Results:
 
 
 @check("SWTPM-VERSION-OLDER", transport="ssh", scope="pair", tags=("ssh", "tpm", "swtpm", "version"),
+       concerns=_has_emulated,
        hint="upgrade swtpm/libtpms on the destination: TPM state written by a newer libtpms may not load "
             "in an older one")
 def swtpm_version_older(ctx: CheckContext) -> Results:
@@ -268,9 +287,9 @@ def tpm_state_space(ctx: CheckContext, t: Target) -> Results:
     runner = _runner(ctx, "dst")
     if runner is None:
         return skipped(NO_SSH)
-    state_dir = tpm_state_dir(t.xmls[0] if t.xmls else None)
-    where = _existing_dir(runner, state_dir)
-    r = runner.run("df -Pk {}", where)
+    state_dir = state_dir_of(t.facts)
+    where = _existing_dir(ctx, runner, state_dir)
+    r = ctx.probe("dst", runner, "df -Pk {}", where)
     if not r.ok:
         return failed(f"df -Pk {where} on {runner.host} failed: {_first_line(r.stderr) or r.exit_status}")
     try:
@@ -292,7 +311,7 @@ def secret_at_rest(ctx: CheckContext, t: Target) -> Results:
     runner = _runner(ctx, "dst")
     if runner is None:
         return skipped(NO_SSH)
-    version = ctx.destination.lib_version()
+    version = ctx.lib_version(ctx.destination)
     if version >= SECRETS_ENCRYPTED_SINCE:
         return passed(f"libvirt {version_str(version)} on the destination encrypts secrets at rest")
     out: list[Result] = []

@@ -6,7 +6,6 @@ virt type, arch/machine/emulator, CPU, memory, TPMs, networks, bridges, pools, l
 from __future__ import annotations
 
 import functools
-
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -56,6 +55,8 @@ class DomainFacts:
     networks: tuple[str, ...]  # <interface type='network'><source network=...>
     bridges: tuple[str, ...]   # <interface type='bridge'><source bridge=...>
     disks: tuple[DiskFacts, ...]
+    # <tpm><backend><source type=... path=...>: (type, path) where the TPM state lives (libvirt ≥ 10.x)
+    tpm_state: tuple[tuple[str, str], ...] = ()
 
     @property
     def pools(self) -> tuple[str, ...]:
@@ -75,10 +76,14 @@ def to_kib(value: str, unit: str | None) -> int:
     return int(int(value) * mult)
 
 
-@functools.lru_cache(maxsize=1024)
 def parse(domain_xml: str) -> DomainFacts:
     """Facts of a domain XML (live or inactive, or a ``<domstatus>`` wrapper)."""
-    root = domain_root(domain_xml)
+    return facts_of(domain_root(domain_xml))
+
+
+def facts_of(root: ET.Element) -> DomainFacts:
+    """Facts of a parsed ``<domain>`` element (``domain_xml.domain_root``): for callers that read
+    other things from the same document (``domdoc``), so it is parsed once."""
     ostype = root.find("os/type")
     mem = root.find("currentMemory")
     if mem is None:
@@ -117,6 +122,8 @@ def parse(domain_xml: str) -> DomainFacts:
                                volume=src.get("volume") if src is not None and dtype == "volume" else None,
                                readonly=d.find("readonly") is not None, shareable=d.find("shareable") is not None,
                                cache=next((x.get("cache") for x in d.findall("driver")), None)))
+    tpm_state = tuple((src.get("type", "dir"), src.get("path", ""))
+                      for src in root.findall("devices/tpm/backend/source") if src.get("path"))
     return DomainFacts(
         name=root.findtext("name") or "", uuid=(root.findtext("uuid") or "").lower(),
         virt_type=root.get("type", "kvm"), arch=ostype.get("arch") if ostype is not None else None,
@@ -125,7 +132,8 @@ def parse(domain_xml: str) -> DomainFacts:
         cpu_xml=ET.tostring(cpu, encoding="unicode") if cpu is not None else None,
         cpu_model=cpu.findtext("model") if cpu is not None else None,
         cpu_check=cpu.get("check") if cpu is not None else None, tpms=tuple(tpms),
-        networks=tuple(dict.fromkeys(networks)), bridges=tuple(dict.fromkeys(bridges)), disks=tuple(disks))
+        networks=tuple(dict.fromkeys(networks)), bridges=tuple(dict.fromkeys(bridges)), disks=tuple(disks),
+        tpm_state=tpm_state)
 
 
 @dataclass(frozen=True)

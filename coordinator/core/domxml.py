@@ -23,7 +23,7 @@ from .errors import BadInput
 from .ids import canonical_uuid
 from .model import SecretKind, SecretRef
 
-__all__ = ["secret_refs", "unique_secret_refs", "union_refs", "domain_identity"]
+__all__ = ["secret_refs", "refs_of", "unique_secret_refs", "union_refs", "union_of", "domain_identity"]
 
 _ALWAYS_INDEXED = frozenset({"disk", "hostdev", "tpm", "backingStore"})
 # formatsecret: the usage categories a secret can have.
@@ -45,7 +45,12 @@ def secret_refs(domain_xml: str) -> list[SecretRef]:
     Duplicates are kept so each use site can be reported; de-duplicate with
     ``unique_secret_refs``. Raises ``BadInput`` on malformed XML or secret elements.
     """
-    dom = domain_root(domain_xml)
+    return refs_of(domain_root(domain_xml))
+
+
+def refs_of(dom: ET.Element) -> list[SecretRef]:
+    """``secret_refs`` of a parsed ``<domain>`` element (``domain_xml.domain_root``), for callers that
+    read other things from the same document (``domdoc``), so it is parsed once."""
     refs: list[SecretRef] = []
     # formatdomain "Operating system booting" / BIOS bootloader: <nvram type='network'> (8.5.0).
     for os_el, os_path in _kids(dom, "/domain", "os"):
@@ -79,10 +84,15 @@ def union_refs(*xmls: str) -> list[SecretRef]:
     Both definitions matter: the live one is migrated now, the inactive one is what the
     destination will boot next time, and either may reference a secret the other does not.
     """
+    return union_of(secret_refs(xml) for xml in xmls)
+
+
+def union_of(ref_lists: Iterable[Iterable[SecretRef]]) -> list[SecretRef]:
+    """``union_refs`` of reference lists already found (one per definition)."""
     seen: set[tuple[tuple[str, str], str]] = set()
     out = []
-    for xml in xmls:
-        for ref in secret_refs(xml):
+    for refs in ref_lists:
+        for ref in refs:
             if (ref.key, ref.location) not in seen:
                 seen.add((ref.key, ref.location))
                 out.append(ref)

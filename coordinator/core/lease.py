@@ -63,6 +63,22 @@ def parse_lease(xml: str | None) -> Lease | None:
         el = ET.fromstring(xml)
     except ET.ParseError:
         return None
+    return lease_of(el)
+
+
+def lease_in_domain(domain: ET.Element) -> Lease | None:
+    """The lease in a parsed ``<domain>`` element's ``<metadata>``: what virDomainGetMetadata returns for
+    our namespace (its first child in that namespace, whatever the prefix: virXMLFindChildNodeByNs), so
+    a caller holding the domain XML needs no second call. None as for ``parse_lease``."""
+    metadata = domain.find("metadata")
+    if metadata is None:
+        return None
+    el = next((c for c in metadata if isinstance(c.tag, str) and c.tag.startswith(f"{{{NAMESPACE}}}")), None)
+    return None if el is None else lease_of(el)
+
+
+def lease_of(el: ET.Element) -> Lease | None:
+    """``parse_lease`` of a parsed element."""
     if el.tag.rpartition("}")[2] != "lease":
         return None
     try:

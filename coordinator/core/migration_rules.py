@@ -11,6 +11,7 @@ An outcome is ``OK`` (libvirt accepts), ``REFUSE`` (libvirt refuses or the migra
 from __future__ import annotations
 
 import enum
+import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -132,6 +133,8 @@ def x86_hypervisor_unlisted(cpu_xml: str | None, arch: str | None) -> bool:
     return not any(f.get("name") == "hypervisor" for f in ET.fromstring(cpu_xml).iter("feature"))
 
 
+# NOTE: one capabilities document serves every domain of a run: parse it once, not per domain.
+@functools.lru_cache(maxsize=32)
 def cpu_mode_supported(domcaps_xml: str, mode: str) -> bool | None:
     """Pure: ``<cpu><mode name=MODE supported='yes|no'>`` of virConnectGetDomainCapabilities (None: not
     listed, e.g. 'maximum' before libvirt 7.9)."""

@@ -6,6 +6,7 @@ unprotected remote channel without ``--allow-plaintext-secrets``) is decided her
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -204,6 +205,7 @@ def check_transport(*uris: str, allow_plaintext: bool) -> None:
                           check_id="SECRET-PLAINTEXT-TRANSPORT")
 
 
+@functools.lru_cache(maxsize=64)  # NOTE: asked per secret plan (thousands in an evacuation plan)
 def values_may_cross(*uris: str, allow_plaintext: bool) -> bool:
     """``check_transport`` as a predicate."""
     try:

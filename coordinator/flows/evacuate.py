@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from checks import check_guests
-from coordinator.core import domfacts, domxml
+from checks import REGISTRY, Memo, Report, Target, check_targets
+from coordinator.core import domdoc
 from coordinator.core.errors import BadInput, Busy, Interrupted, MigcoordError
 from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
                                          PlannedDomain, place)
@@ -60,35 +60,30 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
             # fully known from the listing.
             statuses[g.name] = g.status() if active else GuestStatus(
                 state="shutoff", active=False, persistent=True, postcopy_failed=False)
-    xmls = {g.name: g.definitions(live[g.name], pers[g.name]) for g in guests}
-    refs = {g.name: domxml.union_refs(*xmls[g.name]) for g in guests}
+    # Each domain's definitions are read and parsed once, for every destination's secret plans and checks.
+    docs = {g.name: domdoc.read(g.definitions(live[g.name], pers[g.name])) for g in guests}
+    policies = {is_live: replace(s.policy, live=is_live) for is_live in (True, False)}
+    targets = [Target(ident=g.name, guest=g, doc=docs[g.name], known_status=statuses[g.name],
+                      policy=policies[live[g.name]]) for g in guests]
+    checked = replace(s, skip=s.skip + (CAPACITY_CHECK,))
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
     plans: dict[tuple[str, str], list[SecretPlan]] = {}
     source = SourceSecrets(src, s.keyring)  # each source secret is looked up and read once for all destinations
+    memo = Memo()  # what the source says (and each domain's job) is asked once for all destinations
     for uri, dst in dsts.items():
-        for is_live in (True, False):
-            group = [g for g in guests if live[g.name] is is_live]
-            if not group:
-                continue
-            prov = SecretProvisioner(src, dst, keyring=s.keyring, policy=s.secret_policy, source=source)
-            group_plans = {g.name: prov.plan(refs[g.name]) for g in group}
-            checked = replace(s, policy=replace(s.policy, live=is_live), skip=s.skip + (CAPACITY_CHECK,))
-            report = check_guests(src, dst, [(g, xmls[g.name]) for g in group], checked,
-                                  plans=group_plans, statuses=statuses)
-            by_subject: dict[str, set[str]] = {}
-            for f in report.blocking:
-                by_subject.setdefault(f.subject, set()).add(f.check_id)
-            names = {x.name for x in group}
-            pair_blockers = {cid for subj, ids in by_subject.items() if subj not in names for cid in ids}
-            for g in group:
-                blockers[(g.name, uri)] = tuple(sorted(by_subject.get(g.name, set()) | pair_blockers))
-                plans[(g.name, uri)] = group_plans[g.name]
+        prov = SecretProvisioner(src, dst, keyring=s.keyring, policy=s.secret_policy, source=source)
+        dst_plans = {t.name: prov.plan(list(t.doc.refs)) for t in targets}
+        for t in targets:
+            plans[(t.name, uri)] = dst_plans[t.name]
+        if targets:  # one check run per destination: its pair checks once, each domain with its own policy
+            report = check_targets(src, dst, targets, checked, plans=dst_plans, memo=memo, only_blocking=True)
+            blockers.update(_blockers(report, targets, live, uri))
     # Migrations already inbound from anyone (another evacuation, another tool) use memory the
     # destination does not show as used yet: they count against its free memory and the cap.
     capacity = {uri: max(0, min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
                          - dst.inbound_migration_memory())
                 for uri, dst in dsts.items()}
-    memory = {g.name: g.memory_bytes() if live[g.name] else _defined_memory(xmls[g.name][0]) for g in guests}
+    memory = {g.name: g.memory_bytes() if live[g.name] else docs[g.name].facts.memory_kib * 1024 for g in guests}
     placement = place([Candidate(g.name, memory[g.name], live[g.name]) for g in guests], capacity, blockers)
     domains = tuple(
         PlannedDomain(name=g.name, uuid=g.uuid, live=live[g.name], memory_bytes=memory[g.name],
@@ -101,8 +96,31 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
                                              if blockers.get((g.name, uri))} for g in guests})
 
 
-def _defined_memory(xml: str) -> int:
-    return domfacts.parse(xml).memory_kib * 1024
+def _blockers(report: Report, targets: Sequence[Target], live: dict[str, bool],
+              uri: str) -> dict[tuple[str, str], tuple[str, ...]]:
+    """What blocks each domain toward ``uri``: its own blocking findings, plus the blocking pair
+    (host-level) findings — those of a pair check that concerns only some domains (``Check.concerns``)
+    for the domains migrating the same way (live / offline) when it concerns one of them."""
+    names = {t.name for t in targets}
+    own: dict[str, set[str]] = {}
+    pair: set[str] = set()
+    for f in report.blocking:
+        if f.subject in names:
+            own.setdefault(f.subject, set()).add(f.check_id)
+        else:
+            pair.add(f.check_id)
+    out = {}
+    for is_live in (True, False):
+        group = [t for t in targets if live[t.name] is is_live]
+        group_pair = {cid for cid in pair if _concerns(cid, group)}
+        for t in group:
+            out[(t.name, uri)] = tuple(sorted(own.get(t.name, set()) | group_pair))
+    return out
+
+
+def _concerns(check_id: str, group: Sequence[Target]) -> bool:
+    c = REGISTRY.checks.get(check_id)
+    return c is None or c.concerns is None or any(c.concerns(t) for t in group)
 
 
 def _validate(source_uri: str, dest_uris: Sequence[str], ev: EvacuationPolicy, options: MigrateOptions) -> None:

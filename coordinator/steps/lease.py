@@ -17,7 +17,7 @@ from coordinator.core.lease import (NAMESPACE, PREFIX, JobAction, Lease, LeaseSt
                                     lease_state, parse_lease)
 from coordinator.steps.journal import Journal
 from coordinator.virt.errors import error_summary
-from coordinator.virt.guest import Guest
+from coordinator.virt.guest import Guest, JobInfo
 
 log = logging.getLogger("migcoord")
 
@@ -66,7 +66,12 @@ class Ownership:
 def ownership(guest: Guest, dest_uri: str, now: float, own_run: str = "") -> Ownership:
     """Read the job and the lease (reads only) and decide (``core.lease.job_action``)."""
     job = guest.job() if guest.is_active() else None
-    lease = read_lease(guest)
+    return decide(job, read_lease(guest), dest_uri, now, own_run)
+
+
+def decide(job: JobInfo | None, lease: Lease | None, dest_uri: str, now: float, own_run: str = "") -> Ownership:
+    """``ownership`` of a job and a lease already read (None: the domain is not running), e.g. once per
+    domain for every destination of an evacuation plan (the lease from the domain XML: ``core.domdoc``)."""
     state = lease_state(lease, now, this_host(), owner_alive(lease) if lease is not None else None)
     action, message = job_action(bool(job and job.active), job.operation if job else "", lease, state,
                                  dest_uri, own_run)

@@ -62,10 +62,15 @@ class Guest:
 
     def __init__(self, dom: Any) -> None:
         self._dom = dom
+        self._name: str | None = None
 
     @property
     def name(self) -> str:
-        return str(self._dom.name())
+        """virDomainGetName: no round trip, and fixed for this object (a renamed domain is another
+        object), so it is asked once (planning thousands of domains asks it tens of thousands of times)."""
+        if self._name is None:
+            self._name = str(self._dom.name())
+        return self._name
 
     @property
     def uuid(self) -> str:

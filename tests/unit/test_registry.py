@@ -182,3 +182,24 @@ def test_a_check_with_an_override_option_runs_whatever_is_skipped_and_is_refused
             validate_selection(skip, waive)
         assert "SECRET-PLAINTEXT-TRANSPORT cannot be skipped or waived" in str(e.value)
         assert "--allow-plaintext-secrets" in e.value.hint
+
+
+@pytest.mark.parametrize("waive", [(), ("B-FAIL",), ("B-FAIL", "D-RAISES")])
+def test_only_blocking_keeps_exactly_the_blocking_findings(waive):
+    full = run_checks(CTX, waive=waive, registry=make_registry())
+    only = run_checks(CTX, waive=waive, registry=make_registry(), only_blocking=True)
+    assert only.findings == full.blocking and only.blocking == full.blocking
+
+
+def test_domains_are_dealt_out_to_at_most_max_workers_tasks():
+    threads: set[str] = set()
+    reg = Registry()
+
+    @reg.check("WHERE", needs=())
+    def where(ctx, t):
+        threads.add(threading.current_thread().name)
+        return passed("ok")
+
+    ctx = SimpleNamespace(targets=tuple(SimpleNamespace(name=f"vm{i}") for i in range(50)))
+    r = run_checks(ctx, registry=reg, max_workers=3)
+    assert len(r.findings) == 50 and 1 <= len(threads) <= 3
