@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from coordinator.core import domdoc, domfacts
 from coordinator.core.errors import BadInput, HostUnreachable
@@ -16,12 +16,14 @@ from coordinator.core.model import SecretPlan
 from coordinator.core.params import MigrationPolicy
 from coordinator.core.secret_rules import SecretPolicy
 from coordinator.core.ids import check_domain_ident
-from coordinator.core.uris import check_endpoints
-from coordinator.ssh.runner import CommandResult, CommandRunner, runner_for
+from coordinator.core.uris import check_endpoints, ssh_target
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner, SourceSecrets
 from coordinator.virt.guest import Guest, GuestStatus, JobInfo
 from coordinator.virt.host import Host
+
+if TYPE_CHECKING:  # the SSH seam is loaded when a runner is first asked for (runner()), not at start-up
+    from coordinator.ssh.runner import CommandResult, CommandRunner
 
 
 _MISSING = object()
@@ -172,8 +174,13 @@ class CheckContext:
         local for a local URI, None when the host is remote and SSH is not configured."""
         with self._lock:
             if role not in self._runners:
-                self._runners[role] = runner_for(self.src_uri if role == "src" else self.dst_uri,
-                                                 self.options.ssh)
+                uri = self.src_uri if role == "src" else self.dst_uri
+                if self.options.ssh is None and ssh_target(uri) is not None:
+                    self._runners[role] = None  # remote, no SSH configured: the seam is not even loaded
+                else:
+                    from coordinator.ssh.runner import runner_for
+
+                    self._runners[role] = runner_for(uri, self.options.ssh)
             return self._runners[role]
 
     def seed_plans(self, t: Target, plans: list[SecretPlan]) -> None:

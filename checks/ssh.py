@@ -11,16 +11,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from coordinator.core.domain_xml import domain_root
 from coordinator.core.errors import BadInput
 from coordinator.core.domfacts import DomainFacts, TpmFacts
 from coordinator.core.versions import older, parse_version, version_str, version_text
 from coordinator.core.secret_rules import wanted_flags
-from coordinator.ssh.runner import CommandRunner
 
 from .context import CheckContext, Target
 from .registry import Results, Result, check, failed, passed, skipped
+
+if TYPE_CHECKING:  # the SSH seam is loaded when a runner is made (CheckContext.runner), not at start-up
+    from coordinator.ssh.runner import CommandRunner
 
 TPM_STATE_ROOT = "/var/lib/libvirt/swtpm"  # libvirt's default swtpm state directory (system daemon)
 SECRETS_DIR = "/etc/libvirt/secrets"        # where libvirtd (system) keeps persistent secrets

@@ -86,15 +86,15 @@ def add_metrics_option(p: argparse.ArgumentParser) -> None:
 
 
 def ssh_config(args: argparse.Namespace) -> SshConfig | None:
-    from coordinator.files.keyfile import check_key_file
-    from coordinator.ssh.runner import SshConfig
-
     given = {k: v for k, v in (("user", args.ssh_user), ("port", args.ssh_port), ("key_file", args.ssh_key),
                                 ("known_hosts", args.ssh_known_hosts), ("connect_timeout", args.ssh_timeout),
                                 ("ssh_config", getattr(args, "ssh_config", None)))
              if v is not None}
     if not (args.ssh or given):
-        return None
+        return None  # no SSH: the seam is not loaded
+    from coordinator.files.keyfile import check_key_file
+    from coordinator.ssh.runner import SshConfig
+
     if args.ssh_key is not None:
         check_key_file(args.ssh_key)  # before any connection (read again, on its descriptor, when used)
     return SshConfig(**given, per_host=getattr(args, "ssh_hosts", None) or {})

@@ -11,16 +11,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.core.params import MigrationPolicy, TimeoutPolicy
-from coordinator.ssh.runner import SshConfig
 from coordinator.steps.journal import Journal
 from coordinator.steps.keys import KeyRing
 from coordinator.steps.locks import DEFAULT_LOCK_DIR
 from coordinator.core.secret_rules import SecretPolicy
 from coordinator.steps.retry import RetryPolicy
 from coordinator.virt.host import Host
+
+if TYPE_CHECKING:  # the SSH seam is loaded only when SSH is used
+    from coordinator.ssh.runner import SshConfig
 
 EventSink = Callable[[dict[str, Any]], None]
 

@@ -82,6 +82,9 @@ def test_check_loads_libvirt_and_the_checks_only(tmp_path, ssh):
     got = loaded_by(["check", "vm1", "--from", SRC, "--to", DST, *ssh], tmp_path, extra=("ctypes",))
     assert got["rc"] == 1
     assert "ctypes" not in got["loaded"]  # nodump loads it when a value is first held, not at start-up
+    # Remote hosts and no SSH configured: the SSH seam itself stays unloaded; with --ssh it is loaded
+    # (the runners are made) but paramiko is not until a connection is made.
+    assert ("coordinator.ssh" in got["loaded"]) is bool(ssh)
     assert {"libvirt", "checks", "coordinator.virt", "coordinator.steps"} <= set(got["loaded"])
     assert not {"paramiko", "tenacity", "coordinator.flows.migrate", "coordinator.flows.evacuate"} & set(got["loaded"])
 
