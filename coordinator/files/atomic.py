@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from coordinator.core.errors import BadInput
@@ -52,6 +51,8 @@ def check_target(path: Path | str, what: str = "output file") -> None:
 def write_atomic(path: Path | str, data: bytes, mode: int = 0o600, what: str = "output file") -> None:
     """Replace ``path`` with ``data`` atomically (see the module doc). Raises BadInput for a
     symlink or directory target, OSError for I/O failures (disk full, directory gone)."""
+    import tempfile  # NOTE: here, not at start-up (it pulls shutil, bz2, lzma, random in)
+
     p = Path(path)
     check_target(p, what)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name[:100]}.", suffix=".tmp")

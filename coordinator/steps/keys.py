@@ -20,17 +20,15 @@ import contextlib
 import fnmatch
 import logging
 import os
-import selectors
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from coordinator.core.errors import BadInput, SecretUnavailable
 from coordinator.core.ids import canonical_uuid
@@ -38,6 +36,9 @@ from coordinator.core.model import SecretValue
 from coordinator.files.keyfile import check_key_file, key_dir, read_key_file
 
 from . import nodump
+
+if TYPE_CHECKING:  # a helper process is started only for a --secret-command source
+    import subprocess
 
 log = logging.getLogger("migcoord")
 
@@ -221,6 +222,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def _read_capped(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytearray, str | None]:
     """Read the helper's stdout until EOF, at most the cap + 1 bytes and until the deadline.
     Returns (bytes read, None | "timeout" | "too-large")."""
+    import selectors
+
     assert proc.stdout is not None
     buf = bytearray()
     fd = proc.stdout.fileno()
@@ -241,6 +244,8 @@ def _read_capped(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytear
 
 
 def _run_command(template: list[str], uuid: str, timeout_s: float | None = None) -> bytearray | None:
+    import subprocess  # NOTE: here, not at start-up: only a --secret-command source runs a process
+
     argv = [part.replace("{uuid}", uuid) for part in template]
     name = template[0]
     timeout_s = COMMAND_TIMEOUT_S if timeout_s is None else timeout_s
