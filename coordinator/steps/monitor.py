@@ -79,6 +79,13 @@ class JobMonitor:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def _set_max_downtime(self) -> None:
+        try:
+            self.guest.set_max_downtime(int(self.policy.max_downtime_ms or 0))
+            self.sink({"event": "max-downtime", "ms": self.policy.max_downtime_ms})
+        except Exception as e:
+            self.sink({"event": "max-downtime-failed", "error": error_summary(e)})
+
     def _run(self) -> None:
         now = self.clock()
         progress = Progress(start=now, last_progress=now)
@@ -92,11 +99,9 @@ class JobMonitor:
                 continue
             if not downtime_set:  # NOTE: no migrateToURI3 parameter for it; settable once the job runs
                 downtime_set = True
-                try:
-                    self.guest.set_max_downtime(int(self.policy.max_downtime_ms or 0))
-                    self.sink({"event": "max-downtime", "ms": self.policy.max_downtime_ms})
-                except Exception as e:
-                    self.sink({"event": "max-downtime-failed", "error": error_summary(e)})
+                # NOTE: in its own thread: the call waits for QEMU's monitor, which a starved QEMU (seen
+                # under TCG on a loaded host) may not answer for minutes — the deadlines must still hold.
+                threading.Thread(target=self._set_max_downtime, daemon=True, name="migcoord-max-downtime").start()
             self.sink({"event": "progress", "percent": round(job.percent, 1),
                        "data_processed": job.data_processed, "data_remaining": job.data_remaining,
                        "data_total": job.data_total, "rate_bps": job.mem_bps, "elapsed_ms": job.elapsed_ms})

@@ -103,3 +103,39 @@ ABORT_EVEN_WITH_POSTCOPY = MigrationPolicy(postcopy=True, on_deadline="abort")
 def test_on_deadline_choices(p, now, total, remaining, policy, action, after):
     got, _why, progress = deadline_action(p, now, total, remaining, LIMITS, policy)
     assert (got, progress) == (action, after)
+
+
+def test_a_max_downtime_call_that_never_returns_does_not_stop_the_deadlines():
+    """Seen under TCG on a loaded host: virDomainMigrateSetMaxDowntime waited minutes for a starved QEMU's
+    monitor, and the monitor (which made the call) stopped enforcing --timeout. A fake guest plays that
+    (it cannot be produced on demand): the call blocks until the test ends, the job never progresses."""
+    import threading
+
+    from coordinator.core.params import Deadlines
+    from coordinator.steps.monitor import JobMonitor
+    from coordinator.virt.guest import JobInfo
+
+    release, aborted = threading.Event(), threading.Event()
+
+    class StuckGuest:
+        def job(self):
+            return JobInfo(active=True, data_total=100, data_processed=10, data_remaining=90, elapsed_ms=1,
+                           mem_bps=1)
+
+        def set_max_downtime(self, ms):
+            release.wait(30)
+
+        def abort_job(self):
+            aborted.set()
+
+    clock = iter(range(0, 10_000)).__next__  # one second per reading
+    events: list[dict] = []
+    mon = JobMonitor(StuckGuest(), events.append, Deadlines(completion_s=3, stall_s=1000),
+                     MigrationPolicy(max_downtime_ms=10_000), clock=lambda: float(clock()), interval=0.01)
+    try:
+        with mon:
+            assert aborted.wait(10), events
+    finally:
+        release.set()
+    assert mon.aborted and "did not complete within 3" in mon.aborted
+    assert not [e for e in events if e["event"] == "max-downtime"]  # still waiting when the deadline hit
