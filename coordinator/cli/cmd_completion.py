@@ -7,7 +7,6 @@ Install: ``migcoord completion bash > /etc/bash_completion.d/migcoord`` (or
 from __future__ import annotations
 
 import argparse
-import shlex
 from typing import Any
 
 _FILE_METAVARS = {"PATH", "DIR", "UUID=PATH"}
@@ -46,6 +45,8 @@ def _options(p: argparse.ArgumentParser) -> list[str]:
 
 
 def _value_cases(cmd: str, p: argparse.ArgumentParser) -> list[str]:
+    import shlex  # only when a script is printed: the parser is built on every start
+
     out = []
     for a in p._actions:
         if not a.option_strings or a.nargs == 0:
@@ -66,6 +67,8 @@ def _value_cases(cmd: str, p: argparse.ArgumentParser) -> list[str]:
 
 
 def bash(parser: argparse.ArgumentParser) -> str:
+    import shlex
+
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     commands = sorted(subs.choices)
     value_cases = _value_cases("", parser)

@@ -88,8 +88,17 @@ class LeaseKeeper:
                      expires=self.wall() + ttl_s, dest=self.dest_uri, pid_start=pid_start(pid) or 0)
 
     def take(self, guest: Guest, ttl_s: float) -> None:
-        """Write our lease, then read it back: when another coordinator wrote at the same moment,
-        the last writer wins and the other one backs off (Busy) before changing anything."""
+        """Look once more, write our lease, then read it back.
+
+        The look right before the write leaves a race window of one round trip (the ownership read at
+        the start of the run is seconds of planning and checks earlier); the read-back after ``settle``
+        catches a coordinator that wrote inside that window: the last writer wins and the other one
+        backs off (Busy) before changing anything."""
+        before = read_lease(guest)
+        if before is not None and before.run_id != self.run_id and \
+                lease_state(before, self.wall(), this_host(), owner_alive(before)) is LeaseState.LIVE:
+            raise Busy(f"another coordinator took domain {guest.name} while this run was checking: "
+                       f"{before.owner()}", hint="let it finish")
         lease = self._lease(ttl_s)
         guest.set_metadata(NAMESPACE, PREFIX, format_lease(lease))
         self.held = True

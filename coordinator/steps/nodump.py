@@ -8,8 +8,6 @@ restores both. Reference-counted and thread-safe; a no-op where the calls do not
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import resource
 import threading
@@ -26,9 +24,12 @@ _saved: tuple[int, int] | None = None  # (soft RLIMIT_CORE, dumpable) before the
 
 
 def _prctl() -> Any | None:
+    # NOTE: ctypes is imported here, when a value is first held, not at start-up; CDLL(None) is this
+    # process's own symbol table (libc included) — ctypes.util.find_library would run ldconfig.
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
 

@@ -2,30 +2,30 @@
 minimal libvirt-python script making only the calls an evacuation plan needs."""
 from __future__ import annotations
 
+import shlex
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
+# The operator's procedure for one guest (secret-dumpxml/define, get/set-value, migrate), as a
+# shell script: part 1 runs it once, part 3 runs it per guest under `xargs -P N`.
+MANUAL_SCRIPT = Path(__file__).resolve().parent / "manual-migrate.sh"
 
-def virsh(uri: str, *args: str) -> str:
-    r = subprocess.run(["virsh", "-q", "-c", uri, *args], capture_output=True, text=True)
+
+def manual_migrate(src: str, dst: str, vm: str, uuid: str) -> None:
+    """One guest by hand: ``sh manual-migrate.sh SRC VM UUID DST``."""
+    r = subprocess.run(["sh", str(MANUAL_SCRIPT), src, vm, uuid, dst], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
     if r.returncode != 0:
-        raise RuntimeError(f"virsh {args[0]} on {uri} failed: {r.stderr.strip()}")
-    return r.stdout
+        raise RuntimeError(f"manual migration of {vm} to {dst} failed: {r.stderr.strip()[-1000:]}")
 
 
-def manual_secret_copy(src: str, dst: str, uuid: str, tmp: Path) -> None:
-    """What an operator does today, one virsh process per step."""
-    xml = tmp / f"{uuid}.xml"
-    xml.write_text(virsh(src, "secret-dumpxml", uuid))
-    virsh(dst, "secret-define", str(xml))
-    value = virsh(src, "secret-get-value", uuid).strip()  # base64
-    virsh(dst, "secret-set-value", uuid, "--base64", value)
-
-
-def manual_migrate(src: str, dst: str, vm: str, uuid: str, tmp: Path) -> None:
-    manual_secret_copy(src, dst, uuid, tmp)
-    virsh(src, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", vm, dst)
-
+def xargs_pipeline(src: str, jobs: Sequence[tuple[str, str, str]], parallel: int) -> str:
+    """The hand-made parallel loop: one line per guest (GUEST UUID DST) into
+    ``xargs -P N -n 3 sh manual-migrate.sh SRC`` — the shell command line an operator would type."""
+    lines = " ".join(shlex.quote(" ".join(job)) for job in jobs)
+    return (f"printf '%s\\n' {lines} | xargs -P {int(parallel)} -n 3 "
+            f"sh {shlex.quote(str(MANUAL_SCRIPT))} {shlex.quote(src)}")
 
 
 MINIMAL_PLAN = r'''
