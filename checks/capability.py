@@ -46,9 +46,9 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
             compare, detail = ctx.compare_host_cpu(f.cpu_xml)
         else:
             compare, detail = ctx.compare_cpu(f)
+    unlisted = migration_rules.x86_hypervisor_unlisted(f.cpu_features, f.arch)
     rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
-                                      detail=detail,
-                                      hypervisor_unlisted=migration_rules.x86_hypervisor_unlisted(f.cpu_xml, f.arch))
+                                      detail=detail, hypervisor_unlisted=unlisted)
     what = f"CPU {f.cpu_model or f.cpu_mode or 'default'}" + (f" check={f.cpu_check}" if f.cpu_check else "")
     defn = "live definition" if live else "persistent definition"
     msg = f"{what} ({defn}): {rule.reason}"

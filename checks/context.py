@@ -16,7 +16,7 @@ from coordinator.core.model import SecretPlan
 from coordinator.core.params import MigrationPolicy
 from coordinator.core.secret_rules import SecretPolicy
 from coordinator.core.ids import check_domain_ident
-from coordinator.core.uris import check_endpoints, ssh_target
+from coordinator.core.uris import check_endpoints, runs_commands
 from coordinator.steps.options import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner, SourceSecrets
 from coordinator.virt.guest import Guest, GuestStatus, JobInfo
@@ -175,7 +175,7 @@ class CheckContext:
         with self._lock:
             if role not in self._runners:
                 uri = self.src_uri if role == "src" else self.dst_uri
-                if self.options.ssh is None and ssh_target(uri) is not None:
+                if not runs_commands(uri, self.options.ssh is not None):
                     self._runners[role] = None  # remote, no SSH configured: the seam is not even loaded
                 else:
                     from coordinator.ssh.runner import runner_for

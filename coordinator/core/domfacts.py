@@ -57,6 +57,7 @@ class DomainFacts:
     disks: tuple[DiskFacts, ...]
     # <tpm><backend><source type=... path=...>: (type, path) where the TPM state lives (libvirt ≥ 10.x)
     tpm_state: tuple[tuple[str, str], ...] = ()
+    cpu_features: tuple[str, ...] | None = None  # names of <cpu><feature>, any policy; None without <cpu>
 
     @property
     def pools(self) -> tuple[str, ...]:
@@ -133,7 +134,8 @@ def facts_of(root: ET.Element) -> DomainFacts:
         cpu_model=cpu.findtext("model") if cpu is not None else None,
         cpu_check=cpu.get("check") if cpu is not None else None, tpms=tuple(tpms),
         networks=tuple(dict.fromkeys(networks)), bridges=tuple(dict.fromkeys(bridges)), disks=tuple(disks),
-        tpm_state=tpm_state)
+        tpm_state=tpm_state,
+        cpu_features=tuple(x.get("name", "") for x in cpu.iter("feature")) if cpu is not None else None)
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,9 @@ def cpu_ruling(test: CpuTest, *, mode: str | None, mode_supported: bool | None, 
     return ok(f"{compare} on the destination")
 
 
-def x86_hypervisor_unlisted(cpu_xml: str | None, arch: str | None) -> bool:
-    """Pure: an x86 guest <cpu> that names no ``hypervisor`` feature (any policy).
+def x86_hypervisor_unlisted(cpu_features: tuple[str, ...] | None, arch: str | None) -> bool:
+    """Pure: an x86 guest <cpu> (its <feature> names, any policy; None: no <cpu>) that names no
+    ``hypervisor`` feature.
 
     NOTE: QEMU turns the hypervisor CPUID bit on for every x86 CPU model (target/i386/cpu.c
     x86_cpu_load_model) unless told ``-hypervisor``, and none of libvirt 9.0's x86 models in cpu_map/
@@ -128,9 +129,9 @@ def x86_hypervisor_unlisted(cpu_xml: str | None, arch: str | None) -> bool:
     virCPUx86UpdateLive always finds it "extra" — unless the definition requires or disables it. Seen on
     the lab under KVM and TCG: qemu64 check='full' → "extra features: hypervisor,…"; with
     <feature policy='require' name='hypervisor'/> (and TCG's lahf_lm) it starts, and with policy='disable' too."""
-    if not cpu_xml or arch not in ("x86_64", "i686"):
+    if cpu_features is None or arch not in ("x86_64", "i686"):
         return False
-    return not any(f.get("name") == "hypervisor" for f in ET.fromstring(cpu_xml).iter("feature"))
+    return "hypervisor" not in cpu_features
 
 
 # NOTE: one capabilities document serves every domain of a run: parse it once, not per domain.

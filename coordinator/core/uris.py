@@ -151,6 +151,13 @@ def ssh_target(uri: str) -> tuple[str, str | None, int | None] | None:
     return f.host, None, None
 
 
+def runs_commands(uri: str, ssh_configured: bool) -> bool:
+    """Whether commands can be run on ``uri``'s host: here for a local URI, over SSH for a remote one
+    only when SSH is configured (``ssh.runner.runner_for`` builds the runner; the checks ask this first
+    so that a run without SSH never loads the SSH seam)."""
+    return ssh_target(uri) is None or ssh_configured
+
+
 def same_host_message(src_uri: str, dst_uri: str, src_host_uuid: str, dst_host_uuid: str) -> str | None:
     """Why these two connections are one host (equal host UUIDs: libvirt refuses such a
     migration), or None. Shared by the HOST-SAME check and ``migrate``'s early refusal."""

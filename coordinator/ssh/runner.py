@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from coordinator.core.config import HostSsh
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.params import bounded_int, positive_seconds
-from coordinator.core.uris import ssh_target
+from coordinator.core.uris import runs_commands, ssh_target
 from coordinator.files.keyfile import check_key_file, read_key_file
 
 from . import openssh
@@ -126,11 +126,12 @@ def runner_for(uri: str, config: SshConfig | None) -> CommandRunner | None:
     """The runner for a libvirt URI's host: a ``LocalRunner`` for a local URI (``qemu:///system``),
     an ``SshRunner`` for a remote one, None when the host is remote and SSH is not configured.
     Opens nothing: the connection is made by the first command."""
+    if not runs_commands(uri, config is not None):
+        return None
     target = ssh_target(uri)
     if target is None:
         return LocalRunner(timeout=config.command_timeout if config else 30.0)
-    if config is None:
-        return None
+    assert config is not None  # runs_commands: a remote host only with SSH configured
     host, user, port = target
     cfg = config
     h = config.per_host.get(host)

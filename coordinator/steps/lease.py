@@ -69,10 +69,15 @@ def ownership(guest: Guest, dest_uri: str, now: float, own_run: str = "") -> Own
     return decide(job, read_lease(guest), dest_uri, now, own_run)
 
 
+def state_of(lease: Lease | None, now: float) -> LeaseState:
+    """``core.lease.lease_state`` with what only this control host can know (its name, owner liveness)."""
+    return lease_state(lease, now, this_host(), owner_alive(lease) if lease is not None else None)
+
+
 def decide(job: JobInfo | None, lease: Lease | None, dest_uri: str, now: float, own_run: str = "") -> Ownership:
     """``ownership`` of a job and a lease already read (None: the domain is not running), e.g. once per
     domain for every destination of an evacuation plan (the lease from the domain XML: ``core.domdoc``)."""
-    state = lease_state(lease, now, this_host(), owner_alive(lease) if lease is not None else None)
+    state = state_of(lease, now)
     action, message = job_action(bool(job and job.active), job.operation if job else "", lease, state,
                                  dest_uri, own_run)
     return Ownership(action, message, job.operation if job else "", lease, state)
@@ -100,8 +105,7 @@ class LeaseKeeper:
         catches a coordinator that wrote inside that window: the last writer wins and the other one
         backs off (Busy) before changing anything."""
         before = read_lease(guest)
-        if before is not None and before.run_id != self.run_id and \
-                lease_state(before, self.wall(), this_host(), owner_alive(before)) is LeaseState.LIVE:
+        if before is not None and before.run_id != self.run_id and state_of(before, self.wall()) is LeaseState.LIVE:
             raise Busy(f"another coordinator took domain {guest.name} while this run was checking: "
                        f"{before.owner()}", hint="let it finish")
         lease = self._lease(ttl_s)

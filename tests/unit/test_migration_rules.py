@@ -73,7 +73,12 @@ def test_cpu_ruling_full_check_and_the_hypervisor_bit(test, compare, unlisted, w
     (None, "x86_64", False),
 ])
 def test_x86_hypervisor_unlisted(cpu, arch, want):
-    assert r.x86_hypervisor_unlisted(cpu, arch) is want
+    """From a domain XML's <cpu> as domfacts reads it (the features from the one parse)."""
+    from coordinator.core import domfacts
+
+    xml = f"<domain type='kvm'><name>v</name><os><type arch='{arch}'>hvm</type></os>{cpu or ''}</domain>"
+    facts = domfacts.parse(xml)
+    assert r.x86_hypervisor_unlisted(facts.cpu_features, facts.arch) is want
 
 
 DOMCAPS = ("<domainCapabilities><cpu><mode name='host-passthrough' supported='yes'/>"

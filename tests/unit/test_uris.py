@@ -193,3 +193,14 @@ def test_two_spellings_of_one_host_are_refused():
         distinct_hosts({"qemu+tls://a/system": "u1", "qemu+tcp://b/system": "u2",
                         "qemu+tcp://b:16509/system": "u2"})
     assert "qemu+tcp://b:16509/system and qemu+tcp://b/system" in str(ei.value)
+
+
+@pytest.mark.parametrize("uri, ssh, want", [
+    ("qemu:///system", False, True),                    # local: commands run here
+    ("qemu+tcp://hv2.example/system", False, False),    # remote without SSH: nowhere
+    ("qemu+tcp://hv2.example/system", True, True),      # remote with SSH: over SSH
+])
+def test_runs_commands(uri, ssh, want):
+    from coordinator.core.uris import runs_commands
+
+    assert runs_commands(uri, ssh) is want
