@@ -17,6 +17,7 @@ from labkit.guest_cpu import accel, lab_cpu, probe_cpu
 from labkit.guests import VM_XML, define_secret, dirtier_disk, luks_disk, virsh, wait_dirtying
 from labkit.hosts import (daemon_alive, ensure_ssh_keys, is_live, processes_of, start_host, stop_host,
                           wait_ready, write_hosts_file)
+from labkit import stacks
 from labkit.packages import ensure_packages
 from labkit.state import (LAB_DIR, SSH_PORT, State, host_addr, host_uri, load_state, save_state,
                           ssh_uri)
@@ -41,6 +42,19 @@ def add_hosts(state: State, names: list[str]) -> None:
                                  "uuid": str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"{n}.migcoord-lab"))}
 
 
+def place_on_stacks(state: State, wanted: dict[str, str]) -> None:
+    """Record each host's release and root (built first when missing); a running host stays on the
+    release it runs: asking for another one is an error, not a silent restart."""
+    for name, h in state["hosts"].items():
+        rel = wanted.get(name, stacks.own_release())
+        if daemon_alive(h) and h.get("stack", stacks.own_release()) != rel:
+            die(f"lab host {name} is up on {h.get('stack')}, not {rel}: run scripts/lab down first")
+        if not daemon_alive(h):
+            root = stacks.ensure_root(rel)
+            h["stack"], h["root"] = rel, str(root) if root else None
+            h["versions"] = stacks.versions(root)
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     if os.geteuid() != 0:
         die("the lab needs root (namespaces, bind mounts, libvirtd)")
@@ -58,6 +72,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             h.pop("pid", None)
     t0 = time.monotonic()
     add_hosts(state, names)
+    place_on_stacks(state, stacks.host_stacks(os.environ.get("MIGCOORD_LAB_STACK"), list(state["hosts"])))
     save_state(state)
     write_hosts_file(state)
     ensure_ssh_keys(state)
@@ -108,7 +123,8 @@ def cmd_down(args: argparse.Namespace) -> None:
 def print_env(state: State, as_json: bool) -> None:
     if as_json:
         out = {name: {"uri": host_uri(h), "ssh_uri": ssh_uri(h), "addr": h["addr"], "host_uuid": h["uuid"],
-                      "pid": h.get("pid"), "running": daemon_alive(h)}
+                      "pid": h.get("pid"), "running": daemon_alive(h), "stack": h.get("stack"),
+                      "root": h.get("root"), "versions": h.get("versions", {})}
                for name, h in state["hosts"].items()}
         ssh = {"user": "root", "port": SSH_PORT, "key": str(LAB_DIR / "ssh/id_ecdsa"),
                "known_hosts": str(LAB_DIR / "ssh/known_hosts")}
@@ -152,7 +168,9 @@ def cmd_status(args: argparse.Namespace) -> None:
             r = subprocess.run(["virsh", "-q", "-c", host_uri(h), "list", "--all", "--name"],
                                capture_output=True, text=True)
             doms = " ".join(r.stdout.split())
-        print(f"{name:10} {host_uri(h):32} {'up' if alive else 'DOWN':5} "
+        v = h.get("versions", {})
+        print(f"{name:10} {host_uri(h):32} {'up' if alive else 'DOWN':5} {h.get('stack', '?')} "
+              f"(libvirt {v.get('libvirt', '?')}, QEMU {v.get('qemu', '?')}, swtpm {v.get('swtpm', '?')}) "
               f"procs={len(processes_of(h))} domains=[{doms}]")
 
 

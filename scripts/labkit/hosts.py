@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -82,6 +83,11 @@ def write_hosts_file(state: State) -> None:
         f.write("\n".join(lines) + "\n")
 
 
+def host_root(h: Host) -> Path | None:
+    """The release root a host runs in (stacks.py), None when it runs on this machine's own OS."""
+    return Path(h["root"]) if h.get("root") else None
+
+
 def write_host_config(name: str, h: Host) -> Path:
     root = LAB_DIR / "hosts.d" / name
     for d in PRIVATE_DIRS:
@@ -105,8 +111,9 @@ def write_host_config(name: str, h: Host) -> Path:
         f'migration_port_min = {pmin}\nmigration_port_max = {pmin + 19}\n')
     # NOTE: libvirt 9.0 resolves 'libvirt-qemu' before reading qemu.conf; add it (and kvm)
     # to per-host copies instead of touching the real /etc/passwd.
-    passwd = Path("/etc/passwd").read_text()
-    group = Path("/etc/group").read_text()
+    base = host_root(h) or Path("/")
+    passwd = (base / "etc/passwd").read_text()
+    group = (base / "etc/group").read_text()
     if "\nkvm:" not in "\n" + group:
         group += "kvm:x:64999:\n"
     if "\nlibvirt-qemu:" not in "\n" + group:
@@ -155,23 +162,33 @@ def write_sshd_config(name: str, h: Host) -> Path:
 # ---------------------------------------------------------------- start / stop
 
 def start_host(name: str, h: Host) -> None:
+    """Start the host's sshd and libvirtd in a new mount + UTS namespace: on this machine's own OS, or
+    chrooted into its release root (with /proc, /sys and /dev of this machine, and the lab directory at
+    the same path, so every lab path means the same inside and out)."""
     root = write_host_config(name, h)
     sshd_conf = write_sshd_config(name, h)
+    rel = host_root(h)
+    at = str(rel) if rel else ""  # where the host's / is, seen from this machine
     mounts = []
+    if rel:
+        (rel / LAB_DIR.relative_to("/")).mkdir(parents=True, exist_ok=True)
+        mounts += [f"mount -t proc proc {at}/proc", f"mount --rbind /sys {at}/sys",
+                   f"mount --rbind /dev {at}/dev", f"mount --bind {LAB_DIR} {at}{LAB_DIR}"]
     for d in PRIVATE_DIRS:
-        Path(d).mkdir(parents=True, exist_ok=True)
-        mounts.append(f"mount --bind {root / d.lstrip('/')} {d}")
+        Path(at + d).mkdir(parents=True, exist_ok=True)
+        mounts.append(f"mount --bind {root / d.lstrip('/')} {at}{d}")
     for f, src in (("/etc/passwd", root / "passwd"), ("/etc/group", root / "group"),
                    ("/etc/hosts", LAB_DIR / "hosts")):
-        mounts.append(f"mount --bind {src} {f}")
+        mounts.append(f"mount --bind {src} {at}{f}")
     for b in HIDDEN_BINARIES:
-        if os.path.exists(b):
-            mounts.append(f"mount --bind {root / 'hidden'} {b}")
+        if os.path.exists(at + b):
+            mounts.append(f"mount --bind {root / 'hidden'} {at}{b}")
     # sshd daemonises inside the host's namespaces: it sees that host's files and sockets,
     # and `down` ends it with everything else in the namespace.
-    script = "set -e; " + "; ".join(mounts) + f"; hostname {name}; " \
-             f"/usr/sbin/sshd -f {sshd_conf} -E {root / 'sshd.log'}; " \
-             "exec libvirtd --listen --pid-file /run/libvirt/libvirtd.pid"
+    daemons = f"/usr/sbin/sshd -f {sshd_conf} -E {root / 'sshd.log'}; " \
+              "exec libvirtd --listen --pid-file /run/libvirt/libvirtd.pid"
+    enter = f"exec chroot {at} /bin/sh -c {shlex.quote(daemons)}" if rel else daemons
+    script = "set -e; " + "; ".join(mounts) + f"; hostname {name}; " + enter
     with open(LAB_DIR / f"{name}.daemon.log", "ab") as out:  # the daemons keep their own copy
         proc = subprocess.Popen(
             ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script],

@@ -1,4 +1,5 @@
-"""The Debian packages the lab and the project need (`scripts/lab deps`, and `up` before starting)."""
+"""The Debian packages the lab and the project need on this machine (`scripts/lab deps`, and `up`
+before starting); the packages of a release root are stacks.py's."""
 from __future__ import annotations
 
 import os
@@ -6,24 +7,29 @@ import shutil
 import subprocess
 
 from labkit.console import log
+from labkit.stacks import own_release, packages_for
 
-APT_PACKAGES = [
-    "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "qemu-system-x86",
-    "qemu-utils", "swtpm", "swtpm-tools", "libvirt-dev", "pkg-config", "openssh-server",
-    "openssh-client", "iproute2",
-]
 NEEDED_BINARIES = ["libvirtd", "virsh", "qemu-system-x86_64", "qemu-img", "swtpm", "swtpm_setup",
                    "sshd", "ssh-keygen", "pkg-config"]
+# Building a release root (MIGCOORD_LAB_STACK) needs debootstrap on this machine.
+MACHINE_EXTRAS = ["debootstrap"]
+
+
+def not_installed(pkgs: list[str]) -> list[str]:
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n", *pkgs],
+                       capture_output=True, text=True)
+    ok = {line.split()[0] for line in r.stdout.splitlines() if line.endswith(" installed")}
+    return [p for p in pkgs if p not in ok]
 
 
 def ensure_packages() -> None:
-    missing = [b for b in NEEDED_BINARIES if not shutil.which(b) and not os.path.exists(f"/usr/sbin/{b}")]
-    if shutil.which("pkg-config") and subprocess.run(["pkg-config", "--exists", "libvirt"]).returncode != 0:
-        missing.append("libvirt-dev")  # headers for building libvirt-python
+    want = packages_for(own_release(), in_root=False) + MACHINE_EXTRAS
+    missing = not_installed(want)
+    missing += [b for b in NEEDED_BINARIES if not shutil.which(b) and not os.path.exists(f"/usr/sbin/{b}")]
     if not missing:
         return
     log(f"installing Debian packages (missing: {', '.join(missing)})")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *want],
                    check=True, env=env, stdout=subprocess.DEVNULL)
