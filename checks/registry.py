@@ -53,10 +53,12 @@ def failed(message: str, subject: str | None = None, hint: str | None = None,
     return Result("fail", message, subject, hint, severity)
 
 
-def unknown(message: str, subject: str | None = None, hint: str | None = None) -> Result:
+def unknown(message: str, subject: str | None = None, hint: str | None = None,
+            severity: str | None = None) -> Result:
     """The check could not learn a fact libvirt's verdict depends on: never blocks, never a plain OK
-    (the message says what is unknown and how to make it known)."""
-    return Result("unknown", message, subject, hint)
+    (the message says what is unknown and how to make it known). Of an error-severity check it is
+    decisive (``decisive``): migrate and evacuate refuse it unless the operator accepts it."""
+    return Result("unknown", message, subject, hint, severity)
 
 
 def skipped(message: str, subject: str | None = None) -> Result:
@@ -143,6 +145,15 @@ def blocks(status: str, severity: str) -> bool:
     return status in ("fail", "error") and severity == "error"
 
 
+def decisive(status: str, severity: str) -> bool:
+    """``Finding.decisive``: the one rule for which unknowns decide the outcome. An unknown of an
+    error-severity check is decisive — had the check learnt the fact, it might have blocked, so the
+    migration may fail (late) on it: ``check`` exits 6 (``Undecided``) and migrate/evacuate refuse it
+    unless ``--accept-unknown``. An unknown of a warning-severity check only informs; so does
+    everything that is not an unknown (a failure blocks instead: ``blocks``)."""
+    return status == "unknown" and severity == "error"
+
+
 @dataclass(frozen=True)
 class Finding:
     check_id: str
@@ -158,6 +169,11 @@ class Finding:
         """An error-severity check that failed — or could not run at all (it cannot vouch for the
         migration; skip or waive it explicitly to go on)."""
         return blocks(self.status, self.severity)
+
+    @property
+    def decisive(self) -> bool:
+        """An unknown that decides success (``decisive``)."""
+        return decisive(self.status, self.severity)
 
     def as_dict(self) -> dict[str, Any]:
         return {"check_id": self.check_id, "severity": self.severity, "status": self.status,
@@ -188,6 +204,16 @@ class Report:
         """Findings whose outcome depends on a fact the checks could not learn (status ``unknown``)."""
         return tuple(f for f in self.findings if f.status == "unknown")
 
+    @property
+    def decisive(self) -> tuple[Finding, ...]:
+        """The unknowns that decide success (``decisive``): nothing blocks, yet it may fail."""
+        return tuple(f for f in self.findings if f.decisive)
+
+    @property
+    def verdict(self) -> str:
+        """"block" (something blocks), "unknown" (nothing blocks but a decisive unknown remains) or "go"."""
+        return "block" if self.blocking else "unknown" if self.decisive else "go"
+
     def by_id(self, check_id: str) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.check_id == check_id)
 
@@ -196,7 +222,9 @@ class Report:
         return {"ok": self.ok, "source": self.source, "destination": self.destination,
                 "domains": list(self.domains), "waive": list(self.waived), "skip": list(self.skipped),
                 "blocking": sorted({f.check_id for f in self.blocking}),
-                "unknown": sorted({f.check_id for f in self.unknowns}), "counts": counts,
+                "unknown": sorted({f.check_id for f in self.unknowns}),
+                "decisive_unknown": sorted({f.check_id for f in self.decisive}), "verdict": self.verdict,
+                "counts": counts,
                 "findings": [f.as_dict() for f in self.findings]}
 
 
@@ -216,8 +244,9 @@ def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str]
     """Run every registered check (pair checks once, domain checks per ``ctx.targets``)
     concurrently on a bounded thread pool. ``skip`` holds ids or tags; ``waive`` ids whose
     failures are recorded as ``waived`` instead of blocking. Never raises for a check's failure.
-    ``only_blocking``: the report holds only the blocking findings, for a caller that needs nothing
-    else (an evacuation plan: of ~20 findings per domain and destination, nearly all pass)."""
+    ``only_blocking``: the report holds only the blocking findings and the decisive unknowns, for a
+    caller that needs nothing else (an evacuation plan: of ~20 findings per domain and destination,
+    nearly all pass)."""
     reg = registry or REGISTRY
     skip_set, waive_set = frozenset(skip), frozenset(waive)
     new_run = getattr(ctx, "new_run", None)  # NOTE: unit tests pass plain namespaces as contexts
@@ -261,7 +290,7 @@ def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str]
             for batch in pool.map(run_lane, jobs):
                 findings.extend(batch)
     if only_blocking:
-        findings = [f for f in findings if f.blocking]
+        findings = [f for f in findings if f.blocking or f.decisive]
     findings.sort(key=lambda f: (order.get(f.check_id, len(order)), f.subject, f.message))
     return Report(findings=tuple(findings), waived=tuple(sorted(waive_set)), skipped=tuple(sorted(skip_set)))
 
@@ -283,7 +312,7 @@ def _run_one(c: Check, args: tuple[Any, ...], subject: str, waive: frozenset[str
         status, severity = r.status, r.severity or c.severity
         if status in ("fail", "error") and c.id in waive:
             status = "waived"
-        if only_blocking and not blocks(status, severity):
+        if only_blocking and not (blocks(status, severity) or decisive(status, severity)):
             continue  # NOTE: most results pass; building and sorting their findings is most of the cost
         out.append(Finding(c.id, severity, status, r.subject or subject, r.message, r.hint or c.hint,
                            c.transport))

@@ -1,6 +1,7 @@
 """``migcoord check DOMAIN... --from SRC --to DST [--json] [--skip ID_OR_TAG]... [--waive ID]...``
 
-Read-only. Exit 0 when nothing blocks, 1 when something does, 2 on bad input (BadInput).
+Read-only. Exit 0 when nothing blocks and nothing that decides success is unknown, 1 when something
+blocks, 6 when only a decisive unknown stands in the way (``checks.registry.decisive``), 2 on bad input.
 The matrix in tests/lab/test_verdict_matrix.py (where present) proves the verdict against real migrations.
 """
 from __future__ import annotations
@@ -16,10 +17,13 @@ if TYPE_CHECKING:
     from checks.registry import Report
 
 EXIT_HELP = """exit codes:
-  0  nothing blocks the migration (warnings may be listed; "GO with unknowns" names
-     what the checks could not learn)
+  0  nothing blocks the migration and nothing that decides it is unknown (warnings may be
+     listed; with --accept-unknown, "GO with unknowns" names what the checks could not learn)
   1  at least one error-severity check failed (and was not waived)
-  2  usage error or bad input (bad URI, unknown domain or check id)"""
+  2  usage error or bad input (bad URI, unknown domain or check id)
+  6  UNKNOWN: nothing blocks, but an error-severity check could not learn a fact that decides
+     success (e.g. a private destination copy's value; without --ssh, a local disk on the
+     destination); the hints say how to make it known. migrate/evacuate refuse it the same way."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,6 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="check for an offline migration")
     p.add_argument("--copy-storage", action="store_true", help="local disks will be copied")
     p.add_argument("--unsafe", action="store_true", help="disks are on shared storage libvirt cannot detect")
+    opts.add_accept_unknown(p)
     return p
 
 
@@ -51,15 +56,24 @@ def run(args: argparse.Namespace) -> int:
                              skip=tuple(args.skip), waive=tuple(args.waive), ssh=opts.ssh_config(args))
     with libvirt_errors():
         report = preflight(args.src, args.dst, args.domains, options)
-    print(render_json(report) if args.json else render_table(report))
-    return 0 if report.ok else 1
+    print(render_json(report) if args.json else render_table(report, accept_unknown=args.accept_unknown))
+    return exit_code(report, accept_unknown=args.accept_unknown)
+
+
+def exit_code(report: Report, *, accept_unknown: bool = False) -> int:
+    """1 something blocks; 6 (``Undecided``) a decisive unknown and not accepted; else 0."""
+    from coordinator.core.errors import Blocked, Undecided
+
+    if report.blocking:
+        return Blocked.exit_code
+    return Undecided.exit_code if report.decisive and not accept_unknown else 0
 
 
 def render_json(report: Report) -> str:
     return json.dumps(report.as_dict(), indent=2, sort_keys=True)
 
 
-def render_table(report: Report) -> str:
+def render_table(report: Report, *, accept_unknown: bool = False) -> str:
     rows = [("ID", "SEVERITY", "STATUS", "SUBJECT", "MESSAGE")]
     rows += [(f.check_id, f.severity, f.status.upper() if f.status != "pass" else f.status, f.subject,
               f.message) for f in report.findings]
@@ -73,6 +87,10 @@ def render_table(report: Report) -> str:
     lines.append("")
     if blocking:
         lines.append(f"BLOCKED by {', '.join(blocking)}")
+    elif report.decisive and not accept_unknown:
+        lines.append("UNKNOWN: success depends on what the checks could not learn (see the hints, or "
+                     "--accept-unknown): " + "; ".join(f"{f.check_id} ({f.subject}): {f.message}"
+                                                        for f in report.decisive))
     elif report.unknowns:
         # NOTE: never a bare "OK" when the verdict rests on something the checks could not learn.
         lines.append("GO with unknowns: " + "; ".join(f"{f.check_id} ({f.subject}): {f.message}"

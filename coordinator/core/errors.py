@@ -43,6 +43,15 @@ class SecretMismatch(Blocked):
     """The destination holds a secret with the same UUID but different usage, flags or value."""
 
 
+class Undecided(MigcoordError):
+    """Nothing blocks, but a fact that decides success is unknown (a decisive unknown: e.g. a private
+    destination copy whose value cannot be compared, or whether a disk exists on the destination
+    without SSH). Nothing was changed anywhere; the hint says how to make it known, or pass
+    ``--accept-unknown`` (``MigrateOptions.accept_unknown``) to go on anyway. Exit 6 ("UNKNOWN")."""
+
+    exit_code = 6
+
+
 class HostUnreachable(MigcoordError):
     """A libvirt or SSH endpoint could not be reached (after retries where retrying is safe).
     Raised before anything changed (a failure mid-migration becomes MigrationFailed)."""

@@ -4,7 +4,8 @@ collector (``--collector.textfile.directory``). One file per scheduled job; each
 Metric names (all gauges; labels ``command`` and ``source`` on every one):
 
 - ``migcoord_last_run_timestamp_seconds`` — when the run ended (Unix time)
-- ``migcoord_last_run_exit_code`` — its exit code (0 ok, 1 blocked, 3 failed, 4 partial, 75 busy)
+- ``migcoord_last_run_exit_code`` — its exit code (0 ok, 1 blocked, 3 failed, 4 partial, 6 a decisive
+  unknown refused, 75 busy)
 - ``migcoord_last_run_duration_seconds`` — how long it took
 - ``migcoord_domains`` ``{result="moved|blocked|failed|not_started"}`` — domains per result
 - ``migcoord_bytes_moved`` — bytes QEMU transferred, summed over the run's migrations
@@ -73,7 +74,8 @@ def render(run: RunMetrics) -> str:
     metric("migcoord_last_run_timestamp_seconds", "Unix time the last migcoord run ended.",
            [({}, run.finished_at)])
     metric("migcoord_last_run_exit_code", "Exit code of the last run (0 ok, 1 blocked, 2 bad input, "
-           "3 failed, 4 partial, 75 another run held the lock).", [({}, run.exit_code)])
+           "3 failed, 4 partial, 5 moved but unverified, 6 refused: a fact that decides success is unknown, "
+           "75 another run held the lock).", [({}, run.exit_code)])
     metric("migcoord_last_run_duration_seconds", "Wall time of the last run.", [({}, run.duration_s)])
     counts = {r: sum(d.result == r for d in run.domains) for r in RESULTS}
     metric("migcoord_domains", "Domains of the last run per result.",

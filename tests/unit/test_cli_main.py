@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from coordinator.core.errors import HostError, Interrupted, MigrationFailed
+from coordinator.core.errors import HostError, Interrupted, MigrationFailed, Undecided
 
 cli = importlib.import_module("coordinator.cli.main")  # the module (the package re-exports its main())
 
@@ -23,6 +23,7 @@ def _raising(exc: BaseException):
 @pytest.mark.parametrize("exc, code", [
     (HostError("Domain not found [VIR_ERR_NO_DOMAIN/VIR_FROM_QEMU]"), 1),
     (MigrationFailed("provisioning secrets on X failed: ..."), 3),
+    (Undecided("UNKNOWN: success depends on ...; nothing was changed", hint="pass --ssh, or --accept-unknown"), 6),
     (Interrupted("interrupted: the migration of vm was aborted"), 130),
     (KeyboardInterrupt(), 130),
 ])
@@ -51,3 +52,15 @@ def test_command_returning_130_after_sigterm_is_143(monkeypatch):
         return 0
     monkeypatch.setitem(cli.COMMANDS, "check", run)
     assert cli.main(ARGV) == 143
+
+
+def test_exit_6_is_documented_wherever_exit_codes_are():
+    from pathlib import Path
+
+    from coordinator.cli import cmd_check
+    from coordinator.core import metrics
+    assert Undecided.exit_code == 6
+    assert "\n  6  UNKNOWN" in cli.EXIT_CODES and "\n  6  UNKNOWN" in cmd_check.EXIT_HELP
+    assert "6 refused" in metrics.__doc__.replace("\n", " ").replace("  ", " ") or "6 a decisive" in metrics.__doc__
+    readme = (Path(cli.__file__).parents[2] / "README.md").read_text()
+    assert "\n| 6 | " in readme

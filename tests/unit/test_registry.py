@@ -145,7 +145,7 @@ def test_default_registry_ids_are_documented():
 
 
 def test_unknown_never_blocks_and_the_verdict_line_names_it():
-    from coordinator.cli.cmd_check import render_table
+    from coordinator.cli.cmd_check import exit_code, render_table
     from checks.registry import unknown
     reg = Registry()
     reg.check("A-UNKNOWN")(lambda ctx, t: unknown("whether /x is on a shared filesystem is unknown; use --ssh"))
@@ -156,12 +156,55 @@ def test_unknown_never_blocks_and_the_verdict_line_names_it():
     assert [(f.check_id, f.severity, f.status) for f in rep.findings] == [
         ("A-UNKNOWN", "error", "unknown"), ("B-LOWERED", "warning", "fail"), ("C-OK", "error", "pass")]
     assert rep.as_dict()["unknown"] == ["A-UNKNOWN"] and rep.as_dict()["counts"]["unknown"] == 1
+    # An error check's unknown decides success: not a go (exit 6) unless accepted.
+    assert [f.check_id for f in rep.decisive] == ["A-UNKNOWN"] and rep.verdict == "unknown"
+    assert rep.as_dict()["decisive_unknown"] == ["A-UNKNOWN"] and rep.as_dict()["verdict"] == "unknown"
     assert render_table(rep).splitlines()[-1] == (
+        "UNKNOWN: success depends on what the checks could not learn (see the hints, or --accept-unknown): "
+        "A-UNKNOWN (vm): whether /x is on a shared filesystem is unknown; use --ssh")
+    assert render_table(rep, accept_unknown=True).splitlines()[-1] == (
         "GO with unknowns: A-UNKNOWN (vm): whether /x is on a shared filesystem is unknown; use --ssh")
+    assert (exit_code(rep), exit_code(rep, accept_unknown=True)) == (6, 0)
+
+    # A warning-severity check's unknown only informs: a go, named in the last line.
+    reg_w = Registry()
+    reg_w.check("W-UNKNOWN", severity="warning")(lambda ctx, t: unknown("whether it is tidy is unknown"))
+    rep_w = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg_w)
+    assert rep_w.ok and not rep_w.decisive and rep_w.verdict == "go" and exit_code(rep_w) == 0
+    assert render_table(rep_w).splitlines()[-1] == "GO with unknowns: W-UNKNOWN (vm): whether it is tidy is unknown"
 
     reg.check("D-BLOCKS")(lambda ctx, t: failed("refused"))
     rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg)
     assert not rep.ok and render_table(rep).splitlines()[-1] == "BLOCKED by D-BLOCKS"
+    assert rep.verdict == "block" and exit_code(rep) == exit_code(rep, accept_unknown=True) == 1
+
+
+# The one rule for which unknowns decide success (checks.registry.decisive), as a table.
+@pytest.mark.parametrize("status, severity, is_decisive", [
+    ("unknown", "error", True),      # the check might have blocked had it learnt the fact
+    ("unknown", "warning", False),   # it would only have informed
+    ("fail", "error", False),        # blocks instead (registry.blocks)
+    ("error", "error", False),
+    ("pass", "error", False),
+    ("skipped", "error", False),     # skipped on request: the operator chose not to know
+    ("waived", "error", False),
+    ("fail", "warning", False),
+])
+def test_decisive_rule(status, severity, is_decisive):
+    from checks.registry import decisive
+    assert decisive(status, severity) is is_decisive
+    assert Finding("X", severity, status, "vm", "m").decisive is is_decisive
+
+
+def test_only_blocking_reports_keep_the_decisive_unknowns():
+    from checks.registry import unknown
+    reg = Registry()
+    reg.check("A-UNKNOWN")(lambda ctx, t: unknown("not learnt"))
+    reg.check("W-UNKNOWN", severity="warning")(lambda ctx, t: unknown("not learnt either"))
+    reg.check("C-OK")(lambda ctx, t: passed("fine"))
+    rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg,
+                     only_blocking=True)
+    assert [f.check_id for f in rep.findings] == ["A-UNKNOWN"] and rep.verdict == "unknown"
 
 
 def test_a_check_with_an_override_option_runs_whatever_is_skipped_and_is_refused_by_name():
