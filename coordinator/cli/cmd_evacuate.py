@@ -123,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
         print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s"
               + (" (interrupted)" if report.interrupted else ""), flush=True)
     _write_report(args.report, report.as_dict())
-    blockers = {d: tuple(sorted({i for ids in by_dst.values() for i in ids}))
-                for d, by_dst in report.plan.blockers.items()}
+    blockers = {d: tuple(sorted({i for plan_ids in (report.plan.blockers, report.plan.undecided)
+                                 for ids in plan_ids.get(d, {}).values() for i in ids}))
+                for d in {*report.plan.blockers, *report.plan.undecided}}
     run_metrics.write(args.metrics_file, "evacuate", args.src, report.exit_code, collector, [
         DomainMetrics(o.domain, o.state, o.destination, o.duration_s, collector.bytes.get(o.domain, 0),
                       collector.blocking.get(o.domain) or (blockers.get(o.domain, ()) if not o.moved else ()))

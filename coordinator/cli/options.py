@@ -159,6 +159,13 @@ def add_policy_options(m: argparse.ArgumentParser) -> None:
                    help="do not run this pre-flight check id or tag (see `migcoord check`)")
     m.add_argument("--waive", action="append", default=[], metavar="ID",
                    help="let this blocking check id pass, recorded in the report")
+    add_accept_unknown(m)
+
+
+def add_accept_unknown(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accept-unknown", action="store_true",
+                   help="go on although a fact that decides success is unknown (recorded in the journal); "
+                        "without it such a run changes nothing and exits 6")
 
 
 def keyring(args: argparse.Namespace) -> KeyRing:
@@ -208,4 +215,5 @@ def migrate_options(args: argparse.Namespace, dry_run: bool = False) -> MigrateO
 
     return MigrateOptions(policy=migration_policy(args), secret_policy=secret_policy(args), keyring=keyring(args),
                           retry=retry(args), timeouts=timeouts(args), ssh=ssh_config(args),
-                          skip=tuple(args.skip), waive=tuple(args.waive), dry_run=dry_run)
+                          skip=tuple(args.skip), waive=tuple(args.waive), dry_run=dry_run,
+                          accept_unknown=getattr(args, "accept_unknown", False))

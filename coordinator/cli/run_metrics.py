@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator.core.errors import Busy, MigcoordError
+from coordinator.core.errors import Busy, MigcoordError, Undecided
 from coordinator.core.metrics import DomainMetrics, RunMetrics, render
 from coordinator.files.atomic import write_atomic
 from coordinator.steps.options import EventSink
@@ -45,7 +45,7 @@ class Collector:
 def error_state(e: MigcoordError) -> str:
     if isinstance(e, Busy):
         return "busy"
-    return "blocked" if e.exit_code in (1, 2) else "failed"
+    return "blocked" if e.exit_code in (1, 2) or isinstance(e, Undecided) else "failed"
 
 
 def blocking_of(e: MigcoordError) -> tuple[str, ...]:
@@ -53,6 +53,8 @@ def blocking_of(e: MigcoordError) -> tuple[str, ...]:
     ids = report.get("blocking") if isinstance(report, dict) else None
     if ids:
         return tuple(ids)
+    if isinstance(e, Undecided) and e.data.get("check_ids"):  # nothing blocked: the decisive unknowns did
+        return tuple(e.data["check_ids"])
     return (str(e.data["check_id"]),) if e.data.get("check_id") else ()
 
 

@@ -64,6 +64,8 @@ SPECS: tuple[Spec, ...] = (
     _s("migration.postcopy", "bool", False, "postcopy", "--postcopy"),
     _s("migration.copy_storage", "bool", False, "copy_storage", "--copy-storage"),
     _s("migration.unsafe", "bool", False, "unsafe", "--unsafe"),
+    _s("migration.accept_unknown", "bool", False, "accept_unknown",
+       "go on when a fact that decides success is unknown (--accept-unknown)"),
     _s("migration.timeout", "float", None, "timeout", "completion deadline in s (--timeout)", minimum=1),
     _s("migration.timeout_per_gib", "float", defaults.TIMEOUT_PER_GIB_S, "timeout_per_gib",
        "without a timeout: s per GiB of guest memory (--timeout-per-gib)", minimum=1),

@@ -92,6 +92,8 @@ class EvacuationPlan:
     domains: tuple[PlannedDomain, ...]
     excluded: tuple[str, ...] = ()
     blockers: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)  # dom → dst → ids
+    # dom → dst → ids of the decisive unknowns that kept it off that destination (not with accept_unknown)
+    undecided: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def placed(self) -> tuple[PlannedDomain, ...]:
@@ -104,7 +106,8 @@ class EvacuationPlan:
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "destinations": list(self.destinations),
                 "domains": [d.as_dict() for d in self.domains], "excluded": list(self.excluded),
-                "blockers": {k: {dst: list(ids) for dst, ids in v.items()} for k, v in self.blockers.items()}}
+                "blockers": {k: {dst: list(ids) for dst, ids in v.items()} for k, v in self.blockers.items()},
+                "undecided": {k: {dst: list(ids) for dst, ids in v.items()} for k, v in self.undecided.items()}}
 
 
 @dataclass(frozen=True)

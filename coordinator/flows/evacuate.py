@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from checks import REGISTRY, Memo, Report, Target, check_targets
 from coordinator.core import domdoc
-from coordinator.core.errors import BadInput, Busy, Interrupted, MigcoordError
+from coordinator.core.errors import BadInput, Busy, Interrupted, MigcoordError, Undecided
 from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
                                          PlannedDomain, place)
 from coordinator.core.model import SecretPlan
@@ -67,6 +67,7 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
                       policy=policies[live[g.name]]) for g in guests]
     checked = replace(s, skip=s.skip + (CAPACITY_CHECK,))
     blockers: dict[tuple[str, str], tuple[str, ...]] = {}
+    undecided: dict[tuple[str, str], tuple[str, ...]] = {}  # decisive unknowns (checks.registry.decisive)
     plans: dict[tuple[str, str], list[SecretPlan]] = {}
     source = SourceSecrets(src, s.keyring)  # each source secret is looked up and read once for all destinations
     memo = Memo()  # what the source says (and each domain's job) is asked once for all destinations
@@ -78,13 +79,18 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
         if targets:  # one check run per destination: its pair checks once, each domain with its own policy
             report = check_targets(src, dst, targets, checked, plans=dst_plans, memo=memo, only_blocking=True)
             blockers.update(_blockers(report, targets, live, uri))
+            if not s.accept_unknown:  # a destination where success rests on an unknown is not a place
+                undecided.update(_blockers(report, targets, live, uri, decisive=True))
     # Migrations already inbound from anyone (another evacuation, another tool) use memory the
     # destination does not show as used yet: they count against its free memory and the cap.
     capacity = {uri: max(0, min(dst.free_memory(), ev.capacity_mib.get(uri, 1 << 40) * 2**20)
                          - dst.inbound_migration_memory())
                 for uri, dst in dsts.items()}
     memory = {g.name: g.memory_bytes() if live[g.name] else docs[g.name].facts.memory_kib * 1024 for g in guests}
-    placement = place([Candidate(g.name, memory[g.name], live[g.name]) for g in guests], capacity, blockers)
+    # An unknown that decides success keeps a domain off that destination like a block, named as unknown.
+    refusals = {k: ids + tuple(f"{i} (unknown)" for i in undecided.get(k, ()) if i not in ids)
+                for k in {*blockers, *undecided} for ids in [blockers.get(k, ())]}
+    placement = place([Candidate(g.name, memory[g.name], live[g.name]) for g in guests], capacity, refusals)
     domains = tuple(
         PlannedDomain(name=g.name, uuid=g.uuid, live=live[g.name], memory_bytes=memory[g.name],
                       destination=placement.destination.get(g.name),
@@ -93,18 +99,21 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
         for g in sorted(guests, key=lambda g: g.name))
     return EvacuationPlan(source=src.uri, destinations=tuple(dsts), domains=domains, excluded=tuple(excluded),
                           blockers={g.name: {uri: blockers[(g.name, uri)] for uri in dsts
-                                             if blockers.get((g.name, uri))} for g in guests})
+                                             if blockers.get((g.name, uri))} for g in guests},
+                          undecided={g.name: {uri: undecided[(g.name, uri)] for uri in dsts
+                                              if undecided.get((g.name, uri))} for g in guests})
 
 
 def _blockers(report: Report, targets: Sequence[Target], live: dict[str, bool],
-              uri: str) -> dict[tuple[str, str], tuple[str, ...]]:
+              uri: str, decisive: bool = False) -> dict[tuple[str, str], tuple[str, ...]]:
     """What blocks each domain toward ``uri``: its own blocking findings, plus the blocking pair
     (host-level) findings — those of a pair check that concerns only some domains (``Check.concerns``)
-    for the domains migrating the same way (live / offline) when it concerns one of them."""
+    for the domains migrating the same way (live / offline) when it concerns one of them.
+    ``decisive``: the same for the decisive unknowns instead of the blocking findings."""
     names = {t.name for t in targets}
     own: dict[str, set[str]] = {}
     pair: set[str] = set()
-    for f in report.blocking:
+    for f in (report.decisive if decisive else report.blocking):
         if f.subject in names:
             own.setdefault(f.subject, set()).add(f.check_id)
         else:
@@ -259,7 +268,8 @@ class _Execution:
                 out = Outcome(d.name, "interrupted", d.destination, reason=str(e), duration_s=clock() - start,
                               attempts=int(e.data.get("attempts", 0)))
             except MigcoordError as e:
-                state = "blocked" if e.exit_code in (1, 2) or isinstance(e, Busy) else "failed"
+                # Undecided (a decisive unknown, exit 6): refused before anything changed, like a block.
+                state = "blocked" if e.exit_code in (1, 2) or isinstance(e, (Busy, Undecided)) else "failed"
                 out = Outcome(d.name, state, d.destination, reason=str(e), duration_s=clock() - start,
                               attempts=int(e.data.get("attempts", 0)))
             except Exception as e:  # one domain's surprise must not stop the others

@@ -17,7 +17,8 @@ import tenacity
 from checks import checks_for_migration
 from checks.registry import Report
 from coordinator.core import domxml
-from coordinator.core.errors import Blocked, Interrupted, MigcoordError, MigrationFailed, VerificationFailed
+from coordinator.core.errors import (Blocked, Interrupted, MigcoordError, MigrationFailed, Undecided,
+                                     VerificationFailed)
 from coordinator.core.lease import GRACE_S, TTL_S, JobAction
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
 from coordinator.core.params import Deadlines, migration_flags, migration_params
@@ -281,7 +282,8 @@ class _Run:
                                   f"{self.src.uri}{tail}", where="source", attempts=0, rolled_back=removed) from None
 
     def _plan_and_check(self) -> tuple[SecretProvisioner, list[SecretPlan]]:
-        """Plan every secret (reads only) and run the pre-flight checks; raise Blocked if one blocks."""
+        """Plan every secret (reads only) and run the pre-flight checks; raise Blocked if one blocks, and
+        Undecided if a fact that decides success is unknown (unless ``accept_unknown``)."""
         o, emit = self.options, self.rt.on_event
         with self.timer.phase("plan"):
             xmls = self.guest.definitions()
@@ -293,6 +295,7 @@ class _Run:
             report = checks_for_migration(self.src, self.dst, self.guest, xmls, plans, o)
         full = report.as_dict()
         emit({"event": "checks", "ok": full["ok"], "blocking": full["blocking"], "counts": full["counts"],
+              "decisive_unknown": full["decisive_unknown"], "accept_unknown": o.accept_unknown,
               "warnings": sorted({f.check_id for f in report.findings if f.status == "fail" and not f.blocking})})
         for f in report.findings:
             if f.status in ("fail", "error") and not f.blocking:
@@ -300,6 +303,15 @@ class _Run:
         _warn_ephemeral(plans, prov, o)
         if report.blocking:
             raise self._blocked(report, plans)
+        if report.decisive:
+            ids = sorted({f.check_id for f in report.decisive})
+            if not o.accept_unknown:
+                self.rt.journal.record("undecided", domain=self.guest.name, uuid=self.guest.uuid, checks=ids,
+                                       unknowns=[f"{f.check_id} ({f.subject}): {f.message}" for f in report.decisive])
+                raise undecided(report)
+            self.rt.journal.record("unknown-accepted", domain=self.guest.name, uuid=self.guest.uuid, checks=ids)
+            for f in report.decisive:
+                log.warning("%s: %s (unknown, accepted with --accept-unknown)", f.check_id, f.message)
         return prov, plans
 
     def _blocked(self, report: Report, plans: list[SecretPlan]) -> Blocked:
@@ -493,6 +505,19 @@ class _Run:
             log.warning("could not remove secret(s) %s this run created on %s: %s",
                         ", ".join(prov.created), self.dst.uri, error_summary(e))
             return []
+
+
+def undecided(report: Report) -> Undecided:
+    """The refusal of a run whose success rests on a decisive unknown: names each one and, as the hint,
+    how to make it known (each check's hint) or ``--accept-unknown``. Nothing was changed."""
+    found = report.decisive
+    ids = sorted({f.check_id for f in found})
+    what = "; ".join(f"{f.check_id} ({f.subject}): {f.message}" for f in found)
+    known = "; ".join(dict.fromkeys(f"{f.check_id}: {f.hint}" for f in found if f.hint))
+    err = Undecided(f"UNKNOWN: success depends on what the checks could not learn: {what}; nothing was changed",
+                    hint=f"make it known ({known}), or pass --accept-unknown to go on anyway", check_ids=ids)
+    err.data["report"] = report.as_dict()
+    return err
 
 
 def _warn_ephemeral(plans: list[SecretPlan], prov: SecretProvisioner, options: MigrateOptions) -> None:

@@ -44,6 +44,9 @@ class MigrateOptions:
     skip: tuple[str, ...] = ()   # check ids or tags not to run
     waive: tuple[str, ...] = ()  # blocking check ids to let pass (recorded)
     dry_run: bool = False
+    # Go on although a fact that decides success is unknown (checks.registry.decisive; recorded in the
+    # journal). Off: such a run is refused before anything changes (core.errors.Undecided, exit 6).
+    accept_unknown: bool = False
 
 
 @dataclass(frozen=True)
