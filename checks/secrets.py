@@ -18,7 +18,9 @@ def _secret_check(check_id: str) -> DomainCheckFn:
     def run(ctx: CheckContext, t: Target) -> Results:
         plans, failing = ctx.plans_by_check(t)
         bad = failing.get(check_id, ())
-        # NOTE: an unverifiable copy is an unknown, not a failure: libvirt uses whatever value it holds.
+        # NOTE: an unverifiable copy is an unknown, not a failure: libvirt uses whatever value it holds. The
+        # check is error-severity, so the unknown is decisive (registry.decisive): if the values differ the
+        # migration fails late in swtpm ("job 'migration out' unexpectedly failed").
         result = unknown if check_id == "SECRET-UNVERIFIABLE" else failed
         if bad:
             return [result(f"secret {p.uuid or p.ref.usage_id} ({p.ref.kind}): {p.reason}") for p in bad]
@@ -37,9 +39,15 @@ _SPECS = [
     ("SECRET-FLAGS-MISMATCH", "error", "the destination copy's private/ephemeral flags differ from what the "
      "policy asks (--dest-private/--dest-ephemeral); redefine it or change the policy"),
     ("SECRET-NO-VALUE-SOURCE", "error", _VALUE_HINT),
-    ("SECRET-UNVERIFIABLE", "warning", "the destination copy cannot be compared (private, or no value "
-     "available): the verdict is GO with this unknown; pass a value source (and --reset-secret-values for a "
-     "private copy) to make it known"),
+    ("SECRET-UNVERIFIABLE", "error", "the destination copy cannot be compared (private there, or no value "
+     "available here) and a different value fails the migration late: make it known with "
+     "--reset-secret-values (a private copy; the value comes from the readable source or a value source) or a "
+     "value source (--secret-file/--secret-dir/--secret-command/--secret-stdin) to compare with; or undefine "
+     "the destination copy so migcoord provisions it; --accept-unknown goes on with it as it is"),
+    ("SECRET-USAGE-TAKEN", "error", "another secret on the destination (another UUID) already has this usage, "
+     "so libvirt refuses to define the domain's secret there (\"a secret with UUID ... already defined for use "
+     "with ...\"): undefine or change that secret on the destination (virsh secret-undefine), or give the "
+     "domain's secret another usage on the source"),
 ]
 
 for _id, _sev, _hint in _SPECS:

@@ -127,6 +127,8 @@ class Verdict(enum.Enum):
     SOURCE_USAGE_MISMATCH = (SecretAction.BLOCK, "unknown", "SECRET-USAGE-MISMATCH")
     NO_VALUE_SOURCE = (SecretAction.BLOCK, "missing", "SECRET-NO-VALUE-SOURCE")
     PROVISION = (SecretAction.PROVISION, "missing", None)
+    # Missing by UUID, but another secret there already has its usage: virSecretDefineXML would refuse.
+    DEST_USAGE_TAKEN = (SecretAction.BLOCK, "usage-taken", "SECRET-USAGE-TAKEN")
     DEST_USAGE_MISMATCH = (SecretAction.BLOCK, "usage-mismatch", "SECRET-USAGE-MISMATCH")
     PRIVATE_MISMATCH = (SecretAction.BLOCK, "private-mismatch", "SECRET-FLAGS-MISMATCH")
     EPHEMERAL_MISMATCH = (SecretAction.BLOCK, "ephemeral-mismatch", "SECRET-FLAGS-MISMATCH")

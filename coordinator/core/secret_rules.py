@@ -40,14 +40,17 @@ def wanted_flags(info: SecretInfo, policy: SecretPolicy) -> tuple[bool, bool]:
 
 
 def definition_verdict(ref: SecretRef, src: SecretInfo | None, dst: SecretInfo | None,
-                       policy: SecretPolicy) -> Verdict | None:
-    """The verdict the two definitions alone force, or None when the value must decide."""
+                       policy: SecretPolicy, usage_holder: str | None = None) -> Verdict | None:
+    """The verdict the two definitions alone force, or None when the value must decide.
+
+    ``usage_holder``: when the destination has no secret of the source's UUID, the UUID of the destination's
+    secret that already has the source secret's usage (type and id), if any (``usage_clash``)."""
     if src is None:
         return gone_from_source_verdict(ref, dst)
     if src.usage_type != ref.usage_type:
         return Verdict.SOURCE_USAGE_MISMATCH
     if dst is None:
-        return None
+        return Verdict.DEST_USAGE_TAKEN if usage_clash(src, usage_holder) else None
     # NOTE: libvirt looks a secret referenced by UUID up by UUID and checks only its usage *type*; one
     # referenced by usage is looked up by (type, id) (migration_rules.secret_usage_ruling).
     if secret_usage_ruling(by_uuid=ref.uuid is not None, want_type=src.usage_type, dst_type=dst.usage_type,
@@ -60,6 +63,20 @@ def definition_verdict(ref: SecretRef, src: SecretInfo | None, dst: SecretInfo |
     if dst.private and not policy.reset_values:
         return Verdict.UNVERIFIABLE_PRIVATE
     return None
+
+
+def usage_clash(src: SecretInfo, holder: str | None) -> bool:
+    """Would defining ``src`` (its UUID, usage and flags) fail on a destination where the secret ``holder``
+    (a UUID, or None) has its usage? libvirt keeps one secret per usage (type + id): virSecretObjListAdd
+    (libvirt 9.0 conf/virsecretobj.c) refuses a new UUID whose usage another secret holds ("a secret with
+    UUID %s already defined for use with %s"). A secret without a usage id (usage type none) never clashes."""
+    return holder is not None and bool(src.usage_id) and holder != src.uuid
+
+
+def needs_usage_lookup(src: SecretInfo | None, dst: SecretInfo | None) -> bool:
+    """Whether ``definition_verdict`` needs the destination's holder of the source secret's usage: only when
+    the destination lacks the source's UUID (a secret is then to be defined there) and the usage has an id."""
+    return src is not None and dst is None and bool(src.usage_id)
 
 
 def value_verdict(dst: SecretInfo | None, have_value: bool, matches: bool | None) -> Verdict:

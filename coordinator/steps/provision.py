@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from coordinator.core import domxml
 from coordinator.core.errors import Blocked, SecretMismatch, SecretUnavailable
 from coordinator.core.model import SecretAction, SecretInfo, SecretPlan, SecretRef, SecretValue, Verdict
-from coordinator.core.secret_rules import SecretPolicy, definition_verdict, value_verdict, wanted_flags
+from coordinator.core.secret_rules import (SecretPolicy, definition_verdict, needs_usage_lookup, value_verdict,
+                                           wanted_flags)
 from coordinator.core.secret_xml import with_flags
 from coordinator.core.uris import check_transport, values_may_cross
 from coordinator.steps.journal import Journal
@@ -89,6 +90,8 @@ class SecretProvisioner:
     journal: Journal = field(default_factory=Journal)
     created: list[str] = field(default_factory=list)
     source: SourceSecrets | None = None  # shared across destinations; made on demand
+    _usages: dict[tuple[str, str], str] | None = field(default=None, init=False, repr=False)
+    _usages_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.source is None:
@@ -140,7 +143,8 @@ class SecretProvisioner:
         empty_reason = ""
         info = self.resolve(ref)
         dst_info = self._destination_copy(ref, info)
-        verdict = definition_verdict(ref, info, dst_info, self.policy)
+        holder = self._usage_holder(info) if needs_usage_lookup(info, dst_info) else None
+        verdict = definition_verdict(ref, info, dst_info, self.policy, usage_holder=holder)
         source: str | None = None
         if verdict is None and not self.values_allowed:
             verdict = Verdict.VALUE_NOT_READ  # NOTE: neither the source API nor the keyring is asked
@@ -177,9 +181,23 @@ class SecretProvisioner:
             source = None
         uuid = info.uuid if info is not None else ref.uuid or (dst_info.uuid if dst_info else None)
         usage_id = info.usage_id if info is not None else dst_info.usage_id if dst_info else ref.usage_id
+        reason = empty_reason or self._reason(verdict, ref, info, dst_info)
+        if verdict is Verdict.DEST_USAGE_TAKEN:
+            assert info is not None and holder is not None
+            reason = (f"secret {info.uuid} is missing on {self.dst.uri}, but secret {holder} there already has "
+                      f"its usage {info.usage_type}:{info.usage_id!r}: libvirt would refuse to define it (a secret "
+                      f"with UUID {holder} already defined for use with that usage)")
         return SecretPlan(ref=ref, uuid=uuid, verdict=verdict, source_status=src_st,
-                          reason=empty_reason or self._reason(verdict, ref, info, dst_info), value_source=source,
-                          usage_id=usage_id)
+                          reason=reason, value_source=source, usage_id=usage_id)
+
+    def _usage_holder(self, info: SecretInfo | None) -> str | None:
+        """The UUID of the destination's secret with the source secret's usage, if any. The destination's
+        usages are listed once per provisioner (one round trip, however many domains it plans)."""
+        assert info is not None and info.usage_id
+        with self._usages_lock:
+            if self._usages is None:
+                self._usages = self.dst.secret_usages()
+            return self._usages.get((info.usage_type, info.usage_id))
 
     def _destination_copy(self, ref: SecretRef, info: SecretInfo | None) -> SecretInfo | None:
         """The destination's secret for this reference: by the source's UUID; when the source no longer

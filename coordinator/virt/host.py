@@ -186,6 +186,17 @@ class Host:
     def secret_uuids(self) -> list[str]:
         return [s.lower() for s in self._conn.listSecrets()]
 
+    def secret_usages(self) -> dict[tuple[str, str], str]:
+        """(usage type, usage id) → UUID of every secret with a usage: virConnectListAllSecrets, one round
+        trip (the usage type and id travel with each virSecret object; reading them asks nothing more)."""
+        names = {v: k for k, v in USAGE_TYPES.items()}
+        out = {}
+        for sec in self._conn.listAllSecrets(0):
+            kind = names.get(sec.usageType())
+            if kind is not None and sec.usageID():
+                out[(kind, sec.usageID())] = sec.UUIDString().lower()
+        return out
+
     # -- maintenance marker (core.maintenance) --------------------------
     def maintenance_marker(self) -> str | None:
         """The description of the secret with usage tls/``migcoord-maintenance`` (virSecretLookupByUsage
@@ -317,8 +328,14 @@ def _compared(compare: Callable[[], int]) -> tuple[str, str]:
     try:
         r = compare()
     except libvirt.libvirtError as e:
+        msg = (e.get_error_message() or str(e)).strip()
         if e.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
-            return "incompatible", (e.get_error_message() or str(e)).strip()
+            return "incompatible", msg
+        # NOTE: a feature this libvirt's cpu_map does not know (a guest started on a newer release, e.g.
+        # 11.3's overflow-recov going back to 9.0): its start refuses the same CPU the same way
+        # (qemuProcessStartValidate, "unknown CPU feature: ...").
+        if "unknown CPU feature" in msg:
+            return "incompatible", msg
         raise
     return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
             libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""

@@ -88,7 +88,7 @@ class FakeHost:
         answers = {"host_uuid": self.uri, "lib_version": 9_000_000, "hypervisor_version": 7_002_000,
                    "maintenance_marker": None, "domain_index": {}, "free_memory": 2**40,
                    "inbound_migration_memory": 0, "domain_capabilities": DOMCAPS,
-                   "network_state": "active", "pool_state": "active"}
+                   "network_state": "active", "pool_state": "active", "secret_usages": {}}
         if name not in answers:
             raise AttributeError(name)
 

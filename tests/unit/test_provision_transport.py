@@ -42,6 +42,9 @@ class RecordingHost:
     def define_secret(self, xml: str) -> None:
         self.calls.append(("define", xml))
 
+    def secret_usages(self) -> dict[tuple[str, str], str]:
+        return {}  # definitions only: no value is read or sent by listing usages
+
 
 class RecordingRing(KeyRing):
     def __init__(self) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from coordinator.core.model import SecretAction, SecretInfo, SecretKind, SecretPlan, SecretRef, Verdict
-from coordinator.core.secret_rules import SecretPolicy, definition_verdict, value_verdict, wanted_flags
+from coordinator.core.secret_rules import (SecretPolicy, definition_verdict, needs_usage_lookup, usage_clash,
+                                           value_verdict, wanted_flags)
 
 U = "6dd3e4a5-1d76-44ce-961f-f119f5aad935"
 REF = SecretRef(uuid=U, usage_type="vtpm", kind=SecretKind.VTPM, location="/domain/devices/tpm[1]")
@@ -69,6 +70,42 @@ def test_definition_verdict(src, dst, policy, expected):
     assert definition_verdict(REF, src, dst, policy) is expected
 
 
+OTHER = "0b0c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
+
+
+# A secret the destination lacks (by UUID) is defined there; libvirt keeps one secret per usage, so another
+# UUID holding that usage makes virSecretDefineXML fail — found while planning, before anything changes.
+@pytest.mark.parametrize("src, dst, holder, policy, expected", [
+    pytest.param(SRC, None, None, POLICY, None, id="usage-free-provision"),
+    pytest.param(SRC, None, OTHER, POLICY, V.DEST_USAGE_TAKEN, id="usage-held-by-another-uuid"),
+    pytest.param(SRC, None, U, POLICY, None, id="usage-held-by-the-same-uuid"),
+    pytest.param(PRIV_SRC, None, OTHER, SecretPolicy(dest_private=False), V.DEST_USAGE_TAKEN,
+                 id="usage-taken-whatever-the-flags"),
+    pytest.param(info(usage_id=None), None, OTHER, POLICY, None, id="no-usage-id-never-clashes"),
+    pytest.param(SRC, info(), OTHER, POLICY, None, id="same-uuid-there-nothing-is-defined"),
+    pytest.param(info(usage_type="volume", usage_id="/i.qcow2"), None, OTHER, POLICY, V.SOURCE_USAGE_MISMATCH,
+                 id="source-usage-first"),
+    pytest.param(None, None, OTHER, POLICY, V.MISSING_ON_SOURCE, id="gone-from-source-nothing-is-defined"),
+])
+def test_definition_verdict_usage_taken_on_destination(src, dst, holder, policy, expected):
+    assert definition_verdict(REF, src, dst, policy, usage_holder=holder) is expected
+
+
+@pytest.mark.parametrize("src, holder, clash", [
+    (SRC, None, False), (SRC, OTHER, True), (SRC, U, False), (info(usage_id=None), OTHER, False),
+    (info(usage_id=""), OTHER, False),
+])
+def test_usage_clash(src, holder, clash):
+    assert usage_clash(src, holder) is clash
+
+
+@pytest.mark.parametrize("src, dst, needed", [
+    (SRC, None, True), (SRC, info(), False), (None, None, False), (info(usage_id=None), None, False),
+])
+def test_usage_lookup_only_when_a_secret_would_be_defined(src, dst, needed):
+    assert needs_usage_lookup(src, dst) is needed
+
+
 def test_definition_verdict_of_a_usage_reference():
     ref = SecretRef(uuid=None, usage_type="volume", usage_id="/i.qcow2", kind=SecretKind.DISK_ENCRYPTION,
                     location="/domain/devices/disk[1]/source/encryption/secret")
@@ -130,6 +167,7 @@ MEANING = {
     V.SOURCE_USAGE_MISMATCH: (BLOCK, "unknown", "SECRET-USAGE-MISMATCH", False),
     V.NO_VALUE_SOURCE: (BLOCK, "missing", "SECRET-NO-VALUE-SOURCE", False),
     V.PROVISION: (PROVISION, "missing", None, False),
+    V.DEST_USAGE_TAKEN: (BLOCK, "usage-taken", "SECRET-USAGE-TAKEN", False),
     V.DEST_USAGE_MISMATCH: (BLOCK, "usage-mismatch", "SECRET-USAGE-MISMATCH", True),
     V.PRIVATE_MISMATCH: (BLOCK, "private-mismatch", "SECRET-FLAGS-MISMATCH", True),
     V.EPHEMERAL_MISMATCH: (BLOCK, "ephemeral-mismatch", "SECRET-FLAGS-MISMATCH", True),
@@ -158,14 +196,17 @@ def test_plan_reads_action_status_and_check_id_from_its_verdict(verdict):
                                                                    "readable")
 
 
-def test_only_blocking_verdicts_fail_an_error_check_and_every_id_is_registered():
+def test_every_failing_verdict_has_an_error_check_blocking_or_a_decisive_unknown():
+    # A blocking verdict fails an error check; an unverifiable copy is an unknown of an error check, so it
+    # is decisive (checks.registry.decisive): a different value would fail the migration late.
     from checks import REGISTRY
     for v in Verdict:
         if v.check_id is None:
             assert v.action is not BLOCK, v
             continue
         c = REGISTRY.checks[v.check_id]
-        assert (c.severity == "error") == (v.action is BLOCK), v
+        assert c.severity == "error", v
+        assert (v.action is BLOCK) != (v.check_id == "SECRET-UNVERIFIABLE"), v
 
 
 # -- wanted_flags ----------------------------------------------------------------------------
