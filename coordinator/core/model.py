@@ -132,8 +132,10 @@ class Verdict(enum.Enum):
     DEST_USAGE_MISMATCH = (SecretAction.BLOCK, "usage-mismatch", "SECRET-USAGE-MISMATCH")
     PRIVATE_MISMATCH = (SecretAction.BLOCK, "private-mismatch", "SECRET-FLAGS-MISMATCH")
     EPHEMERAL_MISMATCH = (SecretAction.BLOCK, "ephemeral-mismatch", "SECRET-FLAGS-MISMATCH")
-    UNVERIFIABLE_PRIVATE = (SecretAction.REUSE, "unverifiable", "SECRET-UNVERIFIABLE")
-    UNVERIFIABLE_NO_VALUE = (SecretAction.REUSE, "unverifiable", "SECRET-UNVERIFIABLE")
+    # NOTE: the 4th element keeps these two apart: enum members with equal values are aliases of one member
+    # (UNVERIFIABLE_NO_VALUE was UNVERIFIABLE_PRIVATE, and a private copy's reason read "no value available").
+    UNVERIFIABLE_PRIVATE = (SecretAction.REUSE, "unverifiable", "SECRET-UNVERIFIABLE", "private")
+    UNVERIFIABLE_NO_VALUE = (SecretAction.REUSE, "unverifiable", "SECRET-UNVERIFIABLE", "no-value")
     RESET_VALUE = (SecretAction.RESET_VALUE, "unverifiable", None)
     MATCH = (SecretAction.REUSE, "match", None)
     VALUE_MISMATCH = (SecretAction.BLOCK, "value-mismatch", "SECRET-VALUE-MISMATCH")

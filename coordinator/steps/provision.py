@@ -235,7 +235,8 @@ class SecretProvisioner:
         return {
             Verdict.UNVERIFIABLE_PRIVATE: "destination copy is private and cannot be compared; "
                                           "pass --reset-secret-values to set the authoritative value",
-            Verdict.UNVERIFIABLE_NO_VALUE: "no value available here to compare with; reusing the destination copy",
+            Verdict.UNVERIFIABLE_NO_VALUE: "no value available here to compare with the destination copy; give it "
+                                           "with --secret-file/--secret-dir/--secret-command/--secret-stdin",
             Verdict.RESET_VALUE: "destination copy is private; its value will be set (--reset-secret-values)",
             Verdict.VALUE_MISMATCH: f"secret {uuid} has a different value on {self.dst.uri} than on "
                                     f"{self.src.uri}; the migration would fail late in swtpm",

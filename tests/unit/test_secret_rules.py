@@ -180,6 +180,11 @@ MEANING = {
 }
 
 
+def test_verdicts_are_distinct_members():
+    # Equal enum values would make one verdict an alias of another (and its reason the other's).
+    assert len({v.name for v in Verdict}) == len(Verdict.__members__)
+
+
 @pytest.mark.parametrize("verdict", list(Verdict), ids=lambda v: v.name)
 def test_verdict_meaning(verdict):
     action, dest_status, check_id, is_mismatch = MEANING[verdict]
