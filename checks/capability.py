@@ -22,6 +22,21 @@ def tpm_caps(ctx: CheckContext, t: Target) -> Results:
     return passed(f"destination offers {desc}")
 
 
+@check("MACHINE-TYPE", tags=("capability", "machine", "upgrade"),
+       hint="pin the domain to a machine type both hosts' QEMU know (virsh capabilities lists them), e.g. "
+            "the older host's pc-q35-X.Y, then restart it; or pick a destination with the newer QEMU")
+def machine_type(ctx: CheckContext, t: Target) -> Results:
+    """The destination's QEMU knows the domain's machine type: the live one for a live migration, the
+    persistent one for an offline one (would it start there — as CPU-INCOMPATIBLE judges it)."""
+    live = t.status.active and (ctx.policy_for(t).live or not t.status.persistent)
+    f = t.facts if live else t.doc.defined
+    rule = migration_rules.machine_ruling(f.machine, ctx.machine_types(ctx.destination, f.arch or "x86_64"),
+                                          live=live)
+    if rule.refused:
+        return failed(rule.reason)
+    return unknown(rule.reason) if rule.outcome is migration_rules.Outcome.UNKNOWN else passed(rule.reason)
+
+
 @check("CPU-INCOMPATIBLE", tags=("capability", "cpu"),
        hint="use a CPU model both hosts support (e.g. host-model, or a named model the destination offers), "
             "or pick a destination with a compatible CPU")
@@ -41,11 +56,10 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
         mode_supported = migration_rules.cpu_mode_supported(ctx.domcaps(ctx.destination, f), f.cpu_mode or "")
     elif test in (migration_rules.CpuTest.COMPARE, migration_rules.CpuTest.EXACT):
         assert f.cpu_xml is not None
-        if migration_rules.cpu_compared_with(f.virt_type) == "host":
-            # NOTE: the host's own CPU, as libvirt compares at start (not compareHypervisorCPU's host-model).
-            compare, detail = ctx.compare_host_cpu(f.cpu_xml)
-        else:
-            compare, detail = ctx.compare_cpu(f)
+        xml = f.cpu_xml
+        compare, detail = migration_rules.either_compare([
+            ctx.compare_host_cpu(xml) if what == "host" else ctx.compare_cpu(f)
+            for what in migration_rules.cpu_compared_with(f.virt_type)])
     unlisted = migration_rules.x86_hypervisor_unlisted(f.cpu_features, f.arch)
     rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
                                       detail=detail, hypervisor_unlisted=unlisted)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from coordinator.core import domdoc, domfacts
+from coordinator.core import domdoc, domfacts, migration_rules
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.model import SecretPlan
 from coordinator.core.params import MigrationPolicy
@@ -204,9 +204,17 @@ class CheckContext:
         return self.once(("domain_index", self.dst_uri), self.destination.domain_index)
 
     def domcaps(self, host: Host, f: domfacts.DomainFacts) -> str:
-        """virConnectGetDomainCapabilities for this domain's emulator/arch/machine/virt type, once per run."""
-        return self.once(("domcaps", host.uri, f.emulator or "", f.arch or "", f.machine or "", f.virt_type),
-                         lambda: host.domain_capabilities(f.emulator, f.arch, f.machine, f.virt_type))
+        """virConnectGetDomainCapabilities for this domain's emulator/arch/machine/virt type, once per run.
+        NOTE: libvirt refuses the call for a machine type its QEMU does not know (a guest started on a newer
+        QEMU); MACHINE-TYPE reports that, and the other questions are then asked of the default machine."""
+        machine = f.machine if f.machine in self.machine_types(host, f.arch or "x86_64") else None
+        return self.once(("domcaps", host.uri, f.emulator or "", f.arch or "", machine or "", f.virt_type),
+                         lambda: host.domain_capabilities(f.emulator, f.arch, machine, f.virt_type))
+
+    def machine_types(self, host: Host, arch: str) -> frozenset[str]:
+        """The machine types ``host``'s QEMU knows for ``arch`` (virConnectGetCapabilities, once per run)."""
+        caps = self.once(("capabilities", host.uri), host.capabilities)
+        return migration_rules.machine_types(caps, arch)
 
     def lib_version(self, host: Host) -> int:
         return self.once(("lib_version", host.uri), host.lib_version)

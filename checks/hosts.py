@@ -62,14 +62,20 @@ def host_in_maintenance(ctx: CheckContext) -> Results:
     return passed("not in maintenance", ctx.dst_uri)
 
 
-@check("HYPERVISOR-VERSION", scope="pair", tags=("host", "version"),
-       hint="upgrade QEMU on the destination: migrating to an older QEMU is not supported")
+@check("HYPERVISOR-VERSION", scope="pair", severity="warning", tags=("host", "version", "upgrade"),
+       hint="back to an older QEMU during a rolling upgrade: pin machine types both know; MACHINE-TYPE, "
+            "CPU-INCOMPATIBLE and TPM-CAPS check what the older one must offer")
 def hypervisor_version(ctx: CheckContext) -> Results:
-    """The destination's QEMU is not older than the source's."""
+    """Whether the destination's QEMU is older than the source's (a rolling upgrade going back).
+
+    NOTE: libvirt (9.0, 11.3) has no rule against an older destination QEMU: what fails is a machine type,
+    CPU feature or device the older one does not know (measured trixie → bookworm: every guest that
+    trixie's QEMU started as pc-q35-10.0 is refused; pinned to pc-q35-7.2 it migrates). So this informs;
+    the checks of those facts decide."""
     s, d = ctx.source.hypervisor_version(), ctx.destination.hypervisor_version()
     if d < s:
-        return failed(f"destination QEMU {version_str(d)} is older than source QEMU {version_str(s)}",
-                      ctx.dst_uri)
+        return failed(f"destination QEMU {version_str(d)} is older than source QEMU {version_str(s)}: it must "
+                      "know the domain's machine type, CPU features and devices", ctx.dst_uri)
     return passed(f"QEMU {version_str(s)} → {version_str(d)}", ctx.dst_uri)
 
 

@@ -56,12 +56,33 @@ class CpuTest(enum.StrEnum):
     EXACT = "exact"            # check='full' on a fresh start: after QEMU starts, its CPU must match exactly
 
 
-def cpu_compared_with(virt_type: str) -> str:
-    """What libvirt compares a checked guest CPU with at start (qemuProcessUpdateGuestCPU takes the host
-    CPU model of the domain's virt type): "host" — the real host CPU — for KVM; "hypervisor" — the CPU
-    QEMU's TCG offers (its own host-model), which compareHypervisorCPU with that virt type answers — for
-    TCG ('qemu'), whose guests never run on the host CPU."""
-    return "host" if virt_type == "kvm" else "hypervisor"
+def cpu_compared_with(virt_type: str) -> tuple[str, ...]:
+    """Which of libvirt's two CPU comparisons answer, together, what the destination's start applies to a
+    checked guest CPU: "host" (virConnectCompareCPU: the host's raw CPUID) and/or "hypervisor"
+    (virConnectCompareHypervisorCPU: the CPU QEMU offers for that virt type, its host-model).
+
+    KVM: both. A fresh check='partial' start compares with HOST_CPU_FULL, which is the raw CPUID *plus*
+    every feature of QEMU's host-model (virQEMUCapsInitHostCPUModel; qemuProcessUpdateGuestCPU with
+    virCPUCompare in libvirt 9.0, qemuDomainCheckCPU in 11.3). A live migration's destination starts QEMU
+    with the live check='full' CPU and compares nothing before; after the start virCPUx86UpdateLive asks
+    whether KVM gave every required feature — what QEMU's host-model tells (same in 9.0 and 11.3). Neither
+    API alone is the rule: on libvirt 9.0 compareHypervisorCPU calls kvm64 incompatible on a host where it
+    starts, and on 11.3 (nested KVM on AMD) compareCPU calls a live EPYC-Milan CPU incompatible
+    ("overflow-recov, succor": KVM offers them, the raw CPUID lacks them) while the migration succeeds.
+    TCG ('qemu'): only "hypervisor" — its guests never run on the host CPU."""
+    return ("host", "hypervisor") if virt_type == "kvm" else ("hypervisor",)
+
+
+def either_compare(answers: list[tuple[str, str]]) -> tuple[str | None, str]:
+    """Pure: the comparisons of ``cpu_compared_with`` as one answer. The CPU fits when any of them says it
+    does (the start's host CPU is their union); it is incompatible only when all say so (their reasons
+    joined); None when none answered."""
+    if not answers:
+        return None, ""
+    for result, detail in answers:
+        if result in ("identical", "superset"):
+            return result, detail
+    return "incompatible", "; ".join(dict.fromkeys(d for _, d in answers if d))
 
 
 def cpu_test(mode: str | None, check: str | None, has_model: bool, *, live_definition: bool) -> CpuTest:
@@ -141,6 +162,45 @@ def cpu_mode_supported(domcaps_xml: str, mode: str) -> bool | None:
     listed, e.g. 'maximum' before libvirt 7.9)."""
     el = ET.fromstring(domcaps_xml).find(f"cpu/mode[@name='{mode}']")
     return None if el is None else el.get("supported") == "yes"
+
+
+# ------------------------------------------------------------------ machine type
+
+# NOTE: one capabilities document serves every domain of a run: parse it once, not per domain.
+@functools.lru_cache(maxsize=32)
+def machine_types(caps_xml: str, arch: str) -> frozenset[str]:
+    """Pure: every machine type (and alias, e.g. ``q35`` for its canonical ``pc-q35-10.0``) that
+    virConnectGetCapabilities lists for ``arch``, over all its emulators and domain types."""
+    names: set[str] = set()
+    for guest in ET.fromstring(caps_xml).findall("guest"):
+        a = guest.find("arch")
+        if a is None or a.get("name") != arch:
+            continue
+        for m in a.iter("machine"):
+            if m.text:
+                names.add(m.text.strip())
+            if m.get("canonical"):
+                names.add(str(m.get("canonical")))
+    return frozenset(names)
+
+
+def machine_ruling(machine: str | None, known: frozenset[str], *, live: bool) -> Ruling:
+    """Whether the destination's QEMU knows the domain's machine type (qemuValidateDomainDef: "Emulator
+    '...' does not support machine type '...'"; libvirt 9.0 at QEMU's start, 11.3 already while preparing
+    the incoming migration). The case of a rolling upgrade: a guest started on QEMU 10 runs pc-q35-10.0,
+    which QEMU 7.2 does not know — it can go back only when pinned to a machine type both know (measured
+    on the lab, trixie → bookworm). An offline migration only defines the domain, whatever its machine
+    (measured: defined; its start then fails): offline this judges whether it would start there, as the CPU
+    rule does."""
+    if not machine:
+        return ok("no machine type in the definition: the destination's default")
+    if not known:
+        return unknown("the destination lists no machine types for this architecture")
+    if machine in known:
+        return ok(f"the destination's QEMU knows machine type {machine}")
+    what = "the migration fails" if live else "the definition is copied, but the domain cannot start there"
+    return refuse(f"the destination's QEMU does not know machine type {machine}: {what} (pin a machine type "
+                  "both hosts know, e.g. the older host's, in the persistent definition)")
 
 
 # ------------------------------------------------------------------ storage

@@ -250,6 +250,10 @@ class Host:
         """virConnectGetVersion: the QEMU version as major*1,000,000 + minor*1,000 + release."""
         return self._conn.getVersion()
 
+    def capabilities(self) -> str:
+        """virConnectGetCapabilities → XML (the host's guests: arches, emulators, machine types)."""
+        return str(self._conn.getCapabilities())
+
     def domain_capabilities(self, emulator: str | None = None, arch: str | None = None,
                             machine: str | None = None, virttype: str | None = None) -> str:
         """virConnectGetDomainCapabilities(emulatorbin, arch, machine, virttype, 0) → XML."""

@@ -11,6 +11,11 @@ PID namespaces, so QEMU live migration between them is real.
     scripts/lab status [--json]
     scripts/lab env [--json]             each host's libvirt URI
     scripts/lab vm NAME --on HOST [--secret private|readable] [...]
+    scripts/lab root RELEASE             build (once) a release's root, print its path
+    scripts/lab chroot RELEASE CMD...    run CMD in that root
+
+MIGCOORD_LAB_STACK chooses each host's Debian release (labkit/stacks.py): unset = this
+machine's own; "trixie" = every host; "src=bookworm,dst=trixie" = per host.
 
 Stdlib only: it runs before any venv exists. Why each setting is there is
 documented in ../shared/LAB-NOTES.md; the NOTE comments repeat the non-obvious.
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 
-from labkit.commands import cmd_cpu, cmd_down, cmd_env, cmd_kill, cmd_status, cmd_up, cmd_vm
+from labkit.commands import cmd_chroot, cmd_cpu, cmd_root, cmd_down, cmd_env, cmd_kill, cmd_status, cmd_up, cmd_vm
 from labkit.packages import ensure_packages
 
 
@@ -35,6 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     k.set_defaults(fn=cmd_kill)
     sub.add_parser("deps", help="install the Debian packages the lab and the project need"
                    ).set_defaults(fn=lambda _a: ensure_packages())
+    rt = sub.add_parser("root", help="build (once) the root of a Debian release and print its path "
+                        "(/ for this machine's own release)")
+    rt.add_argument("release")
+    rt.set_defaults(fn=cmd_root)
+    ch = sub.add_parser("chroot", help="run a command inside a release's root (its Python, its libvirt)")
+    ch.add_argument("release")
+    ch.add_argument("command", nargs=argparse.REMAINDER)
+    ch.set_defaults(fn=cmd_chroot)
     cpu = sub.add_parser("cpu", help="probe which guest <cpu> starts here (prints JSON; changes nothing)")
     cpu.add_argument("--first", metavar="XML", help="a <cpu> element to try before the usual candidates")
     cpu.set_defaults(fn=cmd_cpu)

@@ -85,8 +85,8 @@ def cmd_up(args: argparse.Namespace) -> None:
     for name in started:
         wait_ready(name, state["hosts"][name])
     if "cpu" not in state:
-        first_host = next(iter(state["hosts"].values()))
-        state["cpu"] = probe_cpu(state, first_host)
+        one_per_stack = {h.get("stack"): h for h in reversed(state["hosts"].values())}
+        state["cpu"] = probe_cpu(state, list(one_per_stack.values()))
         save_state(state)
         log(f"guest CPU: {state['cpu']['name']} ({state['cpu']['xml'] or 'no <cpu> element'})")
     if started:
@@ -145,8 +145,23 @@ def cmd_cpu(args: argparse.Namespace) -> None:
     hosts = [h for h in state["hosts"].values() if daemon_alive(h)]
     if not hosts:
         die("the lab is not up (run: scripts/lab up)")
-    print(json.dumps({"recorded": state.get("cpu"), "probe": probe_cpu(state, hosts[0], args.first)},
+    print(json.dumps({"recorded": state.get("cpu"), "probe": probe_cpu(state, hosts, args.first)},
                      indent=2))
+
+
+def cmd_root(args: argparse.Namespace) -> None:
+    if os.geteuid() != 0:
+        die("building a release root needs root (debootstrap, chroot)")
+    ensure_packages()
+    print(stacks.ensure_root(stacks.canonical(args.release)) or "/")
+
+
+def cmd_chroot(args: argparse.Namespace) -> None:
+    if not args.command:
+        die("scripts/lab chroot RELEASE COMMAND...: no command given")
+    root = stacks.ensure_root(stacks.canonical(args.release))
+    cmd = stacks.chroot_command(root, args.command) if root else args.command
+    raise SystemExit(subprocess.run(cmd).returncode)
 
 
 def cmd_env(args: argparse.Namespace) -> None:

@@ -87,9 +87,17 @@ def choose_cpu(try_start: Callable[[str], str | None], first: str | None = None)
         "\n".join(f"  {t['name']}: {t['error']}" for t in tried))
 
 
-def probe_cpu(state: State, h: Host, first: str | None = None) -> dict[str, Any]:
-    """Start (and at once destroy) a tiny transient guest per candidate on lab host ``h``."""
+def probe_cpu(state: State, hosts: list[Host], first: str | None = None) -> dict[str, Any]:
+    """Start (and at once destroy) a tiny transient guest per candidate on each of ``hosts`` (one per
+    release the lab runs: QEMU 7.2 and 10 accept different CPUs); a candidate must start on all."""
     def try_start(cpu_xml: str) -> str | None:
+        for h in hosts:
+            error = try_start_on(h, cpu_xml)
+            if error is not None:
+                return f"{h.get('stack', '')}: {error}".lstrip(": ")
+        return None
+
+    def try_start_on(h: Host, cpu_xml: str) -> str | None:
         name = f"lab-cpu-probe-{uuidlib.uuid4().hex[:8]}"
         xml = PROBE_XML.format(accel=state["accel"], name=name, cpu=cpu_xml)
         with tempfile.NamedTemporaryFile("w", dir=LAB_DIR, suffix=".xml") as f:

@@ -111,15 +111,20 @@ def root_dir(release: str) -> Path | None:
     return None if release == own_release() else ROOTS / release
 
 
-def chroot_run(root: Path, *cmd: str, env: dict[str, str] | None = None, quiet: bool = True) -> None:
-    """Run ``cmd`` chrooted into ``root`` with /proc and /dev mounted in a private mount namespace, so
-    no mount outlives the command."""
-    script = (f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
-              f"exec chroot {root} \"$@\"")
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", *cmd],
-                       env=env, stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT, text=True)
+def chroot_run(root: Path, *cmd: str, env: dict[str, str] | None = None) -> None:
+    """Run ``cmd`` in ``root`` (chroot_command), quietly; its output is shown only when it fails."""
+    r = subprocess.run(chroot_command(root, list(cmd)), env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         die(f"in the {root.name} root, {' '.join(cmd[:3])} failed:\n{(r.stdout or '')[-2000:]}")
+
+
+def chroot_command(root: Path, cmd: list[str]) -> list[str]:
+    """``cmd`` to run chrooted into ``root`` with this machine's /proc, /sys and /dev, in a private
+    mount namespace of its own (no mount outlives it)."""
+    script = (f"mount -t proc proc {root}/proc && mount --rbind /sys {root}/sys && "
+              f"mount --rbind /dev {root}/dev && exec chroot {root} \"$@\"")
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", *cmd]
 
 
 def ensure_root(release: str) -> Path | None:
@@ -152,7 +157,9 @@ def ensure_root(release: str) -> Path | None:
             shutil.copy("/etc/pip.conf", root / "etc/pip.conf")
         log(f"installing the lab's packages in the {release} root")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", PATH="/usr/sbin:/usr/bin:/sbin:/bin")
-        chroot_run(root, "apt-get", "update", "-qq", env=env)
+        # NOTE: the registry's mirror may be a snapshot: testing's Release file then carries a Valid-Until
+        # that has passed ("Release file ... is expired"); the signatures are still checked.
+        chroot_run(root, "apt-get", "-o", "Acquire::Check-Valid-Until=false", "update", "-qq", env=env)
         chroot_run(root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *pkgs, env=env)
         chroot_run(root, "apt-get", "clean", env=env)
         tmp = root / (STAMP + ".tmp")

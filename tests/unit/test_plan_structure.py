@@ -24,6 +24,10 @@ DOMCAPS = ("<domainCapabilities><cpu><mode name='host-model' supported='yes'/></
            "<enum name='backendVersion'><value>2.0</value></enum></tpm></devices></domainCapabilities>")
 
 
+CAPS = ("<capabilities><guest><arch name='x86_64'><machine canonical='pc-q35-9.2'>q35</machine>"
+        "<machine>pc-q35-9.2</machine></arch></guest></capabilities>")
+
+
 def uuid(i: int, kind: int) -> str:
     return f"{kind:08x}-0000-4000-8000-{i:012x}"
 
@@ -88,7 +92,8 @@ class FakeHost:
         answers = {"host_uuid": self.uri, "lib_version": 9_000_000, "hypervisor_version": 7_002_000,
                    "maintenance_marker": None, "domain_index": {}, "free_memory": 2**40,
                    "inbound_migration_memory": 0, "domain_capabilities": DOMCAPS,
-                   "network_state": "active", "pool_state": "active", "secret_usages": {}}
+                   "network_state": "active", "pool_state": "active", "secret_usages": {},
+                   "capabilities": CAPS}
         if name not in answers:
             raise AttributeError(name)
 
@@ -130,6 +135,7 @@ def test_calls_are_constant_plus_k_per_domain_and_pair_checks_run_once_per_desti
         assert large[uri].calls["maintenance_marker"] == 1  # a pair check (HOST-IN-MAINTENANCE)
         assert large[uri].calls["lib_version"] == large[uri].calls["hypervisor_version"] == 1
         assert large[uri].calls["domain_capabilities"] == large[uri].calls["domain_index"] == 1
+        assert large[uri].calls["capabilities"] == 1
     src = large[SRC].calls
     # the source: per domain its XML (two definitions when running), its secret, and for a running
     # domain its status, job and memory — once for both destinations
