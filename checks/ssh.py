@@ -28,7 +28,9 @@ if TYPE_CHECKING:  # the SSH seam is loaded when a runner is made (CheckContext.
 TPM_STATE_ROOT = "/var/lib/libvirt/swtpm"  # libvirt's default swtpm state directory (system daemon)
 SECRETS_DIR = "/etc/libvirt/secrets"        # where libvirtd (system) keeps persistent secrets
 MIN_TPM_STATE_KIB = 10 * 1024               # one TPM 2.0 state is ~ 100 KiB; leave room for logs and a copy
-SECRETS_ENCRYPTED_SINCE = 12_001_000        # libvirt 12.1 encrypts persistent secret values at rest
+SECRETS_ENCRYPTED_SINCE = 12_001_000        # libvirt 12.1 can encrypt persistent secret values at rest
+SECRET_CONF = "/etc/libvirt/secret.conf"    # libvirt ≥ 12.1: encrypt_data, secrets_encryption_key
+SECRETS_KEY = "/var/lib/libvirt/secrets/secrets-encryption-key"  # the default key (virt-secret-init-encryption)
 SHARED_STORAGE_FEATURE = "cmdarg-migration"  # swtpm ≥ 0.8: --migration release-lock-outgoing
 # Filesystems libvirt treats as shared storage (virFileIsSharedFS), as `stat -f -c %T` names them.
 SHARED_FS = ("nfs", "gfs", "ocfs2", "afs", "smb", "cifs", "ceph", "gpfs", "lustre", "beegfs", "quobyte",
@@ -37,6 +39,31 @@ NO_SSH = "SSH not configured"
 
 
 # ------------------------------------------------------------------ pure parsing
+
+def encryption_settings(secret_conf: str) -> tuple[bool | None, str]:
+    """Pure: (``encrypt_data``: None when not set, ``secrets_encryption_key`` or the default key path) from
+    libvirt ≥ 12.1's secret.conf (src/secret/secret_config.c virSecretDaemonConfigNew)."""
+    encrypt: bool | None = None
+    key = SECRETS_KEY
+    for line in secret_conf.splitlines():
+        name, sep, value = line.split("#", 1)[0].partition("=")
+        name, value = name.strip(), value.strip().strip('"')
+        if not sep:
+            continue
+        if name == "encrypt_data":
+            encrypt = value not in ("0", "")
+        elif name == "secrets_encryption_key" and value:
+            key = value
+    return encrypt, key
+
+
+def encrypts_at_rest(version: int, encrypt_data: bool | None, key_present: bool) -> bool:
+    """Pure: whether the destination's secret driver stores a persistent value encrypted. NOTE: libvirt
+    12.1+ encrypts only when it has a key (by default the one virt-secret-init-encryption seals with
+    systemd-creds) and encrypt_data is not 0 — measured: Debian testing's libvirt 12.8 on a host without that
+    key (the lab: no systemd) writes the plain base64 value, as 9.0 does."""
+    return version >= SECRETS_ENCRYPTED_SINCE and encrypt_data is not False and key_present
+
 
 @dataclass(frozen=True)
 class SwtpmCaps:
@@ -306,17 +333,26 @@ def tpm_state_space(ctx: CheckContext, t: Target) -> Results:
 
 @check("SECRET-AT-REST-UNENCRYPTED", severity="warning", transport="ssh", scope="domain",
        tags=("ssh", "secrets"),
-       hint="libvirt < 12.1 keeps a persistent secret's value as plain base64 in /etc/libvirt/secrets, beside "
+       hint="libvirt < 12.1 (and ≥ 12.1 without its encryption key) keeps a persistent secret's value as plain "
+            "base64 in /etc/libvirt/secrets, beside "
             "the TPM state it protects: use --dest-ephemeral yes (value held in memory only; it must then be "
             "provisioned again after a libvirtd restart) or upgrade libvirt on the destination")
 def secret_at_rest(ctx: CheckContext, t: Target) -> Results:
-    """A persistent secret would be stored unencrypted on the destination (libvirt < 12.1)."""
+    """A persistent secret would be stored unencrypted on the destination (libvirt < 12.1, or ≥ 12.1
+    without an encryption key)."""
     runner = _runner(ctx, "dst")
     if runner is None:
         return skipped(NO_SSH)
     version = ctx.lib_version(ctx.destination)
     if version >= SECRETS_ENCRYPTED_SINCE:
-        return passed(f"libvirt {version_str(version)} on the destination encrypts secrets at rest")
+        conf = ctx.probe("dst", runner, "cat {}", SECRET_CONF)
+        encrypt, key = encryption_settings(conf.stdout if conf.ok else "")
+        if encrypts_at_rest(version, encrypt, ctx.probe("dst", runner, "test -f {}", key).ok):
+            return passed(f"libvirt {version_str(version)} on the destination encrypts secrets at rest (key {key})")
+    why = (f"libvirt {version_str(version)} < {version_str(SECRETS_ENCRYPTED_SINCE)}"
+           if version < SECRETS_ENCRYPTED_SINCE else
+           f"libvirt {version_str(version)} without an encryption key ({SECRET_CONF}: encrypt_data / "
+           "secrets_encryption_key)")
     out: list[Result] = []
     for p in ctx.secret_plans(t):
         if p.uuid is None:
@@ -336,6 +372,5 @@ def secret_at_rest(ctx: CheckContext, t: Target) -> Results:
             where = f"is stored as plain base64 in {path}"
         else:
             where = f"{how} stored as plain base64 under {SECRETS_DIR}"
-        out.append(failed(f"secret {p.uuid} ({p.ref.kind}) {where} on {runner.host} "
-                          f"(libvirt {version_str(version)} < {version_str(SECRETS_ENCRYPTED_SINCE)})"))
+        out.append(failed(f"secret {p.uuid} ({p.ref.kind}) {where} on {runner.host} ({why})"))
     return out or passed(f"no persistent secret of this domain at rest on {runner.host}")

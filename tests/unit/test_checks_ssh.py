@@ -118,3 +118,24 @@ def test_ssh_checks_skip_without_runner():
     results = [ssh.swtpm_missing(ctx), ssh.swtpm_version_older(ctx), ssh.swtpm_capabilities(ctx, t),
                ssh.tpm_state_space(ctx, t), ssh.secret_at_rest(ctx, t)]
     assert {(r.status, r.message) for r in results} == {("skipped", "SSH not configured")}
+
+
+@pytest.mark.parametrize("conf, want", [
+    ("", (None, "/var/lib/libvirt/secrets/secrets-encryption-key")),
+    ("#encrypt_data = 0\n", (None, "/var/lib/libvirt/secrets/secrets-encryption-key")),
+    ("encrypt_data = 0\n", (False, "/var/lib/libvirt/secrets/secrets-encryption-key")),
+    ('encrypt_data = 1\nsecrets_encryption_key = "/etc/k"  # ours\n', (True, "/etc/k")),
+])
+def test_secret_conf_encryption_settings(conf, want):
+    assert ssh.encryption_settings(conf) == want
+
+
+@pytest.mark.parametrize("version, encrypt, key, want", [
+    (9_000_000, None, True, False),     # before 12.1: always plain base64
+    (12_008_000, None, False, False),   # 12.8 without a key (the lab: no systemd-creds): plain, measured
+    (12_008_000, None, True, True),
+    (12_008_000, False, True, False),   # encrypt_data = 0
+    (12_001_000, True, True, True),
+])
+def test_secrets_are_encrypted_at_rest_only_with_a_key(version, encrypt, key, want):
+    assert ssh.encrypts_at_rest(version, encrypt, key) is want
