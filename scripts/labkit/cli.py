@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import argparse
 
-from labkit.commands import cmd_chroot, cmd_cpu, cmd_root, cmd_down, cmd_env, cmd_kill, cmd_status, cmd_up, cmd_vm
+from labkit.commands import (cmd_chroot, cmd_cpu, cmd_down, cmd_env, cmd_kill, cmd_root, cmd_stacks, cmd_status,
+                             cmd_up, cmd_vm)
 from labkit.packages import ensure_packages
 
 
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     ch.add_argument("release")
     ch.add_argument("command", nargs=argparse.REMAINDER)
     ch.set_defaults(fn=cmd_chroot)
+    st = sub.add_parser("stacks", help="print the Debian releases the lab knows (this machine's own first)")
+    st.add_argument("--own", action="store_true", help="only this machine's own release")
+    st.add_argument("--others", action="store_true", help="only the releases other than this machine's")
+    st.set_defaults(fn=cmd_stacks)
     cpu = sub.add_parser("cpu", help="probe which guest <cpu> starts here (prints JSON; changes nothing)")
     cpu.add_argument("--first", metavar="XML", help="a <cpu> element to try before the usual candidates")
     cpu.set_defaults(fn=cmd_cpu)

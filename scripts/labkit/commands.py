@@ -149,6 +149,12 @@ def cmd_cpu(args: argparse.Namespace) -> None:
                      indent=2))
 
 
+def cmd_stacks(args: argparse.Namespace) -> None:
+    own = stacks.own_release()
+    others = [r for r in stacks.RELEASES if r != own]
+    print(" ".join([own] if args.own else others if args.others else [own, *others]))
+
+
 def cmd_root(args: argparse.Namespace) -> None:
     if os.geteuid() != 0:
         die("building a release root needs root (debootstrap, chroot)")

@@ -206,3 +206,28 @@ def test_a_checked_cpu_is_compared_with_the_cpus_of_its_virt_type(virt_type, com
 ])
 def test_a_cpu_fits_when_either_comparison_says_so(answers, want):
     assert r.either_compare(answers) == want
+
+
+CAPS_72 = ("<capabilities><guest><arch name='x86_64'><emulator>/usr/bin/qemu-system-x86_64</emulator>"
+           "<machine canonical='pc-q35-7.2' maxCpus='288'>q35</machine><machine maxCpus='288'>pc-q35-7.2</machine>"
+           "<machine>pc-i440fx-7.2</machine><domain type='kvm'/></arch></guest>"
+           "<guest><arch name='i686'><machine>pc-q35-10.0</machine></arch></guest></capabilities>")
+
+
+def test_machine_types_lists_names_and_canonical_aliases_of_the_arch():
+    assert r.machine_types(CAPS_72, "x86_64") == {"q35", "pc-q35-7.2", "pc-i440fx-7.2"}
+    assert r.machine_types(CAPS_72, "aarch64") == frozenset()
+
+
+@pytest.mark.parametrize("machine, live, want", [
+    ("pc-q35-7.2", True, "ok"),
+    ("q35", True, "ok"),
+    (None, True, "ok"),
+    # trixie → bookworm, measured: a guest QEMU 10 started as pc-q35-10.0 is refused by QEMU 7.2
+    ("pc-q35-10.0", True, "refuse"),
+    ("pc-q35-10.0", False, "refuse"),   # offline: copied, but it would not start there
+])
+def test_machine_ruling(machine, live, want):
+    known = r.machine_types(CAPS_72, "x86_64")
+    assert r.machine_ruling(machine, known, live=live).outcome == want
+    assert r.machine_ruling("pc-q35-7.2", frozenset(), live=True).outcome == "unknown"
