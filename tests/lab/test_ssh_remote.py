@@ -187,7 +187,9 @@ def test_runner_for_lab_uris(lab, cfg):
 @contextmanager
 def in_dst_namespace(lab, *steps: tuple[list[str], list[str]]):
     """Run (do, undo) command pairs inside dst's mount namespace only; undo what was done, always."""
-    ns = ["nsenter", f"--mount=/proc/{lab.env['hosts']['dst']['pid']}/ns/mnt"]
+    # -r: the daemon's root too (a host on another release runs chrooted into its root; on this machine's own
+    # release that is / and changes nothing)
+    ns = ["nsenter", "-t", str(lab.env["hosts"]["dst"]["pid"]), "-m", "-r"]
     done: list[list[str]] = []
     try:
         for do, undo in steps:
