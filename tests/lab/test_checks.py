@@ -75,7 +75,8 @@ def test_healthy_domain_passes_every_check_json_field_by_field_and_nothing_chang
     assert rc == 0, out
     rep = json.loads(out)
     assert set(rep) == {"ok", "source", "destination", "domains", "waive", "skip", "blocking", "unknown",
-                        "counts", "findings"}
+                        "decisive_unknown", "verdict", "counts", "findings"}
+    assert (rep["verdict"], rep["decisive_unknown"]) == ("go", [])
     assert rep["ok"] is True and rep["blocking"] == [] and rep["domains"] == [name]
     assert (rep["source"], rep["destination"], rep["waive"], rep["skip"]) == (lab.uri("src"), lab.uri("dst"),
                                                                                 [], [])
@@ -235,7 +236,9 @@ def test_same_name_domain_on_destination(clean, name, check_cli):
 
     assert rc == 1
     rep = json.loads(out)
-    assert rep["blocking"] == ["DOMAIN-EXISTS-ON-DEST"]
+    # The namesake's own vTPM secret (another UUID) holds the usage NAME-vtpm there: libvirt would refuse to
+    # define the source's, so that blocks too (found while planning since issue 19.4).
+    assert rep["blocking"] == ["DOMAIN-EXISTS-ON-DEST", "SECRET-USAGE-TAKEN"]
     (f,) = find(rep, "DOMAIN-EXISTS-ON-DEST")
     assert (f["status"], f["subject"]) == ("fail", name)
     assert f["message"] == f"{lab.uri('dst')} already has a domain with this name: {name} ({dst_uuid}, shutoff)"
@@ -278,7 +281,7 @@ def test_private_secret_without_value_source(clean, name):
     assert sid in rep.blocking[0].message and "--secret-file" in rep.blocking[0].hint
 
 
-def test_private_secret_already_on_destination_is_unverifiable_warning(clean, name):
+def test_private_secret_already_on_destination_is_a_decisive_unknown(clean, name):
     lab = clean
     sid = lab.vm(name, on="src", secret="private")["secret"]
     lab.define_secret("dst", sid, "vtpm", f"{name}-vtpm", lab.stored_value("src", sid), private=True)
@@ -286,13 +289,17 @@ def test_private_secret_already_on_destination_is_unverifiable_warning(clean, na
     rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
 
     (f,) = rep.by_id("SECRET-UNVERIFIABLE")
-    assert (f.status, f.severity) == ("unknown", "warning") and sid in f.message
-    assert rep.ok  # an unknown informs, it does not block
-    assert [x.check_id for x in rep.unknowns] == ["SECRET-UNVERIFIABLE"]
-    # ... and the CLI's verdict says so instead of a bare "OK"
+    assert (f.status, f.severity) == ("unknown", "error") and sid in f.message
+    assert rep.ok  # an unknown does not block ...
+    assert [x.check_id for x in rep.unknowns] == [x.check_id for x in rep.decisive] == ["SECRET-UNVERIFIABLE"]
+    assert rep.verdict == "unknown"  # ... but it decides success: not a go (exit 6)
     last = command.render_table(rep).splitlines()[-1]
+    assert last.startswith("UNKNOWN: ") and f"SECRET-UNVERIFIABLE ({name}): secret {sid} (vtpm): " in last
+    assert "--secret-file" in f.hint and "--accept-unknown" in f.hint
+    # accepted, the CLI's verdict names it instead of a bare "OK"
+    last = command.render_table(rep, accept_unknown=True).splitlines()[-1]
     assert last.startswith(f"GO with unknowns: SECRET-UNVERIFIABLE ({name}): secret {sid} (vtpm): ")
-    assert "OK" not in last
+    assert command.exit_code(rep) == 6 and command.exit_code(rep, accept_unknown=True) == 0
 
 
 def test_migration_job_in_progress(clean, name):
@@ -381,11 +388,12 @@ def test_local_disk_blocks_unless_copy_storage_and_without_ssh_is_unknown(clean,
     assert "--copy-storage" in f.hint
     assert "STORAGE-NOT-SHARED" in [x.check_id for x in rep.blocking]
 
-    # Without SSH the filesystem is unknown: not a block, not a bare OK.
+    # Without SSH the filesystem is unknown: not a block, not a bare OK — a decisive unknown (exit 6).
     rep = checks.preflight(lab.uri("src"), lab.uri("dst"), [name])
     (f,) = rep.by_id("STORAGE-NOT-SHARED")
     assert f.status == "unknown" and "--ssh" in f.message
     assert "STORAGE-NOT-SHARED" not in [x.check_id for x in rep.blocking]
+    assert f.decisive and rep.verdict == "unknown"
 
     # --copy-storage: copied, but the destination has neither the image nor a pool covering its directory
     # (libvirt: "Storage pool not found"; verdict-matrix storage-local-disk-copy-no-target).
@@ -480,10 +488,12 @@ def test_secret_missing_on_source_then_defined(clean, name, check_cli):
     assert snapshot(lab) == before
 
     # Only the destination has it: libvirt needs nothing else (verdict-matrix secret-gone-from-source-dst-has-it
-    # migrated). Its value cannot be compared with nothing to compare it to: an unknown, not a block.
+    # migrated). Its value cannot be compared with nothing to compare it to: an unknown, not a block — but a
+    # decisive one (a different value fails the migration): exit 6, 0 when accepted.
     lab.define_secret("dst", ghost, "vtpm", f"{name}-vtpm-dst", b"the destination's own key, 32 b!")
     rc, rep = _offline_check(check_cli, lab, name)
-    assert rc == 0 and rep["blocking"] == [] and rep["unknown"] == ["SECRET-UNVERIFIABLE"]
+    assert rc == 6 and rep["blocking"] == [] and rep["unknown"] == rep["decisive_unknown"] == ["SECRET-UNVERIFIABLE"]
+    assert _offline_check(check_cli, lab, name, "--accept-unknown")[0] == 0
     (f,) = find(rep, "SECRET-UNVERIFIABLE")
     assert f["status"] == "unknown" and f"secret {ghost} is not defined on the source" in f["message"]
     lab.conn("dst").secretLookupByUUIDString(ghost).undefine()
@@ -706,3 +716,108 @@ def test_failed_postcopy_then_destroyed(clean, name):
         ("pass", "not in a failed post-copy state")]
     assert rep.ok, [(x.check_id, x.message) for x in rep.blocking]
     assert snapshot(lab) == before
+
+
+# -- issue 19.4: a decisive unknown is not a go ------------------------------------------------------
+
+def test_private_destination_copy_with_readable_source_is_exit_6_until_reset(clean, name, check_cli):
+    """(a) The destination holds a private copy (same UUID) whose value cannot be read, the source's value
+    is readable: the values may differ, and if they do the migration fails late ("job 'migration out'
+    unexpectedly failed"). `check` exits 6 naming it and how to make it known; with --reset-secret-values
+    the value is set from the source, so success no longer rests on it: exit 0. Nothing changes."""
+    lab = clean
+    sid = lab.vm(name, on="src")["secret"]
+    lab.define_secret("dst", sid, "vtpm", f"{name}-vtpm", b"maybe-the-same-value-maybe-not!!", private=True)
+    before = snapshot(lab)
+    args = (name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+
+    rc, out = check_cli(*args, "--json")
+
+    assert rc == 6, out
+    rep = json.loads(out)
+    assert (rep["verdict"], rep["blocking"], rep["decisive_unknown"]) == ("unknown", [], ["SECRET-UNVERIFIABLE"])
+    (f,) = find(rep, "SECRET-UNVERIFIABLE")
+    assert (f["status"], f["severity"]) == ("unknown", "error") and "--reset-secret-values" in f["message"]
+    assert "--reset-secret-values" in f["hint"]
+    rc, out = check_cli(*args)
+    assert rc == 6 and out.splitlines()[-1].startswith("UNKNOWN: ")
+
+    rc, out = check_cli(*args, "--reset-secret-values", "--json")
+
+    assert rc == 0, out
+    rep = json.loads(out)
+    assert rep["verdict"] == "go" and rep["unknown"] == []
+    assert snapshot(lab) == before
+
+
+def test_local_disk_without_ssh_is_exit_6_until_ssh_looks(clean, name, check_cli):
+    """(b) A local file disk (--unsafe: libvirt does not ask where it lives) that may not exist on the
+    destination: without SSH STORAGE-ON-DEST cannot look (migration_rules.dest_ruling: unknown): exit 6,
+    the hint says --ssh. With SSH and the image there too: known, exit 0."""
+    lab = clean
+    lab.vm(name, on="src", luks_disk="local")
+    ssh = lab.env["ssh"]
+    args = (name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe", "--json")
+    with_ssh = ("--ssh-key", ssh["key"], "--ssh-known-hosts", ssh["known_hosts"])
+
+    rc, out = check_cli(*args)
+
+    assert rc == 6, out
+    rep = json.loads(out)
+    assert rep["verdict"] == "unknown" and rep["decisive_unknown"] == ["STORAGE-ON-DEST"]
+    (f,) = find(rep, "STORAGE-ON-DEST")
+    assert f["status"] == "unknown" and "--ssh" in f["message"]
+
+    # Made known over SSH: missing there → a block, then the same image there → a go.
+    rc, out = check_cli(*args, *with_ssh)
+    assert rc == 1 and json.loads(out)["blocking"] == ["STORAGE-ON-DEST"], out
+    images = lab.dir / "hosts.d"
+    dst_img = images / "dst/var/lib/libvirt/images" / f"{name}.luks"
+    dst_img.parent.mkdir(parents=True, exist_ok=True)
+    dst_img.write_bytes((images / "src/var/lib/libvirt/images" / f"{name}.luks").read_bytes())
+    try:
+        rc, out = check_cli(*args, *with_ssh)
+        assert rc == 0, out
+        rep = json.loads(out)
+        assert rep["verdict"] == "go" and rep["decisive_unknown"] == []
+        assert [x["status"] for x in find(rep, "STORAGE-ON-DEST")] == ["pass"]
+    finally:
+        dst_img.unlink(missing_ok=True)
+
+
+def test_migrate_refuses_a_decisive_unknown_and_goes_on_when_accepted(clean, name, migcoord):
+    """migrate (and its dry run) exit 6 before anything changes — no secret defined on the destination, the
+    domain still on the source — and name the unknown in the JSON and the journal; --accept-unknown goes on
+    (here the private copy does hold the source's value, so it migrates)."""
+    lab = clean
+    vm = lab.vm(name, on="src", luks_disk="shared")  # a disk secret to provision, too
+    sid, disk = vm["secret"], vm["disk_secret"]
+    lab.define_secret("dst", sid, "vtpm", f"{name}-vtpm", lab.stored_value("src", sid), private=True)
+    base = ("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe")
+    dst_before = {u: (lab.secret_xml("dst", u), lab.digest("dst", u)) for u in lab.secret_uuids("dst")}
+
+    dry = migcoord(*base, "--dry-run", "--json")
+    r = migcoord(*base, "--json")
+
+    for run in (dry, r):
+        assert run.returncode == 6, run.stdout_text + run.stderr_text
+        out = json.loads(run.stdout_text)
+        assert out["exit_code"] == 6 and out["type"] == "Undecided"
+        assert "SECRET-UNVERIFIABLE" in out["report"]["decisive_unknown"] and out["report"]["verdict"] == "unknown"
+        assert "--accept-unknown" in out["hint"] and "--reset-secret-values" in out["hint"]
+    assert {u: (lab.secret_xml("dst", u), lab.digest("dst", u)) for u in lab.secret_uuids("dst")} == dst_before
+    assert disk not in lab.secret_uuids("dst")  # nothing was provisioned
+    assert lab.where(name) == {"src": "running"}
+    events = [json.loads(line) for line in migcoord.journal.read_text().splitlines()]
+    (undecided,) = [e for e in events if e["event"] == "undecided"]
+    assert "SECRET-UNVERIFIABLE" in undecided["checks"]
+    assert not [e for e in events if e["event"] in ("secret-defined", "migration-start")]
+
+    r = migcoord(*base, "--accept-unknown", "--json")
+
+    assert r.returncode == 0, r.stderr_text
+    assert lab.where(name) == {"dst": "running"}
+    assert lab.digest("dst", disk) == lab.digest("src", disk)
+    events = [json.loads(line) for line in migcoord.journal.read_text().splitlines()]
+    (accepted,) = [e for e in events if e["event"] == "unknown-accepted"]
+    assert "SECRET-UNVERIFIABLE" in accepted["checks"]
