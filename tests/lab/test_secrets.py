@@ -23,7 +23,8 @@ def test_vtpm_and_luks_disk_secrets_are_both_provisioned(clean, name, migcoord):
     vm = lab.vm(name, on="src", luks_disk="shared")
     vtpm, disk = vm["secret"], vm["disk_secret"]
 
-    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe", "--json")
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe", "--json",
+                 "--accept-unknown")  # NOTE: without SSH whether the shared image exists on the destination is unknown: accepted
 
     assert r.returncode == 0, r.stderr_text
     got = {(s["uuid"], s["kind"], s["usage_type"], s["action"]) for s in json.loads(r.stdout_text)["secrets"]}
@@ -47,7 +48,8 @@ def test_usage_referenced_disk_secret_is_resolved_and_provisioned(clean, name, m
     assert disk_plan[0]["uuid"] == vm["disk_secret"]  # usage → UUID on the source
     assert disk_plan[0]["usage_id"].endswith(f"{name}.luks") and disk_plan[0]["action"] == "provision"
 
-    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe")
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe",
+                 "--accept-unknown")  # NOTE: without SSH whether the shared image exists on the destination is unknown: accepted
     assert r.returncode == 0, r.stderr_text
     assert lab.digest("dst", vm["disk_secret"]) == lab.digest("src", vm["disk_secret"])
     assert lab.where(name) == {"dst": "running"}
@@ -159,6 +161,16 @@ def test_private_destination_copy_is_unverifiable_and_reset_on_request(clean, na
     assert r.returncode == 0, r.stderr_text
     assert [(p["dest_status"], p["action"]) for p in json.loads(r.stdout_text)] == [("unverifiable", "reuse")]
 
+    # Its value decides success and cannot be read: a decisive unknown, refused before anything changes.
+    before = (lab.secret_xml("dst", sid), lab.digest("dst", sid))
+    r = migcoord("migrate", name, *base)
+    assert r.returncode == 6, r.stderr_text
+    err = r.stderr_text.strip().splitlines()[-1]
+    assert "UNKNOWN" in err and "SECRET-UNVERIFIABLE" in err and "nothing was changed" in err
+    assert "--reset-secret-values" in err and "--accept-unknown" in err
+    assert (lab.secret_xml("dst", sid), lab.digest("dst", sid)) == before and lab.where(name) == {"src": "running"}
+    assert [e["event"] for e in _events(migcoord)][-1:] == ["undecided"]
+
     r = migcoord("migrate", name, *base, "--reset-secret-values")
     assert r.returncode == 0, r.stderr_text
     assert lab.digest("dst", sid) == lab.digest("src", sid)
@@ -181,12 +193,13 @@ def test_explicit_destination_flags_and_ephemeral_warning(clean, name, migcoord)
 def test_rollback_after_permanent_failure_removes_only_what_the_run_created(clean, name, migcoord):
     lab = clean
     # A LUKS disk on the host's local storage without --copy-storage: libvirt refuses the
-    # migration for good (VIR_ERR_MIGRATE_UNSAFE) after our secrets were provisioned.
+    # migration for good (VIR_ERR_MIGRATE_UNSAFE) after our secrets were provisioned. Without SSH the
+    # checks cannot tell the disk is local (a decisive unknown): --accept-unknown lets the run go on to it.
     vm = lab.vm(name, on="src", luks_disk="local")
     vtpm, disk = vm["secret"], vm["disk_secret"]
     lab.define_secret("dst", disk, "volume", f"/var/lib/libvirt/images/{name}.luks", lab.stored_value("src", disk))
 
-    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"))
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--accept-unknown")
 
     assert r.returncode == 3
     assert "still on" in r.stderr_text and "MIGRATE_UNSAFE" in r.stderr_text
@@ -299,9 +312,10 @@ def test_value_never_appears_in_any_process_argv(clean, name, tmp_path):
 
 @pytest.mark.parametrize("with_ssh", [True, False], ids=["ssh-logs", "plan-only"])
 def test_late_failure_says_why(clean, name, migcoord, with_ssh):
-    """A private destination copy with a different value cannot be compared, so the migration is
-    tried and fails late with libvirt's generic "job 'migration out' unexpectedly failed". migcoord
-    names the probable cause and the fix; over SSH it also shows the destination's swtpm log lines."""
+    """A private destination copy with a different value cannot be compared (a decisive unknown, refused
+    unless accepted); with --accept-unknown the migration is tried and fails late with libvirt's generic
+    "job 'migration out' unexpectedly failed". migcoord names the probable cause and the fix; over SSH it
+    also shows the destination's swtpm log lines."""
     lab = clean
     sid = lab.vm(name, on="src")["secret"]
     wrong = b"not-the-right-value-0123456789ab"
@@ -309,7 +323,7 @@ def test_late_failure_says_why(clean, name, migcoord, with_ssh):
     ssh = lab.env["ssh"]
     extra = ["--ssh", "--ssh-key", ssh["key"], "--ssh-known-hosts", ssh["known_hosts"]] if with_ssh else []
 
-    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), *extra)
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), *extra, "--accept-unknown")
 
     assert r.returncode == 3, r.stderr_text
     lines = r.stderr_text.strip().splitlines()
