@@ -19,6 +19,12 @@ import pytest
 
 from labkit.client import ROOT, run_lab
 
+# NOTE: the dirty-memory guest boots from a read-only image in the lab's shared directory; without SSH
+# whether it exists on the destination is unknown (STORAGE-ON-DEST, a decisive unknown since issue 19.4):
+# these runs accept it, as the image is there.
+ACCEPT = ("--accept-unknown",)
+
+
 
 def on_exactly_one_host(lab, name: str, host: str) -> None:
     assert lab.where(name) == {host: "running"}
@@ -52,7 +58,7 @@ def test_completion_timeout_aborts_the_job_and_vm_stays_on_source(clean, name, m
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
     t0 = time.monotonic()
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
-                 "--bandwidth", "1", "--timeout", "4")
+                 "--bandwidth", "1", *ACCEPT, "--timeout", "4")
     assert r.returncode == 3
     assert "did not complete within 4s" in r.stderr_text and "still on" in r.stderr_text
     assert time.monotonic() - t0 < 30
@@ -66,7 +72,7 @@ def test_dst_libvirtd_killed_during_migration_then_rerun_succeeds(clean, name, m
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
     args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst")]
-    proc = background(args + ["--bandwidth", "1", "--retries", "2", "--retry-max-seconds", "5"], tmp_path)
+    proc = background(args + ["--bandwidth", "1", *ACCEPT, "--retries", "2", "--retry-max-seconds", "5"], tmp_path)
     wait_for_migration_job(lab, name)
     run_lab("kill", "dst")
     out, err = proc.communicate(timeout=120)
@@ -101,7 +107,7 @@ def test_migcoord_killed_mid_migration_rerun_converges(clean, name, migcoord, tm
     lab = clean
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
     args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst")]
-    proc = background(args + ["--bandwidth", "1"], tmp_path)
+    proc = background(args + ["--bandwidth", "1", *ACCEPT], tmp_path)
     wait_for_migration_job(lab, name)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
@@ -121,7 +127,7 @@ def test_migcoord_killed_mid_migration_rerun_converges(clean, name, migcoord, tm
 def test_concurrent_runs_on_one_domain_second_refuses(clean, name, tmp_path, migcoord):
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
-    args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+    args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT,
             "--timeout", "8"]
     first = background(args, tmp_path)
     wait_for_migration_job(lab, name)
@@ -152,7 +158,7 @@ def test_stalled_migration_is_aborted_and_vm_stays_on_source(clean, name, migcoo
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
-                 "--bandwidth", "1", "--stall-timeout", "3", "--timeout", "120")
+                 "--bandwidth", "1", *ACCEPT, "--stall-timeout", "3", "--timeout", "120")
     assert r.returncode == 3
     assert "made no progress for 3s" in r.stderr_text
     on_exactly_one_host(lab, name, "src")
@@ -162,7 +168,7 @@ def test_deadline_switches_to_postcopy_when_allowed(clean, name, migcoord):
     lab = clean
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
-                 "--bandwidth", "1", "--postcopy", "--timeout", "3")
+                 "--bandwidth", "1", *ACCEPT, "--postcopy", "--timeout", "3")
     assert r.returncode == 0, r.stderr_text
     assert '"event": "postcopy-switch"' in r.stderr_text
     on_exactly_one_host(lab, name, "dst")

@@ -6,6 +6,12 @@ import os
 
 from labkit.client import assert_no_value
 
+# NOTE: the dirty-memory guest boots from a read-only image in the lab's shared directory; without SSH
+# whether it exists on the destination is unknown (STORAGE-ON-DEST, a decisive unknown since issue 19.4):
+# these runs accept it, as the image is there.
+ACCEPT = ("--accept-unknown",)
+
+
 
 def test_missing_secret_is_provisioned_and_vm_migrates(clean, name, migcoord):
     lab = clean
@@ -114,7 +120,7 @@ def test_tty_gets_a_progress_bar(clean, name):
     lab.vm(name, on="src", dirty_memory=True)
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "coordinator", "migrate", name, "--from", lab.uri("src"),
-                             "--to", lab.uri("dst"), "--bandwidth", "2", "--timeout", "3",
+                             "--to", lab.uri("dst"), "--bandwidth", "2", "--timeout", "3", *ACCEPT,
                              "--journal", "/dev/null", "--lock-dir", str(lab.dir / "test-locks")],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=follower)
     os.close(follower)
