@@ -81,7 +81,7 @@ def test_dst_libvirtd_killed_during_migration_then_rerun_succeeds(clean, name, m
     on_exactly_one_host(lab, name, "src")
 
     lab.restart_down_hosts()
-    r = migcoord(*args)
+    r = migcoord(*args, *ACCEPT)
     assert r.returncode == 0, r.stderr_text
     on_exactly_one_host(lab, name, "dst")
 
@@ -113,7 +113,7 @@ def test_migcoord_killed_mid_migration_rerun_converges(clean, name, migcoord, tm
     proc.wait(timeout=10)
     # Peer-to-peer: the source daemon carries on without its client. The re-run adopts that
     # job, aborts it when it overruns the deadline, then migrates properly.
-    r = migcoord(*args, "--timeout", "5")
+    r = migcoord(*args, *ACCEPT, "--timeout", "5")
     assert r.returncode == 0, r.stderr_text
     on_exactly_one_host(lab, name, "dst")
     assert lab.digest("dst", sid) == lab.digest("src", sid)
