@@ -22,13 +22,19 @@ def tpm_caps(ctx: CheckContext, t: Target) -> Results:
     return passed(f"destination offers {desc}")
 
 
+def _live_definition(ctx: CheckContext, t: Target) -> bool:
+    """Whether libvirt hands the destination the live definition (a live migration, or a running transient
+    domain's — all it has) rather than the persistent one."""
+    return t.status.active and (ctx.policy_for(t).live or not t.status.persistent)
+
+
 @check("MACHINE-TYPE", tags=("capability", "machine", "upgrade"),
        hint="pin the domain to a machine type both hosts' QEMU know (virsh capabilities lists them), e.g. "
             "the older host's pc-q35-X.Y, then restart it; or pick a destination with the newer QEMU")
 def machine_type(ctx: CheckContext, t: Target) -> Results:
     """The destination's QEMU knows the domain's machine type: the live one for a live migration, the
     persistent one for an offline one (would it start there — as CPU-INCOMPATIBLE judges it)."""
-    live = t.status.active and (ctx.policy_for(t).live or not t.status.persistent)
+    live = _live_definition(ctx, t)
     f = t.facts if live else t.doc.defined
     rule = migration_rules.machine_ruling(f.machine, ctx.machine_types(ctx.destination, f.arch or "x86_64"),
                                           live=live)
@@ -47,7 +53,7 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
     # the persistent definition would start there. check='none' (and no <cpu>) is never compared.
     # The definition libvirt hands over: the live one for a live migration, else the persistent one — or the
     # live one of a running transient domain (all it has).
-    live = t.status.active and (ctx.policy_for(t).live or not t.status.persistent)
+    live = _live_definition(ctx, t)
     f = t.facts if live else t.doc.defined
     test = migration_rules.cpu_test(f.cpu_mode, f.cpu_check, f.cpu_model is not None, live_definition=live)
     mode_supported = compare = None
