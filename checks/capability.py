@@ -22,20 +22,29 @@ def tpm_caps(ctx: CheckContext, t: Target) -> Results:
     return passed(f"destination offers {desc}")
 
 
-def _live_definition(ctx: CheckContext, t: Target) -> bool:
-    """Whether libvirt hands the destination the live definition (a live migration, or a running transient
-    domain's — all it has) rather than the persistent one."""
-    return t.status.active and (ctx.policy_for(t).live or not t.status.persistent)
+def _handed_over(ctx: CheckContext, t: Target) -> tuple[domfacts.DomainFacts, bool, str]:
+    """The definition libvirt hands the destination, whether the destination's QEMU starts with it during
+    the migration (a live one) rather than later, and what to call it in a finding.
+
+    NOTE: qemuMigrationSrcBeginXML (libvirt 9.0 and 11.3) sends the live definition formatted
+    VIR_DOMAIN_XML_MIGRATABLE with the CPU as defined (``priv->origCPU``), and the CPU QEMU runs in the
+    cookie. A live migration starts the destination QEMU with the cookie's CPU: the live XML's. An offline
+    one of a running transient domain only defines the migratable form, which is what a start there uses
+    (measured trixie → bookworm: the live CPU lists a feature libvirt 9.0 does not know; the copy starts)."""
+    if t.status.active and ctx.policy_for(t).live:
+        return t.facts, True, "live definition"
+    if t.status.active and not t.status.persistent:
+        return t.migratable_facts(), False, "migratable live definition"
+    return t.doc.defined, False, "persistent definition"
 
 
 @check("MACHINE-TYPE", tags=("capability", "machine", "upgrade"),
        hint="pin the domain to a machine type both hosts' QEMU know (virsh capabilities lists them), e.g. "
             "the older host's pc-q35-X.Y, then restart it; or pick a destination with the newer QEMU")
 def machine_type(ctx: CheckContext, t: Target) -> Results:
-    """The destination's QEMU knows the domain's machine type: the live one for a live migration, the
-    persistent one for an offline one (would it start there — as CPU-INCOMPATIBLE judges it)."""
-    live = _live_definition(ctx, t)
-    f = t.facts if live else t.doc.defined
+    """The destination's QEMU knows the machine type of the definition libvirt hands over (``_handed_over``);
+    offline, whether it would start there — as CPU-INCOMPATIBLE judges it."""
+    f, live, _ = _handed_over(ctx, t)
     rule = migration_rules.machine_ruling(f.machine, ctx.machine_types(ctx.destination, f.arch or "x86_64"),
                                           live=live)
     if rule.refused:
@@ -51,10 +60,7 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
     # NOTE: libvirt's rule, not a bare compare (migration_rules.cpu_test): a live migration starts the
     # destination QEMU with the live definition; an offline one starts nothing, so what matters is whether
     # the persistent definition would start there. check='none' (and no <cpu>) is never compared.
-    # The definition libvirt hands over: the live one for a live migration, else the persistent one — or the
-    # live one of a running transient domain (all it has).
-    live = _live_definition(ctx, t)
-    f = t.facts if live else t.doc.defined
+    f, live, defn = _handed_over(ctx, t)
     test = migration_rules.cpu_test(f.cpu_mode, f.cpu_check, f.cpu_model is not None, live_definition=live)
     mode_supported = compare = None
     detail = ""
@@ -70,7 +76,6 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
     rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
                                       detail=detail, hypervisor_unlisted=unlisted)
     what = f"CPU {f.cpu_model or f.cpu_mode or 'default'}" + (f" check={f.cpu_check}" if f.cpu_check else "")
-    defn = "live definition" if live else "persistent definition"
     msg = f"{what} ({defn}): {rule.reason}"
     if rule.outcome is migration_rules.Outcome.REFUSE:
         return failed(msg)

@@ -68,6 +68,7 @@ class Target:
     name: str = field(init=False)  # the domain's name (what findings are about)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _job: tuple[JobInfo | None] | None = field(default=None, repr=False)
+    _migratable: domfacts.DomainFacts | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.doc.facts.name or self.ident
@@ -88,6 +89,13 @@ class Target:
             if self.known_status is None:
                 self.known_status = self.guest.status()
             return self.known_status
+
+    def migratable_facts(self) -> domfacts.DomainFacts:
+        """Facts of the live definition in its migratable form (``Guest.migratable_xml``), read once."""
+        with self._lock:
+            if self._migratable is None:
+                self._migratable = domfacts.parse(self.guest.migratable_xml())
+            return self._migratable
 
     def job(self) -> JobInfo | None:
         """The domain's current job (virDomainGetJobStats), read once; None when it is not running."""

@@ -80,6 +80,11 @@ class Guest:
         """virDomainGetXMLDesc; with VIR_DOMAIN_XML_INACTIVE for the persistent config."""
         return str(self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
 
+    def migratable_xml(self) -> str:
+        """virDomainGetXMLDesc(VIR_DOMAIN_XML_MIGRATABLE): the live definition as the source's libvirt
+        formats it for a migration — with the CPU as defined, not as QEMU expanded it."""
+        return str(self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+
     def definitions(self, active: bool | None = None, persistent: bool | None = None) -> list[str]:
         """The live and the inactive XML (both can reference secrets the other does not). For a
         shut-off domain they are the same document, fetched once. ``active``/``persistent``: what
