@@ -19,6 +19,9 @@ from coordinator.core.errors import BadInput
 MAX_BANDWIDTH_MIB = (2**63 - 1) // 2**20
 # QEMU's multifd-channels parameter is a uint8 (1..255).
 MAX_PARALLEL = 255
+# The longest completion or stall deadline a run accepts (a scaled one is capped here): every wait has a
+# bound, and the longest lease migcoord writes (core.lease.MAX_TTL_S) is derived from it.
+MAX_DEADLINE_S = 30 * 86400.0
 
 
 def positive_seconds(value: float | None, what: str, *, allow_none: bool = False) -> None:
@@ -73,7 +76,11 @@ def deadlines(memory_bytes: int, *, per_gib_s: float = TIMEOUT_PER_GIB_S,
     positive_seconds(stall_s, "the stall timeout (--stall-timeout)")
     positive_seconds(per_gib_s, "the per-GiB timeout")
     positive_seconds(minimum_s, "the minimum timeout")
-    scaled = max(minimum_s, per_gib_s * memory_bytes / 2**30)
+    for value, what in ((completion_s, "the completion timeout (--timeout)"), (stall_s, "the stall timeout "
+                        "(--stall-timeout)"), (minimum_s, "the minimum timeout (--timeout-minimum)")):
+        if value is not None and value > MAX_DEADLINE_S:
+            raise BadInput(f"{what} must be at most {MAX_DEADLINE_S:.0f} s (30 days), got {value!r}")
+    scaled = min(MAX_DEADLINE_S, max(minimum_s, per_gib_s * memory_bytes / 2**30))
     return Deadlines(completion_s=completion_s if completion_s is not None else scaled, stall_s=stall_s)
 
 

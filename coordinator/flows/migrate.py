@@ -19,7 +19,7 @@ from checks.registry import Report
 from coordinator.core import domxml
 from coordinator.core.errors import (Blocked, Interrupted, MigcoordError, MigrationFailed, Undecided,
                                      VerificationFailed)
-from coordinator.core.lease import GRACE_S, TTL_S, JobAction
+from coordinator.core.lease import TTL_S, JobAction, attempt_ttl
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
 from coordinator.core.params import Deadlines, migration_flags, migration_params
 from coordinator.core.timings import PhaseRecorder
@@ -392,7 +392,7 @@ class _Run:
         g = self.src.find_guest(uuid) or self.guest
         # NOTE: libvirt cannot change metadata during the migration job, so the lease is pushed past
         # this attempt's own deadline (when the monitor would abort it) before it starts.
-        self.lease.extend(g, limits.completion_s + limits.stall_s + GRACE_S)
+        self.lease.extend(g, attempt_ttl(limits))
         journal.record("migration-attempt", uuid=uuid, attempt=self.attempts)
         self.rt.on_event({"event": "migration-attempt", "attempt": self.attempts})
         with JobMonitor(g, self.rt.on_event, limits, self.options.policy, self.rt.clock) as monitor:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.core.errors import Busy
-from coordinator.core.lease import (NAMESPACE, PREFIX, JobAction, Lease, LeaseState, format_lease, job_action,
-                                    lease_state, parse_lease)
+from coordinator.core.lease import (MAX_TTL_S, NAMESPACE, PREFIX, JobAction, Lease, LeaseState, checked,
+                                    format_lease, job_action, lease_problem, lease_state, parse_lease)
 from coordinator.steps.journal import Journal
 from coordinator.virt.errors import error_summary
 from coordinator.virt.guest import Guest, JobInfo
@@ -41,8 +41,9 @@ def pid_start(pid: int) -> int | None:
 
 
 def owner_alive(lease: Lease) -> bool | None:
-    """True/False when the lease was written on this control host, else None (cannot know)."""
-    if lease.control_host != this_host():
+    """True/False when the lease was written on this control host, else None (cannot know, or an
+    invalid lease: its pid names nothing)."""
+    if lease.problem or lease.control_host != this_host():
         return None
     start = pid_start(lease.pid)
     return start is not None and (not lease.pid_start or start == lease.pid_start)
@@ -71,12 +72,16 @@ def ownership(guest: Guest, dest_uri: str, now: float, own_run: str = "") -> Own
 
 def state_of(lease: Lease | None, now: float) -> LeaseState:
     """``core.lease.lease_state`` with what only this control host can know (its name, owner liveness)."""
+    if lease is not None and lease_problem(lease, now):
+        return LeaseState.INVALID
     return lease_state(lease, now, this_host(), owner_alive(lease) if lease is not None else None)
 
 
 def decide(job: JobInfo | None, lease: Lease | None, dest_uri: str, now: float, own_run: str = "") -> Ownership:
     """``ownership`` of a job and a lease already read (None: the domain is not running), e.g. once per
-    domain for every destination of an evacuation plan (the lease from the domain XML: ``core.domdoc``)."""
+    domain for every destination of an evacuation plan (the lease from the domain XML: ``core.domdoc``).
+    An invalid lease comes back as ``core.lease.invalid`` (what is wrong with it, no claim in it)."""
+    lease = checked(lease, now)
     state = state_of(lease, now)
     action, message = job_action(bool(job and job.active), job.operation if job else "", lease, state,
                                  dest_uri, own_run)
@@ -93,6 +98,8 @@ class LeaseKeeper:
         self.held = False
 
     def _lease(self, ttl_s: float) -> Lease:
+        if not 0 < ttl_s <= MAX_TTL_S:  # NOTE: a lease longer than any we write would read back as invalid
+            raise ValueError(f"lease of {ttl_s!r} s: longer than core.lease.MAX_TTL_S")
         pid = os.getpid()
         return Lease(run_id=self.run_id, control_host=this_host(), pid=pid, started=self.started,
                      expires=self.wall() + ttl_s, dest=self.dest_uri, pid_start=pid_start(pid) or 0)
@@ -104,16 +111,20 @@ class LeaseKeeper:
         the start of the run is seconds of planning and checks earlier); the read-back after ``settle``
         catches a coordinator that wrote inside that window: the last writer wins and the other one
         backs off (Busy) before changing anything."""
-        before = read_lease(guest)
-        if before is not None and before.run_id != self.run_id and state_of(before, self.wall()) is LeaseState.LIVE:
+        before = checked(read_lease(guest), self.wall())
+        if before is not None and before.problem:
+            log.warning("domain %s: replacing an invalid migcoord lease in its metadata (%s)", guest.name,
+                        before.problem)
+            self.journal.record("lease-invalid-replaced", uuid=guest.uuid, problem=before.problem)
+        elif before is not None and before.run_id != self.run_id and state_of(before, self.wall()) is LeaseState.LIVE:
             raise Busy(f"another coordinator took domain {guest.name} while this run was checking: "
                        f"{before.owner()}", hint="let it finish")
         lease = self._lease(ttl_s)
         guest.set_metadata(NAMESPACE, PREFIX, format_lease(lease))
         self.held = True
         self.settle()
-        back = read_lease(guest)
-        if back is None or back.run_id != self.run_id:
+        back = checked(read_lease(guest), self.wall())
+        if back is None or back.problem or back.run_id != self.run_id:
             self.held = False
             raise Busy(f"another coordinator took domain {guest.name} at the same moment"
                        + (f": {back.owner()}" if back else ""), hint="let it finish")
@@ -133,7 +144,7 @@ class LeaseKeeper:
             return False
         try:
             lease = read_lease(guest)
-            if lease is None or lease.run_id != (run_id or self.run_id):
+            if lease is None or lease.problem or lease.run_id != (run_id or self.run_id):
                 return False
             guest.set_metadata(NAMESPACE, PREFIX, None)
         except Exception as e:  # NOTE: the run's outcome stays the news; the lease expires anyway

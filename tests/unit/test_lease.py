@@ -14,15 +14,20 @@ def test_format_then_parse_round_trips():
     assert parse_lease(format_lease(L)) == L
 
 
-@pytest.mark.parametrize("xml", [
-    None, "", "  ", "<not-xml", "<other run='r1'/>",
-    "<lease host='ctl' pid='1' started='1' expires='2'/>",             # no run id
-    "<lease run='r' host='ctl' pid='x' started='1' expires='2'/>",     # pid not a number
-    "<lease run='r' host='ctl' pid='1' started='1' expires='nan'/>",  # no usable expiry
-    "<lease run='' host='ctl' pid='1' started='1' expires='2'/>",
-])
-def test_anything_but_a_well_formed_lease_is_no_lease(xml):
+@pytest.mark.parametrize("xml", [None, "", "  ", "<not-xml", "<other run='r1'/>"])
+def test_anything_but_a_lease_element_is_no_lease(xml):
     assert parse_lease(xml) is None
+
+
+@pytest.mark.parametrize("xml, words", [
+    ("<lease host='ctl' pid='1' started='1' expires='2'/>", "run is missing"),
+    ("<lease run='r' host='ctl' pid='x' started='1' expires='2'/>", "pid='x'"),
+    ("<lease run='r' host='ctl' pid='1' started='1' expires='nan'/>", "expires='nan'"),
+    ("<lease run='' host='ctl' pid='1' started='1' expires='2'/>", "run=''"),
+])
+def test_a_damaged_lease_is_invalid_and_says_why(xml, words):
+    lease = parse_lease(xml)
+    assert lease is not None and words in lease.problem and lease.run_id == ""
 
 
 def test_namespaced_element_as_libvirt_returns_it_parses():
