@@ -2,6 +2,7 @@
 why there), read the mark, or clear it."""
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -12,15 +13,20 @@ from coordinator.flows.boundary import libvirt_errors
 from coordinator.steps.lease import this_host
 from coordinator.virt.host import Host
 
+log = logging.getLogger("migcoord")
+
 
 def read_maintenance(host: Host) -> Maintenance | None:
     return parse_marker(host.maintenance_marker())
 
 
 def mark(host: Host, reason: str = "", run_id: str = "", now: float | None = None) -> Maintenance:
-    """Mark ``host`` draining; an existing mark (anyone's) is kept as it is."""
+    """Mark ``host`` draining; an existing mark (anyone's) is kept as it is (a malformed one too: it
+    still means draining; a warning says what is wrong with it)."""
     current = read_maintenance(host)
     if current is not None:
+        if current.problem:
+            log.warning("%s: keeping the existing mark: %s", getattr(host, "uri", "the host"), current.describe())
         return current
     m = Maintenance(since=time.time() if now is None else now, control_host=this_host(), run_id=run_id,
                     reason=reason)

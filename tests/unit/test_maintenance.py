@@ -16,7 +16,8 @@ def test_round_trip():
     (None, None),                                                            # not marked
     ("", Maintenance(since=0.0, control_host="?", reason="")),               # a marker nobody described
     ("put there by hand", Maintenance(since=0.0, control_host="?", reason="put there by hand")),
-    ('{"since": "x"}', Maintenance(since=0.0, control_host="?", reason='{"since": "x"}')),
+    ('{"since": "x"}', Maintenance(since=0.0, control_host="?",
+                                   problem="since='x' is not a time in epoch seconds")),
     ('{"since": 5, "control_host": "h"}', Maintenance(since=5.0, control_host="h")),
     ("[1, 2]", Maintenance(since=0.0, control_host="?", reason="[1, 2]")),
 ])
