@@ -13,6 +13,7 @@ helper commands, never bytes.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from coordinator.core import defaults
 from coordinator.core.errors import BadInput
 from coordinator.core.ids import canonical_uuid
+from coordinator.core.params import MAX_BANDWIDTH_MIB, MAX_DEADLINE_S, MAX_PARALLEL
 from coordinator.core.uris import check_uri
 
 DEFAULT_PATH = defaults.CONFIG_PATH
@@ -41,6 +43,7 @@ class Spec:
     help: str = ""
     env: str = ""
     minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def env_name(self) -> str:
@@ -48,17 +51,18 @@ class Spec:
 
 
 def _s(key: str, type_: str, default: Any, dest: str, help_: str, env: str = "",
-       minimum: float | None = None) -> Spec:
-    return Spec(key, type_, default, dest, help_, env, minimum)
+       minimum: float | None = None, maximum: float | None = None) -> Spec:
+    return Spec(key, type_, default, dest, help_, env, minimum, maximum)
 
 
 # The table of scalar settings: [section] key, type, default, the command-line option's dest.
 SPECS: tuple[Spec, ...] = (
     _s("migration.keep_source", "bool", False, "keep_source", "keep the source definition (--keep-source)"),
     _s("migration.tls", "bool", False, "tls", "encrypt the QEMU migration stream (--tls)"),
-    _s("migration.bandwidth", "int", None, "bandwidth", "MiB/s limit (--bandwidth)", minimum=1),
+    _s("migration.bandwidth", "int", None, "bandwidth", "MiB/s limit (--bandwidth)", minimum=1,
+       maximum=MAX_BANDWIDTH_MIB),
     _s("migration.parallel_connections", "int", None, "parallel_connections", "--parallel-connections",
-       minimum=1),
+       minimum=1, maximum=MAX_PARALLEL),
     _s("migration.compression", "str", None, "compression", "--compression"),
     _s("migration.auto_converge", "bool", False, "auto_converge", "--auto-converge"),
     _s("migration.postcopy", "bool", False, "postcopy", "--postcopy"),
@@ -66,13 +70,14 @@ SPECS: tuple[Spec, ...] = (
     _s("migration.unsafe", "bool", False, "unsafe", "--unsafe"),
     _s("migration.accept_unknown", "bool", False, "accept_unknown",
        "go on when a fact that decides success is unknown (--accept-unknown)"),
-    _s("migration.timeout", "float", None, "timeout", "completion deadline in s (--timeout)", minimum=1),
+    _s("migration.timeout", "float", None, "timeout", "completion deadline in s (--timeout)", minimum=1,
+       maximum=MAX_DEADLINE_S),
     _s("migration.timeout_per_gib", "float", defaults.TIMEOUT_PER_GIB_S, "timeout_per_gib",
        "without a timeout: s per GiB of guest memory (--timeout-per-gib)", minimum=1),
     _s("migration.timeout_minimum", "float", defaults.TIMEOUT_MINIMUM_S, "timeout_minimum",
-       "without a timeout: at least this many s (--timeout-minimum)", minimum=1),
+       "without a timeout: at least this many s (--timeout-minimum)", minimum=1, maximum=MAX_DEADLINE_S),
     _s("migration.stall_timeout", "float", defaults.STALL_TIMEOUT_S, "stall_timeout", "--stall-timeout",
-       minimum=1),
+       minimum=1, maximum=MAX_DEADLINE_S),
     _s("migration.retries", "int", defaults.RETRY_ATTEMPTS, "retries", "attempts on transient errors (--retries)",
        minimum=1),
     _s("migration.retry_max_seconds", "float", defaults.RETRY_MAX_SECONDS, "retry_max_seconds",
@@ -84,7 +89,7 @@ SPECS: tuple[Spec, ...] = (
     _s("evacuate.include_inactive", "bool", False, "include_inactive", "--include-inactive"),
     _s("ssh.enabled", "bool", False, "ssh", "run the SSH checks (--ssh)"),
     _s("ssh.user", "str", None, "ssh_user", "--ssh-user"),
-    _s("ssh.port", "int", None, "ssh_port", "--ssh-port", minimum=1),
+    _s("ssh.port", "int", None, "ssh_port", "--ssh-port", minimum=1, maximum=65535),
     _s("ssh.key", "path", None, "ssh_key", "--ssh-key"),
     _s("ssh.known_hosts", "path", None, "ssh_known_hosts", "--ssh-known-hosts"),
     _s("ssh.timeout", "float", None, "ssh_timeout", "--ssh-timeout", minimum=0.1),
@@ -205,15 +210,17 @@ class Effective:
 
 # ------------------------------------------------------------------ typed values
 
-def _convert(type_: str, value: Any, where: str, minimum: float | None = None) -> Any:
-    """A TOML value checked against ``type_`` (bool is not an int here; an int is a float)."""
+def _convert(type_: str, value: Any, where: str, minimum: float | None = None,
+             maximum: float | None = None) -> Any:
+    """A TOML value checked against ``type_`` (bool is not an int here; an int is a float; nan and inf
+    are no number of anything)."""
     ok: bool
     if type_ == "bool":
         ok = isinstance(value, bool)
     elif type_ == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif type_ == "float":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
     elif type_ == "level":
         ok = isinstance(value, str) and value.lower() in LOG_LEVELS
@@ -221,11 +228,13 @@ def _convert(type_: str, value: Any, where: str, minimum: float | None = None) -
     else:  # str, path
         ok = isinstance(value, str) and value != "" and "\0" not in value
     if not ok:
-        want = {"bool": "true or false", "int": "an integer", "float": "a number", "level": " | ".join(LOG_LEVELS),
-                "str": "a non-empty string", "path": "a non-empty path string"}[type_]
+        want = {"bool": "true or false", "int": "an integer", "float": "a finite number",
+                "level": " | ".join(LOG_LEVELS), "str": "a non-empty string", "path": "a non-empty path string"}[type_]
         raise BadInput(f"{where}: expected {want}, got {value!r}")
     if minimum is not None and value < minimum:
         raise BadInput(f"{where}: must be at least {minimum:g}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise BadInput(f"{where}: must be at most {maximum:g}, got {value!r}")
     return value
 
 
@@ -246,7 +255,7 @@ def env_value(spec: Spec, text: str) -> Any:
         except ValueError:
             raise BadInput(f"{where}: expected {'an integer' if spec.type == 'int' else 'a number'}, "
                            f"got {text!r}") from None
-    return _convert(spec.type, value, where, spec.minimum)
+    return _convert(spec.type, value, where, spec.minimum, spec.maximum)
 
 
 # ------------------------------------------------------------------ the file
@@ -282,7 +291,7 @@ def _hosts(path: str, raw: Any) -> dict[str, HostAlias]:
         for k, v in _table(body.get("ssh", {}), f"{where}.ssh").items():
             if k not in _HOST_SSH_KEYS:
                 raise _unknown(f"{where}.ssh.", k, tuple(_HOST_SSH_KEYS))
-            ssh[k] = _convert(_HOST_SSH_KEYS[k], v, f"{where}.ssh.{k}", 1 if k == "port" else None)
+            ssh[k] = _convert(_HOST_SSH_KEYS[k], v, f"{where}.ssh.{k}", *((1, 65535) if k == "port" else ()))
         out[name] = HostAlias(name, uri, HostSsh(**ssh))
     return out
 
@@ -355,7 +364,7 @@ def parse_file(path: str, data: Mapping[str, Any]) -> FileConfig:
             if spec is None:
                 raise _unknown(f"{path}:{section}.", k, [s.key.split(".", 1)[1] for s in SPECS
                                                          if s.key.startswith(section + ".")])
-            values[key] = _convert(spec.type, v, f"{path}:{key}", spec.minimum)
+            values[key] = _convert(spec.type, v, f"{path}:{key}", spec.minimum, spec.maximum)
     hosts = _hosts(path, data.get("hosts", {}))
     groups = _groups(path, data.get("groups", {}), hosts)
     return FileConfig(path, values, hosts, groups, _sources(path, data.get("sources", [])))

@@ -1,11 +1,15 @@
 """The settings file: read only when nobody but its owner (root or us) can change it.
 
 It names helper commands that are run and key directories that are trusted, so a file others can
-write would let them choose what ``migcoord`` runs as root. Parsing is ``tomllib``; validation is
-``core.config``'s.
+write would let them choose what ``migcoord`` runs as root. It is opened once with
+``O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC`` and checked on that descriptor (``fstat``), as key
+files are: a symlink at the path is refused (give the real path), a FIFO or device never blocks us,
+and a file over ``MAX_BYTES`` is refused, never cut. Parsing is ``tomllib`` (nesting too deep for it
+is one clear error); validation is ``core.config``'s.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -13,29 +17,82 @@ from typing import Any
 
 from coordinator.core.errors import BadInput
 
+MAX_BYTES = 1 << 20
+_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _open_error(path: Path, e: OSError) -> BadInput:
+    if e.errno == errno.ENOENT:
+        return BadInput(f"{path}: no such file", hint="check --config or MIGCOORD_CONFIG")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return BadInput(f"{path}: cannot be read ({e.strerror})", hint="run as its owner or root")
+    if e.errno == errno.ELOOP:
+        try:
+            is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            is_link = False
+        if is_link:
+            return BadInput(f"{path}: is a symbolic link; refusing to follow it for the settings file",
+                            hint="give the file itself: --config $(readlink -f PATH)")
+        return BadInput(f"{path}: too many levels of symbolic links")
+    if e.errno == errno.ENAMETOOLONG:
+        return BadInput(f"settings file path is too long ({len(str(path))} characters)")
+    if e.errno == errno.ENOTDIR:
+        return BadInput(f"{path}: a component of the path is not a directory")
+    if e.errno == errno.EISDIR:
+        return BadInput(f"{path}: not a regular file (a directory)")
+    return BadInput(f"{path}: cannot be opened ({e.strerror or e})")
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, checked on its descriptor."""
+    try:
+        fd = os.open(path, _FLAGS)
+    except OSError as e:
+        raise _open_error(path, e) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"{path}: not a regular file", hint="give a settings file, not a FIFO, device or socket")
+        if st.st_mode & 0o022:
+            raise BadInput(f"{path}: writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+                           hint=f"it names commands migcoord runs: chmod go-w {path}")
+        if st.st_uid not in (0, os.geteuid()):
+            raise BadInput(f"{path}: owned by uid {st.st_uid}, not by root or you")
+        if st.st_size > MAX_BYTES:
+            raise _too_large(path)
+        chunks, size = [], 0
+        while size <= MAX_BYTES:  # NOTE: the size may change under us; what is read is what counts
+            try:
+                chunk = os.read(fd, MAX_BYTES + 1 - size)
+            except OSError as e:
+                raise BadInput(f"{path}: cannot be read ({e.strerror})") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_BYTES:
+            raise _too_large(path)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _too_large(path: Path) -> BadInput:
+    return BadInput(f"{path}: larger than {MAX_BYTES} bytes (1 MiB); refusing it rather than reading part of it",
+                    hint="a settings file is a few KiB: check it is the right file")
+
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """The TOML document at ``path`` (after following symlinks), or ``BadInput`` naming the file."""
+    """The TOML document at ``path``, or ``BadInput`` naming the file."""
     import tomllib  # NOTE: here: most runs have no settings file, and start-up time counts (issue #15)
 
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise BadInput(f"{path}: not a regular file")
-            if st.st_mode & 0o022:
-                raise BadInput(f"{path}: writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
-                               hint=f"it names commands migcoord runs: chmod go-w {path}")
-            if st.st_uid not in (0, os.geteuid()):
-                raise BadInput(f"{path}: owned by uid {st.st_uid}, not by root or you")
-            data = f.read(1 << 20)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file", hint="check --config or MIGCOORD_CONFIG") from None
-    except (PermissionError, IsADirectoryError) as e:
-        raise BadInput(f"{path}: cannot be read ({e.strerror})") from None
+    data = _read(Path(path))
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise BadInput(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise BadInput(f"{path}: not a usable settings file: arrays or tables nested too deeply") from None
