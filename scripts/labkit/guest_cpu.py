@@ -39,6 +39,11 @@ def accel() -> str:
 MSR_FEATURES = {0x10a: "arch-capabilities"}
 HOST_MODEL = "<cpu mode='host-model'/>"
 HYPERVISOR_DEFAULT = ""  # no <cpu> element: libvirt stores qemu64 with check='none'
+# A lab whose hosts run different releases (a rolling upgrade) first tries a named model every release
+# knows, as a mixed fleet pins one: a host-model guest started on QEMU 10 / libvirt 11.3 lists features
+# libvirt 9.0 does not know ("unknown CPU feature: fdp-excptn-only", measured trixie → bookworm), so every
+# live scenario of that pair would be blocked by the CPU alone and the matrix would prove nothing else.
+FLEET_BASELINE = "<cpu mode='custom' match='exact' check='partial'><model fallback='forbid'>kvm64</model></cpu>"
 PROBE_XML = """<domain type='{accel}'>
   <name>{name}</name>
   <memory unit='MiB'>64</memory>
@@ -65,12 +70,15 @@ def host_model_without(features: list[str]) -> str:
     return f"<cpu mode='host-model'>{inner}</cpu>"
 
 
-def choose_cpu(try_start: Callable[[str], str | None], first: str | None = None) -> dict[str, Any]:
-    """Probe which guest CPU definition starts here, in order: ``first`` (if given), host-model,
-    host-model without the features this host's KVM cannot set, the hypervisor default.
-    ``try_start(cpu_xml)`` returns None when a guest with that <cpu> started, else the error.
-    Returns {"xml", "name", "tried": [{"name", "xml", "error"}]}."""
-    candidates = ([("given", first)] if first is not None else []) + [("host-model", HOST_MODEL)]
+def choose_cpu(try_start: Callable[[str], str | None], first: str | None = None,
+               mixed_releases: bool = False) -> dict[str, Any]:
+    """Probe which guest CPU definition starts here, in order: ``first`` (if given), the fleet baseline
+    (``mixed_releases`` only), host-model, host-model without the features this host's KVM cannot set, the
+    hypervisor default. ``try_start(cpu_xml)`` returns None when a guest with that <cpu> started, else the
+    error. Returns {"xml", "name", "tried": [{"name", "xml", "error"}]}."""
+    candidates = (([("given", first)] if first is not None else [])
+                  + ([("fleet-baseline", FLEET_BASELINE)] if mixed_releases else [])
+                  + [("host-model", HOST_MODEL)])
     tried: list[dict[str, Any]] = []
     while candidates:
         name, xml = candidates.pop(0)
@@ -109,7 +117,7 @@ def probe_cpu(state: State, hosts: list[Host], first: str | None = None) -> dict
             return " ".join(r.stderr.split()) or f"virsh create exited {r.returncode}"
         subprocess.run(["virsh", "-q", "-c", host_uri(h), "destroy", name], capture_output=True)
         return None
-    return choose_cpu(try_start, first)
+    return choose_cpu(try_start, first, mixed_releases=len({h.get("stack", "") for h in hosts}) > 1)
 
 
 def lab_cpu(state: State) -> str:

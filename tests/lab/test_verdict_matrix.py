@@ -565,8 +565,9 @@ def _clash(kind: str) -> Callable[[World], Setup]:
             w.define(w.xml(tpm=None), host="dst", start=False)
         elif kind == "uuid":
             w.define(w.xml(f"{w.name}-other", tpm=None, uuid=dom.UUIDString()), host="dst", start=False)
-        else:  # the same definition (name and UUID), inactive on the destination
-            w.define(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), host="dst", start=False)
+        else:  # the same definition (name and UUID) as written, inactive on the destination. Not the
+            # source's expanded XML: libvirt 11.3 adds an itco watchdog to q35, which 9.0 cannot define.
+            w.define(w.xml(tpm=sid, uuid=dom.UUIDString()), host="dst", start=False)
         return Setup(w.name)
     return build
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.guest_cpu import HOST_MODEL, HYPERVISOR_DEFAULT, choose_cpu, features_kvm_cannot_set, host_model_without
+from labkit.guest_cpu import (FLEET_BASELINE, HOST_MODEL, HYPERVISOR_DEFAULT, choose_cpu, features_kvm_cannot_set,
+                              host_model_without)
 from labkit.guests import (DIRTIER, DIRTY_WORD, FILL_DONE_AT, FILL_END, FILL_START, create_luks_image,
                            fill_end_plausible)
 
@@ -75,6 +76,18 @@ def test_choose_cpu(first, errors, name, xml, tried):
     assert [t["xml"] for t in chosen["tried"]] == tried
     assert [t["error"] for t in chosen["tried"]] == [errors.get(x) for x in tried]
     assert chosen["xml"] == "" or chosen["xml"].startswith("<cpu ")  # "": no <cpu> element at all
+
+
+def test_a_lab_of_mixed_releases_tries_the_fleet_baseline_first():
+    """A host-model guest of the newer release cannot go back (its live CPU names features the older
+    libvirt does not know): a mixed lab pins a named model, as a mixed fleet does."""
+    try_start, calls = starter({})
+    assert choose_cpu(try_start, mixed_releases=True)["xml"] == FLEET_BASELINE
+    try_start, calls = starter({FLEET_BASELINE: "error: model kvm64 not usable"})
+    assert choose_cpu(try_start, mixed_releases=True)["name"] == "host-model"
+    assert calls == [FLEET_BASELINE, HOST_MODEL]
+    try_start, calls = starter({})
+    assert choose_cpu(try_start)["name"] == "host-model" and calls == [HOST_MODEL]
 
 
 def test_choose_cpu_exits_with_every_error_when_nothing_starts(capsys):
