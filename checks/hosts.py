@@ -4,7 +4,8 @@ from __future__ import annotations
 from coordinator.core.maintenance import parse_marker
 from coordinator.core.versions import version_str
 from coordinator.core.errors import Blocked
-from coordinator.core.uris import check_transport, same_host_message
+from coordinator.core.uris import same_host_message
+from coordinator.steps.transport import check_transport
 
 from .context import CheckContext
 from .registry import Results, check, failed, passed

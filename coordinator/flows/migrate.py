@@ -33,7 +33,7 @@ from coordinator.steps.locks import domain_lock
 from coordinator.steps.monitor import JobAborted, JobMonitor
 from coordinator.steps.options import MigrateOptions, Runtime
 from coordinator.steps.provision import SecretProvisioner, blocked_by, cleanup_source
-from coordinator.core.uris import check_transport
+from coordinator.steps.transport import check_transport
 from coordinator.core.secret_rules import wanted_flags
 from coordinator.steps.retry import build_retrying
 from coordinator.steps.verify import safe_where, verify, where_is

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from coordinator.core import domxml
 from coordinator.core.model import SecretPlan
-from coordinator.core.uris import check_transport
+from coordinator.steps.transport import check_transport
 from coordinator.flows.boundary import libvirt_errors
 from coordinator.flows.validate import before_connecting
 from coordinator.steps.options import MigrateOptions

@@ -12,11 +12,18 @@ every jump host's key the same way; nothing is ever added.
 """
 from __future__ import annotations
 
+import glob
+import os
+import pwd
+import re
+import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coordinator.core.errors import BadInput
+from coordinator.core.uris import UriFacts, ssh_client_args, ssh_client_risk
 
 DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
 
@@ -120,3 +127,97 @@ def route(paramiko: Any, host: str, asked: Asked, defaults: tuple[str, int, Path
         command = None
     return Route(hostname=str(opts.get("hostname", host)), user=user, port=port, known_hosts=known_hosts,
                  key_files=keys, proxy_jump=hops, proxy_command=command)
+
+
+# -- what libvirt's qemu+ssh:// transport will do (the transport rule, issue #21) ------------------
+
+SSH_G_TIMEOUT = 10.0  # seconds: ssh -G reads files only, but a ``Match exec`` runs a program
+SYSTEM_SSH_CONFIG = Path("/etc/ssh/ssh_config")
+
+
+def resolve_client(f: UriFacts, timeout: float = SSH_G_TIMEOUT) -> dict[str, str]:
+    """``ssh -G`` with the options and host libvirt passes (``core.uris.ssh_client_args``): the
+    settings OpenSSH will really use — ``~/.ssh/config``, ``/etc/ssh/ssh_config``, Include and Match
+    applied. ``ssh`` is found on PATH as libvirt's virCommandNew("ssh") finds it; no network is
+    touched. OSError/ValueError say why it could not be resolved (then libvirt's ssh fails too)."""
+    try:
+        p = subprocess.run(["ssh", "-G", *ssh_client_args(f)], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise OSError("no ssh client on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise OSError(f"ssh -G did not answer within {timeout:g}s") from None
+    if p.returncode != 0:
+        lines = [ln for ln in p.stderr.decode(errors="replace").splitlines() if ln.strip()
+                 and not ln.startswith("Pseudo-terminal")]
+        raise ValueError(f"ssh -G failed: {lines[-1] if lines else f'exit status {p.returncode}'}")
+    out: dict[str, str] = {}
+    for line in p.stdout.decode(errors="replace").splitlines():
+        key, _, value = line.partition(" ")
+        out.setdefault(key.lower(), value.strip())
+    return out
+
+
+def _user_config() -> Path:
+    # NOTE: ssh(1) takes ~ from the password database, not from $HOME
+    return Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh" / "config"
+
+
+_KEYWORD = re.compile(r"\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*)")
+
+
+def _find_in(path: Path, base: Path, option: str, wanted: set[str], seen: set[Path], depth: int = 0) -> str | None:
+    if depth > 16 or path in seen:
+        return None
+    seen.add(path)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for n, line in enumerate(lines, 1):
+        m = _KEYWORD.match(line)
+        if not m:
+            continue
+        key, words = m.group(1).lower(), m.group(2).split()
+        if key == "include":
+            for pattern in words:
+                full = Path(pattern).expanduser()
+                for hit in sorted(glob.glob(str(full if full.is_absolute() else base / full))):
+                    found = _find_in(Path(hit), base, option, wanted, seen, depth + 1)
+                    if found:
+                        return found
+        elif key == option.lower() and words and words[0].strip('"').lower() in wanted:
+            return f"{path}:{n}"
+    return None
+
+
+def find_setting(option: str, values: Iterable[str], files: Iterable[Path] | None = None) -> str | None:
+    """``FILE:LINE`` of the first line that sets ``option`` to one of ``values`` (any case) in the
+    files ssh(1) reads — the user's config, then the system's, following Include — or None (the value
+    may come from elsewhere, e.g. ``-o``). For the refusal's message only: the verdict is ``ssh -G``'s."""
+    wanted = {v.lower() for v in values}
+    seen: set[Path] = set()
+    for path in files if files is not None else (_user_config(), SYSTEM_SSH_CONFIG):
+        found = _find_in(path, path.parent, option, wanted, seen)
+        if found:
+            return found
+    return None
+
+
+_SPELLINGS = {"StrictHostKeyChecking": {"false": ("no", "off", "false"), "accept-new": ("accept-new",)},
+              "UserKnownHostsFile": {}}
+
+
+def client_risk(f: UriFacts) -> str | None:
+    """The transport rule's verdict for a URI where libvirt runs the OpenSSH client: the URI's own
+    risk with the locality the client really has, then what its config weakens — naming the config
+    line when one is found. (``core.uris.transport_risk`` calls this as its ``ssh_client``.)"""
+    try:
+        settings = resolve_client(f)
+    except (OSError, ValueError) as e:
+        return f"cannot tell what the OpenSSH client would do for {f.host or 'localhost'}: {e}"
+    risk, weak = ssh_client_risk(f, settings)
+    if weak is None:
+        return risk
+    spellings = _SPELLINGS.get(weak.option, {}).get(weak.value.lower(), (weak.value,))
+    return weak.describe(find_setting(weak.option, spellings))

@@ -20,7 +20,7 @@ from coordinator.core.model import SecretAction, SecretInfo, SecretPlan, SecretR
 from coordinator.core.secret_rules import (SecretPolicy, definition_verdict, needs_usage_lookup, value_verdict,
                                            wanted_flags)
 from coordinator.core.secret_xml import with_flags
-from coordinator.core.uris import check_transport, values_may_cross
+from coordinator.steps.transport import check_transport, values_may_cross
 from coordinator.steps.journal import Journal
 from coordinator.steps.keys import KeyRing
 from coordinator.virt.host import Host

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from coordinator.core.errors import BadInput, Blocked
-from coordinator.core.uris import (check_endpoints, check_transport, check_uri, distinct_hosts, same_host_message,
+from coordinator.core import uris
+from coordinator.core.uris import (check_endpoints, check_uri, distinct_hosts, same_host_message, ssh_client_risk,
                                    ssh_target, uri_facts)
+
+
+def check_transport(*u: str, allow_plaintext: bool) -> None:
+    """The rule with an OpenSSH client at its defaults (what ``ssh -G`` prints without a config)."""
+    uris.check_transport(*u, allow_plaintext=allow_plaintext, ssh_client=lambda f: ssh_client_risk(f, {})[0])
 
 
 @pytest.mark.parametrize("uri, transport, host, loopback, plaintext", [
