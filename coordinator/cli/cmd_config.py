@@ -1,7 +1,8 @@
 """``migcoord config show [--json]``: the effective settings and where each came from.
 
 Values only: the file holds value *sources* (paths, helper commands), never a secret value, and
-nothing here reads a source.
+nothing here reads a source. A helper command is shown by its program only (text and JSON): its
+other words may be a token (``core.model.command_program``, the rule the journal follows too).
 """
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from coordinator.core.model import command_program
+
 if TYPE_CHECKING:
-    from coordinator.core.config import Effective
+    from coordinator.core.config import Effective, SourceSpec
 
 from .render import table
 
@@ -40,7 +43,7 @@ def render(eff: Effective) -> str:
         out += ["", table([("GROUP", "HOSTS")] + [(n, " ".join(m)) for n, m in sorted(eff.groups.items())])]
     if eff.sources:
         out += ["", table([("VALUE SOURCE", "FOR")] + [
-            (f"{s.kind}:{s.arg}", f"uuid {s.uuid}" if s.uuid else f"usage {s.usage}" if s.usage else "any secret")
+            (_shown_source(s), f"uuid {s.uuid}" if s.uuid else f"usage {s.usage}" if s.usage else "any secret")
             for s in eff.sources])]
     return "\n".join(out)
 
@@ -51,5 +54,26 @@ def run(args: argparse.Namespace) -> int:
         names = sorted(eff.hosts if args.action == "hosts" else eff.groups)
         print(json.dumps(names) if args.json else "\n".join(names))
         return 0
-    print(json.dumps(eff.as_dict(), indent=2, sort_keys=True) if args.json else render(eff))
+    print(json.dumps(as_dict(eff), indent=2, sort_keys=True) if args.json else render(eff))
     return 0
+
+
+def _shown_source(s: SourceSpec) -> str:
+    if s.kind != "command":
+        return f"{s.kind}:{s.arg}"
+    program, hidden = command_program(s.arg)
+    return f"command:{program}" + (f" ({hidden} argument{'s' if hidden != 1 else ''} hidden)" if hidden else "")
+
+
+def as_dict(eff: Effective) -> dict[str, Any]:
+    """``Effective.as_dict()`` with each helper command replaced by its program and the number of
+    arguments hidden: ``{"kind": "command", "program": ..., "arguments_hidden": N, ...}``."""
+    out = eff.as_dict()
+    shown = []
+    for spec, d in zip(eff.sources, out["sources"], strict=True):
+        if spec.kind == "command":
+            program, hidden = command_program(spec.arg)
+            d = {k: v for k, v in d.items() if k != "arg"} | {"program": program, "arguments_hidden": hidden}
+        shown.append(d)
+    out["sources"] = shown
+    return out

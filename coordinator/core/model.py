@@ -54,6 +54,42 @@ class SecretInfo:
     xml: str = field(repr=False)
 
 
+def wipe_bytes(data: bytes) -> bool:
+    """Zero the buffer of an immutable ``bytes`` object that holds a secret value, when nothing else
+    can be looking at it; True if it was zeroed.
+
+    NOTE: only for the copies an outside API forces on us: libvirt-python's ``virSecret.value()``
+    returns a new ``bytes`` and ``virSecret.setValue()`` accepts nothing else (its ``z#`` argument
+    refuses a bytearray). Such an object is freed by its last reference but its memory is not
+    cleared, so the value would stay readable in the heap. It is zeroed only when this is CPython, it
+    is exactly ``bytes``, longer than one byte (CPython shares the empty and the one-byte objects),
+    and the caller's reference plus the argument's are the only ones (``sys.getrefcount``): then no
+    other code holds it, so no one can observe the change. Otherwise it is left alone (False)."""
+    import sys
+
+    if (sys.implementation.name != "cpython" or type(data) is not bytes or len(data) < 2
+            or sys.getrefcount(data) > 3):  # the caller's name, this parameter, getrefcount's argument
+        return False
+    import ctypes  # NOTE: here: only a value read through libvirt comes this way
+
+    # ob_sval follows the fixed header: bytes.__basicsize__ counts it plus its terminating NUL.
+    ctypes.memset(id(data) + bytes.__basicsize__ - 1, 0, len(data))
+    return True
+
+
+def command_program(cmd: str) -> tuple[str, int]:
+    """What of a ``--secret-command`` may be shown (journal, JSON, events, ``config show``): its
+    program (argv[0]) and how many arguments are hidden. The other words may be credentials, so they
+    are never shown; a command that cannot be split is shown as ``(unparsable command)``."""
+    import shlex
+
+    try:
+        argv = shlex.split(cmd)
+    except ValueError:
+        return "(unparsable command)", 0
+    return (argv[0], len(argv) - 1) if argv else ("(empty command)", 0)
+
+
 class SecretValue:
     """A secret's bytes and where they came from.
 

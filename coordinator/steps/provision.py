@@ -36,6 +36,14 @@ def same_value(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryv
     return hmac.compare_digest(digest(a), digest(b))
 
 
+def wipe(data: bytes | bytearray) -> None:
+    """Zero a value read over a connection (``Host.secret_value``: a bytearray) once it has been used,
+    in place. Anything else (a stand-in host's ``bytes``) is not ours to change and is left alone."""
+    if isinstance(data, bytearray):
+        with memoryview(data) as mv:
+            mv[:] = bytes(len(data))
+
+
 class SourceSecrets:
     """What the source host says about secrets — definitions and values — looked up at most once
     per run and shared by every destination's provisioner (an evacuation plans one source
@@ -68,8 +76,11 @@ class SourceSecrets:
         """virSecretGetValue on the source, once per run (again if the run's values were wiped)."""
         with self._lock:
             if uuid not in self._values or self._values[uuid].wiped:
-                self._values[uuid] = self.keyring.keep(
-                    SecretValue(data=self.src.secret_value(uuid), source="source-api"))
+                data = self.src.secret_value(uuid)
+                try:
+                    self._values[uuid] = self.keyring.keep(SecretValue(data=data, source="source-api"))
+                finally:
+                    wipe(data)
             return self._values[uuid]
 
 
@@ -153,7 +164,7 @@ class SecretProvisioner:
             assert dst_info is not None
             value = self.keyring.value_for(dst_info.uuid, dst_info.usage_id)
             source = value.source if value is not None else None
-            matches = None if value is None else same_value(self.dst.secret_value(dst_info.uuid), value.data)
+            matches = None if value is None else self._matches(self.dst.secret_value(dst_info.uuid), value)
             verdict = value_verdict(dst_info, value is not None, matches)
         if verdict is None:
             assert info is not None
@@ -165,7 +176,7 @@ class SecretProvisioner:
                 source = value.source if value is not None else None
                 there = None if value is None or dst_info.private else self.dst.secret_value_if_set(info.uuid)
                 matches = None if value is None or dst_info.private else \
-                    there is not None and same_value(there, value.data)
+                    there is not None and self._matches(there, value)
                 verdict = value_verdict(dst_info, value is not None, matches)
                 if value is not None and not dst_info.private and there is None:
                     # NOTE: defined with the right usage and flags but no value at all (a run that
@@ -189,6 +200,14 @@ class SecretProvisioner:
                       f"with UUID {holder} already defined for use with that usage)")
         return SecretPlan(ref=ref, uuid=uuid, verdict=verdict, source_status=src_st,
                           reason=reason, value_source=source, usage_id=usage_id)
+
+    @staticmethod
+    def _matches(there: bytes | bytearray, value: SecretValue) -> bool:
+        """Whether the destination's value (read to compare, wiped here) is ours."""
+        try:
+            return same_value(there, value.data)
+        finally:
+            wipe(there)
 
     def _usage_holder(self, info: SecretInfo | None) -> str | None:
         """The UUID of the destination's secret with the source secret's usage, if any. The destination's
@@ -300,7 +319,7 @@ class SecretProvisioner:
         self.journal.record("secret-value-set", uuid=p.uuid, host=self.dst.uri, value_source=value.source)
         dst_info = self.dst.secret_info(p.uuid)
         if dst_info is not None and not dst_info.private \
-                and not same_value(self.dst.secret_value(p.uuid), value.data):
+                and not self._matches(self.dst.secret_value(p.uuid), value):
             raise SecretMismatch(f"secret {p.uuid} reads back differently on {self.dst.uri}")
 
     def rollback(self, dst_domains_xml: Iterable[str]) -> list[str]:

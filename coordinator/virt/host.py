@@ -11,7 +11,7 @@ import libvirt
 from coordinator.core.errors import BadInput, HostUnreachable, SecretUnavailable
 from coordinator.core.ids import looks_like_uuid
 from coordinator.core.maintenance import USAGE_NAME as MAINTENANCE_USAGE
-from coordinator.core.model import SecretInfo
+from coordinator.core.model import SecretInfo, wipe_bytes
 from coordinator.core.secret_xml import parse_secret_xml
 from coordinator.core.uris import check_uri
 from .errors import error_summary, is_transient, silence_default_handler
@@ -149,19 +149,21 @@ class Host:
                 return None
             raise
 
-    def secret_value(self, uuid: str) -> bytes:
-        """virSecretGetValue. Private secrets refuse (VIR_ERR_INVALID_SECRET / OPERATION_DENIED)."""
+    def secret_value(self, uuid: str) -> bytearray:
+        """virSecretGetValue. Private secrets refuse (VIR_ERR_INVALID_SECRET / OPERATION_DENIED).
+        A bytearray the caller wipes: libvirt-python's ``bytes`` is copied and zeroed (``_taken``)."""
         try:
-            return self._conn.secretLookupByUUIDString(uuid).value(0)
+            return _taken(self._conn.secretLookupByUUIDString(uuid).value(0))
         except libvirt.libvirtError as e:
             raise SecretUnavailable(f"secret {uuid} value cannot be read on {self.uri}: "
                                     f"{error_summary(e)}") from None
 
-    def secret_value_if_set(self, uuid: str) -> bytes | None:
+    def secret_value_if_set(self, uuid: str) -> bytearray | None:
         """virSecretGetValue, None when the secret is defined but has no value (VIR_ERR_NO_SECRET
-        "does not have a value": e.g. a run that died between virSecretDefineXML and SetValue)."""
+        "does not have a value": e.g. a run that died between virSecretDefineXML and SetValue).
+        A bytearray the caller wipes, as ``secret_value``."""
         try:
-            return self._conn.secretLookupByUUIDString(uuid).value(0)
+            return _taken(self._conn.secretLookupByUUIDString(uuid).value(0))
         except libvirt.libvirtError as e:
             if e.get_error_code() == libvirt.VIR_ERR_NO_SECRET and "value" in (e.get_error_message() or ""):
                 return None
@@ -173,8 +175,14 @@ class Host:
         self._conn.secretDefineXML(xml, 0)
 
     def set_secret_value(self, uuid: str, value: bytes | bytearray | memoryview) -> None:
-        """virSecretSetValue: the bytes go over the libvirt connection only (never argv/disk here)."""
-        self._conn.secretLookupByUUIDString(uuid).setValue(bytes(value), 0)
+        """virSecretSetValue: the bytes go over the libvirt connection only (never argv/disk here).
+        NOTE: libvirt-python takes ``bytes`` only (``z#``: no bytearray/memoryview), so one copy is
+        made for the call and zeroed right after it (``core.model.wipe_bytes``)."""
+        copy = bytes(value)
+        try:
+            self._conn.secretLookupByUUIDString(uuid).setValue(copy, 0)
+        finally:
+            wipe_bytes(copy)
 
     def undefine_secret(self, uuid: str) -> None:
         try:
@@ -343,3 +351,12 @@ def _compared(compare: Callable[[], int]) -> tuple[str, str]:
         raise
     return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
             libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, "error"), ""
+
+
+def _taken(value: bytes) -> bytearray:
+    """virSecretGetValue's result as a bytearray the caller can wipe; libvirt-python's ``bytes`` (a
+    new object, referenced only here) is zeroed once copied."""
+    try:
+        return bytearray(value)
+    finally:
+        wipe_bytes(value)

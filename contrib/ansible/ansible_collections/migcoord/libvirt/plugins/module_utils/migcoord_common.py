@@ -7,8 +7,6 @@ writes a value anywhere, and neither does this code.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import traceback
 from pathlib import Path
 
@@ -17,7 +15,7 @@ try:
     from coordinator import KeyRing, MigrateOptions, MigrationPolicy, RetryPolicy, SshConfig, TimeoutPolicy
     from coordinator import SecretPolicy, ValueSource
     from coordinator.core.config import parse_file
-    from coordinator.core.model import SecretValue
+    from coordinator.steps.keys import decode_base64
     from coordinator.files.configfile import load_config_file
 except ImportError:  # reported by fail_json in check_library()
     LIB_IMPORT_ERROR = traceback.format_exc()
@@ -27,7 +25,8 @@ COMMON_ARGS = dict(
     config=dict(type="path", required=False),
     secret_dir=dict(type="path", no_log=False),
     secret_files=dict(type="dict", default={}, no_log=False),     # UUID → path of an owner-only file
-    secret_command=dict(type="str", no_log=False),
+    secret_command=dict(type="str", no_log=True),  # its words may be a token: never logged (argv[0] is
+                                                   # what migcoord records of it)
     secret_values=dict(type="dict", default={}, no_log=True),     # UUID → base64 of the value (as virsh
                                                                   # secret-set-value takes it); never logged
     no_source_api=dict(type="bool", default=False),
@@ -82,26 +81,29 @@ def check_library(module):
 
 
 class InlineKeyRing(KeyRing):  # type: ignore[misc,valid-type]
-    """The operator's sources, preceded by values given inline (``secret_values``)."""
+    """The operator's sources, preceded by values given inline (``secret_values``).
+
+    Each value is decoded from base64 straight into a bytearray and held by the keyring like a value
+    read from a key file (``KeyRing.hold``): no core dump while held, zeroed when the run ends, no
+    immutable copy kept. (The base64 text itself is Ansible's: it stays in the module's arguments.)"""
 
     def __init__(self, values, sources):
         super().__init__(sources)
-        self._inline = {}
-        for uuid, text in values.items():
-            try:
-                self._inline[uuid.lower()] = base64.b64decode(str(text), validate=True)
-            except (binascii.Error, ValueError):
-                # NOTE: the message names the UUID only, never the text
-                raise ValueError(f"secret_values[{uuid}] is not base64") from None
+        self._has_inline = bool(values)
+        try:
+            for uuid, text in values.items():
+                try:
+                    data = decode_base64(text if isinstance(text, str) else str(text))
+                except ValueError:
+                    # NOTE: the message names the UUID only, never the text
+                    raise ValueError(f"secret_values[{uuid}] is not base64") from None
+                self.hold(uuid, data, "ansible:secret_values")
+        except BaseException:
+            self.clear()  # what was held already is wiped (and core dumps are allowed again)
+            raise
 
     def has_sources(self):
-        return bool(self._inline) or super().has_sources()
-
-    def value_for(self, uuid, usage_id=None):
-        v = self._inline.get(uuid)
-        if v is not None:
-            return SecretValue(data=v, source="ansible:secret_values")
-        return super().value_for(uuid, usage_id)
+        return self._has_inline or super().has_sources()
 
 
 class Settings:

@@ -21,7 +21,8 @@ options:
     type: dict
   secret_files: {description: UUID → owner-only key file., type: dict}
   secret_dir: {description: Directory of owner-only key files named by UUID., type: path}
-  secret_command: {description: "Helper run without a shell, {uuid} substituted; value on stdout.", type: str}
+  secret_command: {description: "Helper run without a shell, {uuid} substituted; value on stdout. Its words may
+      be a token: never logged (no_log); migcoord records its program (argv[0]) only.", type: str}
 notes:
   - The other options mirror C(migcoord migrate)'s (keep_source, offline, tls, bandwidth, auto_converge,
     postcopy, copy_storage, unsafe, timeout, retries, journal, lock_dir, ssh*, skip, waive).
