@@ -90,7 +90,7 @@ def _migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOption
                 return _already_there(there, src, dst, rt.clock() - t0)
         if guest is None:
             guest = src.require_guest(domain)  # raises BadInput: not found
-        with domain_lock(rt.lock_dir, guest.uuid, guest.name):
+        with domain_lock(rt.lock_dir, guest.uuid, guest.name, create=not options.dry_run):  # a dry run creates none
             return _Run(guest, src, dst, options, rt, retrying, t0, timer).go()
 
 
