@@ -325,6 +325,10 @@ def _sources(path: str, raw: Any) -> tuple[SourceSpec, ...]:
         if len(kinds) != 1:
             raise BadInput(f"{where}: give exactly one of file, dir, command")
         kind = kinds[0]
+        if kind == "command" and not (isinstance(body[kind], str) and body[kind]):
+            # NOTE: never echoed (what _convert would do): a helper command's words may be a token.
+            raise BadInput(f"{where}.command: expected a non-empty string (the helper and its arguments, "
+                           f"split like a shell would), got a {type(body[kind]).__name__}")
         arg = _convert("str", body[kind], f"{where}.{kind}")
         uuid = None
         if "uuid" in body:

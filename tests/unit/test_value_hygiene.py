@@ -403,8 +403,8 @@ def test_signal_during_secret_command_kills_its_process_group_and_wipes_the_part
     part = key(tmp_path / "part", value_bytes(777))
     pidfile = tmp_path / "grandchild.pid"
     helper = tmp_path / "helper"
-    helper.write_text(f"#!/bin/sh\ncat {part}\n(sleep 300 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait) &"
-                      f"\nsleep 300\n")
+    helper.write_text(f"#!/bin/sh\ncat {part}\n"
+                      f"(sleep 300 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait) &\nsleep 300\n")
     helper.chmod(0o700)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     t0 = time.monotonic()
@@ -422,3 +422,16 @@ def test_signal_during_secret_command_kills_its_process_group_and_wipes_the_part
         if pidfile.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(os.getpgid(int(pidfile.read_text())), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("command", [f'["/usr/local/bin/vault-helper", "--token={TOKEN}"]',
+                                     f'{{ program = "helper", token = "{TOKEN}" }}'], ids=["array", "table"])
+def test_settings_file_command_that_is_not_a_string_is_refused_without_echoing_it(tmp_path, capsys, command):
+    from coordinator.cli.main import main
+    p = tmp_path / "config.toml"
+    p.write_text(f"[[sources]]\ncommand = {command}\n")
+    p.chmod(0o600)
+    rc = main(["--config", str(p), "config", "show"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and f"{p}:sources[0].command" in err
+    assert TOKEN not in out and TOKEN not in err
