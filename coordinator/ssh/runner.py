@@ -35,7 +35,7 @@ from coordinator.core.config import HostSsh
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.params import bounded_int, positive_seconds
 from coordinator.core.uris import runs_commands, ssh_target
-from coordinator.files.keyfile import check_key_file, read_key_file
+from coordinator.files.keyfile import read_key_file
 
 from . import openssh
 
@@ -55,6 +55,8 @@ class _LazyModule:
 paramiko: _Any = _LazyModule("paramiko")
 
 _READ_CHUNK = 65536
+# The keys ssh(1)/paramiko's look_for_keys try when neither --ssh-key nor IdentityFile names one.
+DEFAULT_IDENTITIES = ("~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ed25519")
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,10 @@ class SshRunner:
 
     Host keys come only from ``config.known_hosts`` (``load_host_keys``; no system host keys);
     an unknown host is refused (RejectPolicy) and the file is never written. With ``key_file``
-    only that key is offered (no agent, no ~/.ssh keys). Connect, banner, auth and channel-open
+    only that key is offered (no agent, no ~/.ssh keys); otherwise the IdentityFile keys (else the
+    default ~/.ssh/id_* keys), then the agent. Every key file is read once, at construction, under
+    ``files.keyfile``'s rules (O_NOFOLLOW, owner-only, checked on the descriptor) and handed to
+    paramiko as a key object: paramiko never opens a key by path. Connect, banner, auth and channel-open
     are bounded by ``connect_timeout``; each command by ``command_timeout`` (or ``timeout=``)."""
 
     def __init__(self, host: str, config: SshConfig = SshConfig(), *, jump: tuple[str, ...] | None = None) -> None:
@@ -214,15 +219,35 @@ class SshRunner:
         self._client: paramiko.SSHClient | None = None
         self._jump: SshRunner | None = None
         self._pkey: paramiko.PKey | None = None
+        self._identities: tuple[paramiko.PKey, ...] = ()
         d = SshConfig()
         # The operator's OpenSSH config (HostName, User, Port, IdentityFile, ProxyJump, ...): ssh/openssh.py
         asked = openssh.Asked(user=config.user, port=config.port, key_file=config.key_file,
                               known_hosts=config.known_hosts, ssh_config=config.ssh_config)
         self.route = openssh.route(paramiko, host, asked, defaults=(d.user, d.port, d.known_hosts), jump=jump)
-        for k in self.route.key_files:
-            check_key_file(k)  # IdentityFile entries: the same owner-only rule
+        # Every key is read here, before any network traffic, from a descriptor opened once without
+        # following a symlink and checked (files.keyfile); paramiko gets key objects, never a path.
         if config.key_file is not None:
-            self._pkey = _load_key(config.key_file)  # checked and read before any network traffic
+            self._pkey = _load_key(config.key_file)
+        else:  # IdentityFile entries, else the default keys: the same owner-only rules as --ssh-key
+            paths = self.route.key_files or tuple(
+                p for p in (Path(d).expanduser() for d in DEFAULT_IDENTITIES) if p.is_file())
+            self._identities = tuple(k for k in (_load_key(p, optional=True) for p in paths) if k is not None)
+
+    def _keys(self) -> tuple[paramiko.PKey | None, tuple[paramiko.PKey, ...], bool]:
+        """(the key connect() offers, the key objects offered after it, whether the agent follows).
+        NOTE: connect() always gets look_for_keys=False: paramiko would open ~/.ssh/id_* by path."""
+        if self._pkey is not None:
+            return self._pkey, (), False
+        # the key files in order, then the agent, as ssh(1) offers them
+        return (self._identities[0] if self._identities else None), self._identities[1:], True
+
+    def _offered(self) -> str:
+        if self.config.key_file is not None:
+            return f"key {self.config.key_file}"
+        if self._identities:
+            return f"{len(self._identities)} key file(s) and the agent"
+        return "the agent"
 
     @property
     def where(self) -> str:
@@ -283,14 +308,15 @@ class SshRunner:
         unknown_host_key, reject = _reject_types()
         client.set_missing_host_key_policy(reject())
         t = cfg.connect_timeout
-        keys: dict[str, _Any] = {}
-        if self._pkey is not None:
-            keys = dict(pkey=self._pkey, look_for_keys=False, allow_agent=False)
-        elif r.key_files:  # IdentityFile: those keys and the agent, as ssh(1) offers them
-            keys = dict(key_filename=[str(k) for k in r.key_files], look_for_keys=False)
+        first, rest, agent = self._keys()
         try:
             sock = self._sock()
-            client.connect(r.hostname, port=r.port, username=r.user, sock=sock, **_connect_kwargs(t), **keys)
+            try:
+                client.connect(r.hostname, port=r.port, username=r.user, sock=sock, pkey=first, look_for_keys=False,
+                               allow_agent=agent and not rest, **_connect_kwargs(t))
+            except paramiko.AuthenticationException:
+                if not rest or not _offer(client, r.user, rest, agent):
+                    raise
         except unknown_host_key as e:
             client.close()
             hostport = r.hostname if r.port == 22 else f"[{r.hostname}]:{r.port}"
@@ -311,14 +337,17 @@ class SshRunner:
                 host=self.host, port=r.port, known_hosts=str(kh)) from None
         except paramiko.AuthenticationException:
             client.close()
-            how = f"key {cfg.key_file}" if cfg.key_file else "the agent or ~/.ssh keys"
-            raise BadInput(f"SSH authentication as {self.where} with {how} failed",
+            raise BadInput(f"SSH authentication as {self.where} with {self._offered()} failed",
                            hint="check the user and that the key is authorised on the host",
                            host=self.host, port=r.port) from None
         except (OSError, EOFError, paramiko.SSHException) as e:
             # NOTE: OSError covers refused/unroutable (NoValidConnectionsError) and socket timeouts;
             # SSHException here is a banner/handshake failure or timeout: the host is not usable.
             client.close()
+            if "No authentication methods available" in str(e):  # nothing to offer: ours to fix
+                raise BadInput(f"SSH to {self.where}: no key to offer (no usable key file, no agent key)",
+                               hint="give --ssh-key, or an IdentityFile, or load a key into ssh-agent",
+                               host=self.host, port=r.port) from None
             raise HostUnreachable(f"SSH to {self.where} failed: {_describe(e)}", host=self.host,
                                   port=r.port) from None
         return client
@@ -393,9 +422,38 @@ def _connect_kwargs(timeout: float) -> dict[str, float]:
     return out
 
 
-def _load_key(path: Path) -> paramiko.PKey:
+def _offer(client: paramiko.SSHClient, user: str, keys: tuple[paramiko.PKey, ...], agent: bool) -> bool:
+    """After connect()'s first key was refused: the other key objects, then the agent's keys, on the
+    same transport (paramiko's connect takes one ``pkey``; a path it would open itself)."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        return False
+    agent_keys: tuple[_Any, ...] = ()
+    ag = None
+    if agent:
+        ag = paramiko.Agent()
+        agent_keys = tuple(ag.get_keys())
+    try:
+        for key in (*keys, *agent_keys):
+            try:
+                transport.auth_publickey(user, key)
+            except paramiko.AuthenticationException:
+                continue
+            if transport.is_authenticated():
+                return True
+        return False
+    finally:
+        if ag is not None:
+            ag.close()
+
+
+def _load_key(path: Path, *, optional: bool = False) -> paramiko.PKey | None:
     """The private key from the bytes read on the checked descriptor (``files.keyfile``): the
-    file is opened once, without following a symlink, so what was checked is what is used."""
+    file is opened once, without following a symlink, so what was checked is what is used.
+
+    ``optional`` (IdentityFile / default keys): a key file that breaks the file rules is still
+    refused, but one paramiko cannot use — passphrase-protected (the agent may hold it), a public
+    key, another format — is skipped, as ssh(1) skips it."""
     data = read_key_file(path, 1 << 20)
     text = bytes(data).decode("utf-8", "replace")
     data[:] = bytes(len(data))
@@ -404,11 +462,15 @@ def _load_key(path: Path) -> paramiko.PKey:
         try:
             return cls.from_private_key(io.StringIO(text))
         except paramiko.PasswordRequiredException:
+            if optional:
+                return None
             raise BadInput(f"key file {path} is passphrase-protected",
                            hint="use an unencrypted key reserved for migcoord, or load it into ssh-agent and "
                                 "leave the key file unset") from None
         except (paramiko.SSHException, ValueError, TypeError) as e:
             problem = problem or e
+    if optional:
+        return None
     raise BadInput(f"key file {path} is not a usable SSH private key: {_describe(problem or ValueError())}")
 
 
