@@ -90,11 +90,13 @@ def storage_shared(ctx: CheckContext, t: Target) -> list[Result] | Result:
                       else "--unsafe: libvirt does not check storage")
     assert ctx.source is not None
     qemu = ctx.hypervisor_version(ctx.source)
+    lib = ctx.lib_version(ctx.source)
     rulings = []
     for d in _disks(ctx, t):
         fs = _probe(ctx, "src", "stat -f -c %T {}", d.path) if d.actual_type == "file" and d.path else None
         rulings.append((d.target, migration_rules.unsafe_ruling(d, copy_storage=policy.copy_storage,
-                                                                fs_type=fs, qemu_version=qemu)))
+                                                                fs_type=fs, qemu_version=qemu,
+                                                                libvirt_version=lib)))
     return _ruled(rulings, "no disk")
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from coordinator.core.domain_xml import domain_root
 from coordinator.core.errors import BadInput
 from coordinator.core.domfacts import DomainFacts, TpmFacts
+from coordinator.core.migration_rules import TPM_STATE_ROOT, fs_is_shared
 from coordinator.core.versions import older, parse_version, version_str, version_text
 from coordinator.core.secret_rules import wanted_flags
 
@@ -25,16 +26,12 @@ from .registry import Results, Result, check, failed, passed, skipped
 if TYPE_CHECKING:  # the SSH seam is loaded when a runner is made (CheckContext.runner), not at start-up
     from coordinator.ssh.runner import CommandRunner
 
-TPM_STATE_ROOT = "/var/lib/libvirt/swtpm"  # libvirt's default swtpm state directory (system daemon)
 SECRETS_DIR = "/etc/libvirt/secrets"        # where libvirtd (system) keeps persistent secrets
 MIN_TPM_STATE_KIB = 10 * 1024               # one TPM 2.0 state is ~ 100 KiB; leave room for logs and a copy
 SECRETS_ENCRYPTED_SINCE = 12_001_000        # libvirt 12.1 can encrypt persistent secret values at rest
 SECRET_CONF = "/etc/libvirt/secret.conf"    # libvirt ≥ 12.1: encrypt_data, secrets_encryption_key
 SECRETS_KEY = "/var/lib/libvirt/secrets/secrets-encryption-key"  # the default key (virt-secret-init-encryption)
 SHARED_STORAGE_FEATURE = "cmdarg-migration"  # swtpm ≥ 0.8: --migration release-lock-outgoing
-# Filesystems libvirt treats as shared storage (virFileIsSharedFS), as `stat -f -c %T` names them.
-SHARED_FS = ("nfs", "gfs", "ocfs2", "afs", "smb", "cifs", "ceph", "gpfs", "lustre", "beegfs", "quobyte",
-             "glusterfs")
 NO_SSH = "SSH not configured"
 
 
@@ -129,12 +126,6 @@ def parse_df(text: str) -> DiskFree:
 
 
 SHARED_STATE_LIBVIRT = 8_010_000  # 8.10.0 as virConnectGetLibVersion encodes it
-
-
-def is_shared_fs(fs_type: str) -> bool:
-    """Pure: `stat -f -c %T` type names libvirt counts as shared storage (virFileIsSharedFS)."""
-    t = fs_type.strip().lower()
-    return any(t == s or t.startswith(s) or t.endswith("." + s) for s in SHARED_FS)
 
 
 def tpm_state_dir(domain_xml: str | None) -> str:
@@ -254,7 +245,7 @@ def swtpm_capabilities(ctx: CheckContext, t: Target) -> Results:
         return failed(f"swtpm on {runner.host} cannot report its capabilities ({e})")
     state_dir = state_dir_of(t.facts)
     fs = _fs_type(ctx, runner, _existing_dir(ctx, runner, state_dir))
-    shared = bool(fs and is_shared_fs(fs))
+    shared = bool(fs and fs_is_shared(fs, ctx.lib_version(ctx.destination)))
     needed = required_features(tuple(x.version for x in tpms), shared)
     missing = missing_features(caps, needed)
     where = f"TPM state in {state_dir} on {fs or 'an unknown filesystem'}" + (" (shared)" if shared else "")

@@ -205,20 +205,38 @@ def machine_ruling(machine: str | None, known: frozenset[str], *, live: bool) ->
 
 # ------------------------------------------------------------------ storage
 
-# virFileIsSharedFS (libvirt 9.0 util/virfile.c): NFS, GFS2, OCFS2, AFS, SMB, CIFS, Ceph, GPFS, Quobyte,
-# ACFS, GlusterFS (FUSE), BeeGFS — as `stat -f -c %T` names them. NOTE: libvirt ≥ 10.x also honours
-# qemu.conf shared_filesystems; 9.0 does not.
-SHARED_FS = ("nfs", "nfs4", "gfs2", "gfs/gfs2", "ocfs2", "afs", "smb", "smb2", "cifs", "ceph", "gpfs",
-             "fuse.quobyte", "acfs", "fuse.glusterfs", "beegfs")
-# virFileIsClusterFS: GFS2 and OCFS2 — safe whatever the cache mode.
-CLUSTER_FS = ("gfs2", "gfs/gfs2", "ocfs2")
+# virFileIsSharedFS (util/virfile.c virFileSharedFsMagic + virFileSharedFsFUSE, read in 9.0.0 and 11.3.0): the
+# filesystems libvirt counts as shared storage, as GNU `stat -f -c %T` names their magic numbers (coreutils 9.1
+# and 9.5), each with the first libvirt release that counts it (0: every release we support). BeeGFS, which
+# stat calls "fhgfs", from 9.6.0 (NEWS.rst). SMB2's own magic ("smb2") and Lustre are not in the list.
+# The one definition of this rule (tests/unit/test_one_definition.py).
+SHARED_FS_SINCE: dict[str, int] = {"nfs": 0, "gfs/gfs2": 0, "ocfs2": 0, "afs": 0, "smb": 0, "cifs": 0,
+                                   "ceph": 0, "gpfs": 0, "acfs": 0, "fhgfs": 9_006_000}
+# A FUSE mount counts only when its mount type is fuse.glusterfs or fuse.quobyte (/proc/mounts), which stat's
+# name ("fuseblk" in coreutils 9.1, "fuse" in 9.5) does not tell.
+FUSE_FS = ("fuseblk", "fuse")
+SHARED_FUSE = ("fuse.glusterfs", "fuse.quobyte")
+# virFileIsClusterFS (same releases): GFS2, OCFS2, CephFS and GlusterFS are coherent whatever the cache mode.
+CLUSTER_FS = ("gfs/gfs2", "ocfs2", "ceph", "fuse.glusterfs")
+# libvirt's default emulator TPM state directory (system daemon): swtpm/<domain uuid>/ under it (formatdomain,
+# tpm), unless the domain names its own <backend><source path>.
+TPM_STATE_ROOT = "/var/lib/libvirt/swtpm"
+# NOTE: libvirt 11.3 also counts the directories qemu.conf lists in shared_filesystems (absent in 9.0): a
+# host-local setting this rule cannot see.
 DROP_CACHE_QEMU = 4_000_000  # QEMU 4.0: blockdev-add file 'drop-cache' (QEMU_CAPS_MIGRATION_FILE_DROP_CACHE)
 SAFE_CACHE = ("none", "directsync")
 
 
-def fs_is_shared(fs_type: str) -> bool:
+def fs_is_shared(fs_type: str, libvirt_version: int) -> bool | None:
+    """Pure: whether libvirt ``libvirt_version`` counts a filesystem of this type (`stat -f -c %T`, or a
+    /proc/mounts FUSE type) as shared storage; None for a FUSE mount of unknown kind."""
     t = fs_type.strip().lower()
-    return t in SHARED_FS or t.startswith("nfs")
+    if t in SHARED_FUSE:
+        return True
+    if t in FUSE_FS:
+        return None
+    since = SHARED_FS_SINCE.get(t)
+    return since is not None and libvirt_version >= since
 
 
 @dataclass(frozen=True)
@@ -239,11 +257,13 @@ def copied(d: Disk, copy_storage: bool) -> bool:
     return copy_storage and not d.shareable and not d.readonly and d.path is not None
 
 
-def unsafe_ruling(d: Disk, *, copy_storage: bool, fs_type: str | None, qemu_version: int) -> Ruling:
+def unsafe_ruling(d: Disk, *, copy_storage: bool, fs_type: str | None, qemu_version: int,
+                  libvirt_version: int) -> Ruling:
     """qemuMigrationSrcIsSafe for one disk (libvirt 9.0 qemu_migration.c), for a live migration without
     VIR_MIGRATE_UNSAFE (the caller skips it for --unsafe and for offline migrations: libvirt does too).
 
-    ``fs_type``: the source filesystem of a file disk (`stat -f -c %T`), None when not known."""
+    ``fs_type``: the source filesystem of a file disk (`stat -f -c %T`), None when not known;
+    ``libvirt_version``: the source's, where the rule runs."""
     if d.path is None or d.readonly:
         return ok("empty or read-only: safe")
     if copied(d, copy_storage):
@@ -258,7 +278,11 @@ def unsafe_ruling(d: Disk, *, copy_storage: bool, fs_type: str | None, qemu_vers
             return unknown(f"{d.path}: whether it is on a shared filesystem is unknown (libvirt refuses unless "
                            "it is NFS/GFS2/OCFS2/CephFS/...); configure SSH (--ssh) so the check can "
                            "`stat -f` it, or pass --copy-storage / --unsafe")
-        if not fs_is_shared(fs_type):
+        shared = fs_is_shared(fs_type, libvirt_version)
+        if shared is None:
+            return unknown(f"{d.path} is on a FUSE filesystem: libvirt counts it shared only when it is "
+                           "GlusterFS or Quobyte; pass --unsafe if both hosts share it, or --copy-storage")
+        if not shared:
             return refuse(f"{d.path} is on {fs_type}, not a shared filesystem: libvirt refuses "
                           "(VIR_ERR_MIGRATE_UNSAFE: Migration without shared storage is unsafe)")
         if fs_type.strip().lower() in CLUSTER_FS:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from coordinator.core.errors import VerificationFailed
+from coordinator.core.migration_rules import TPM_STATE_ROOT
 from coordinator.core.model import SecretKind, SecretPlan
 from coordinator.core.params import MigrationPolicy
 from coordinator.ssh.runner import SshConfig, runner_for
 from coordinator.virt.host import Host
 
-# NOTE: libvirt keeps emulator TPM state under swtpm/<domain uuid>/ (formatdomain, tpm).
-TPM_STATE_ROOT = "/var/lib/libvirt/swtpm"
 
 
 def where_is(src: Host, dst: Host, uuid: str) -> str:

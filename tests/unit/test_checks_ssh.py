@@ -8,7 +8,7 @@ import pytest
 
 from checks import ssh
 from checks.registry import REGISTRY
-from checks.ssh import (DiskFree, is_shared_fs, missing_features, parse_capabilities, parse_df, required_features,
+from checks.ssh import (DiskFree, missing_features, parse_capabilities, parse_df, required_features,
                         tpm_state_dir)
 from coordinator.core.domfacts import TpmFacts
 
@@ -75,15 +75,6 @@ def test_parse_df(text, expected):
 def test_parse_df_garbage(text):
     with pytest.raises(ValueError):
         parse_df(text)
-
-
-@pytest.mark.parametrize("fs_type,shared", [
-    ("nfs", True), ("nfs4", True), ("ceph", True), ("gfs/gfs2", True), ("ocfs2", True), ("smb2", True),
-    ("cifs", True), ("fuse.glusterfs", True), ("lustre", True),
-    ("ext2/ext3", False), ("xfs", False), ("tmpfs", False), ("overlayfs", False), ("btrfs", False),
-])
-def test_is_shared_fs(fs_type, shared):
-    assert is_shared_fs(fs_type) is shared
 
 
 @pytest.mark.parametrize("xml,expected", [

@@ -1,4 +1,4 @@
-"""coordinator.core.migration_rules: libvirt 9.0's rules as tables of cases (the lab proves them: test_verdict_matrix)."""
+"""coordinator.core.migration_rules: libvirt's rules as tables of cases (the lab proves them: test_verdict_matrix)."""
 from __future__ import annotations
 
 import pytest
@@ -106,7 +106,7 @@ NEW_QEMU, OLD_QEMU = 7_002_000, 3_001_000
     (disk(cache="writeback"), False, "nfs", OLD_QEMU, REFUSE),            # cache rule before drop-cache
     (disk(cache="none"), False, "nfs", OLD_QEMU, OK),
     (disk(cache="directsync"), False, "nfs", OLD_QEMU, OK),
-    (disk(cache="writeback"), False, "gfs2", OLD_QEMU, OK),               # cluster FS
+    (disk(cache="writeback"), False, "gfs/gfs2", OLD_QEMU, OK),               # cluster FS
     (disk(cache="writeback"), False, "nfs", NEW_QEMU, OK),                # QEMU ≥ 4.0 drops caches
     (disk(readonly=True), False, "ext2/ext3", NEW_QEMU, OK),
     (disk(path=None), False, None, NEW_QEMU, OK),                         # empty CD-ROM
@@ -118,7 +118,7 @@ NEW_QEMU, OLD_QEMU = 7_002_000, 3_001_000
     (disk("block", path="/dev/sdb", cache="writeback"), False, None, OLD_QEMU, REFUSE),
 ])
 def test_unsafe_ruling(d, copy, fs, qemu, want):
-    got = r.unsafe_ruling(d, copy_storage=copy, fs_type=fs, qemu_version=qemu)
+    got = r.unsafe_ruling(d, copy_storage=copy, fs_type=fs, qemu_version=qemu, libvirt_version=9_000_000)
     assert got.outcome is want, got.reason
 
 
@@ -170,10 +170,25 @@ def test_secret_usage_ruling(by_uuid, want_type, dst_type, dst_id, want_id, want
     assert got.outcome is want
 
 
-@pytest.mark.parametrize("fs, shared", [("nfs", True), ("nfs4", True), ("ext2/ext3", False), ("tmpfs", False),
-                                        ("fuse.glusterfs", True), ("ceph", True), ("xfs", False)])
-def test_fs_is_shared(fs, shared):
-    assert r.fs_is_shared(fs) is shared
+@pytest.mark.parametrize("fs, libvirt, shared", [
+    ("nfs", 9_000_000, True), ("gfs/gfs2", 9_000_000, True), ("ocfs2", 9_000_000, True), ("ceph", 9_000_000, True),
+    ("cifs", 9_000_000, True), ("smb", 9_000_000, True), ("acfs", 9_000_000, True), ("gpfs", 9_000_000, True),
+    ("fuse.glusterfs", 9_000_000, True), ("fuse.quobyte", 9_000_000, True),
+    # BeeGFS (stat: "fhgfs") from libvirt 9.6.0; not SMB2's own magic, not Lustre (virfile.c 9.0 and 11.3)
+    ("fhgfs", 9_000_000, False), ("fhgfs", 9_006_000, True), ("fhgfs", 11_003_000, True),
+    ("smb2", 11_003_000, False), ("lustre", 11_003_000, False), ("nfs4", 9_000_000, False),
+    ("ext2/ext3", 9_000_000, False), ("tmpfs", 11_003_000, False), ("xfs", 9_000_000, False),
+    ("fuseblk", 9_000_000, None), ("fuse", 11_003_000, None),  # which FUSE filesystem: stat does not say
+])
+def test_which_filesystems_libvirt_counts_as_shared(fs, libvirt, shared):
+    assert r.fs_is_shared(fs, libvirt) is shared
+
+
+def test_a_disk_on_a_fuse_mount_of_unknown_kind_is_unknown_not_refused():
+    d = r.Disk("vda", "file", "/mnt/gluster/a.qcow2")
+    got = r.unsafe_ruling(d, copy_storage=False, fs_type="fuseblk", qemu_version=7_002_000,
+                          libvirt_version=9_000_000)
+    assert got.outcome is r.Outcome.UNKNOWN and "GlusterFS" in got.reason
 
 
 def test_needs_active_object():
