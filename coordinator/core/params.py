@@ -24,6 +24,40 @@ MAX_PARALLEL = 255
 MAX_DEADLINE_S = 30 * 86400.0
 
 
+# -- bounds on waits for libvirt (house rule 19: every wait has a bound and a named outcome) ------------
+# A libvirt call cannot be cancelled: a call that hangs (a QEMU monitor that never answers, a daemon that
+# stopped serving) is left running in a daemon thread and the caller stops waiting at its bound.
+#
+# One libvirt call (jobStats, abortJob, a domain look-up, a secret undefine, the lease's metadata) that has
+# no deadline of its own. libvirt's QEMU driver gives up on a domain job lock after 30 s
+# (QEMU_JOB_WAIT_TIME, "cannot acquire state change lock"), and keepalive (below) ends a call to a dead
+# peer after 35 s; 45 s is past both with a margin for a loaded 2-core host.
+CALL_BOUND_S = 45.0
+# From the first virDomainAbortJob (at a deadline or on a signal) until migrateToURI3 returns. The source
+# daemon's peer-to-peer connection to the destination has libvirtd's own keepalive (5 s x 5 = 30 s) and a
+# Finish on the destination waits at most the 30 s job lock, so an abort that has not returned after
+# 60 s will not return by itself: "still aborting".
+ABORT_BOUND_S = 60.0
+# Everything after the job ended or was given up on: where the VM is, resuming a guest we paused, the
+# rollback of our secrets, the lease. They share this budget (each also at most CALL_BOUND_S); closing the
+# connections gets one more CALL_BOUND_S, so a run exits at most ABORT_BOUND_S + CLEANUP_BOUND_S +
+# CALL_BOUND_S (225 s) after a deadline passed or a signal arrived (``exit_bound_s``).
+CLEANUP_BOUND_S = 120.0
+# libvirt keepalive on every connection the tool opens (virConnectSetKeepAlive): a ping after
+# KEEPALIVE_INTERVAL_S of silence, the connection closed (every call on it fails, none hangs) after
+# interval x (count + 1) = 35 s without an answer. virsh's own defaults (-k 5 -K 6), so long migrations
+# (migrateToURI3 waits for minutes while pings are answered) are as safe as with virsh; the server side
+# (libvirtd.conf keepalive_interval 5, keepalive_count 5) drops a silent client after 30 s anyway. The
+# pings are answered by libvirt's event loop in C, not by Python: a loaded 2-core host delays them by
+# milliseconds, far from 35 s.
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 6
+# How often the monitor may escalate once the deadlines pass before it aborts (post-copy, suspend), each
+# restarting the clocks: the main thread's own watchdog allows the monitor (1 + this) x the completion
+# deadline before aborting itself (a monitor that died must not leave a migration unbounded).
+ESCALATIONS = 2
+
+
 def positive_seconds(value: float | None, what: str, *, allow_none: bool = False) -> None:
     """A duration the tool waits for: a finite number > 0 (NaN and inf would never fire)."""
     if value is None and allow_none:
@@ -92,14 +126,33 @@ class TimeoutPolicy:
     per_gib_s: float = TIMEOUT_PER_GIB_S
     minimum_s: float = TIMEOUT_MINIMUM_S
     stall_s: float = STALL_TIMEOUT_S
+    # The bounds on waits for libvirt (above); smaller ones are for tests and impatient library callers.
+    call_s: float = CALL_BOUND_S
+    abort_s: float = ABORT_BOUND_S
+    cleanup_s: float = CLEANUP_BOUND_S
 
     def __post_init__(self) -> None:
         deadlines(0, per_gib_s=self.per_gib_s, minimum_s=self.minimum_s, completion_s=self.completion_s,
                   stall_s=self.stall_s)
+        positive_seconds(self.call_s, "the bound on one libvirt call")
+        positive_seconds(self.abort_s, "the bound on an abort")
+        positive_seconds(self.cleanup_s, "the bound on the cleanup")
 
     def for_memory(self, memory_bytes: int) -> Deadlines:
         return deadlines(memory_bytes, per_gib_s=self.per_gib_s, minimum_s=self.minimum_s,
                          completion_s=self.completion_s, stall_s=self.stall_s)
+
+
+def exit_bound_s(t: TimeoutPolicy) -> float:
+    """Pure: the longest a run waits after a deadline passed or a signal arrived before it exits: the
+    abort until migrateToURI3 returns, the shared cleanup budget, closing the connections."""
+    return t.abort_s + t.cleanup_s + t.call_s
+
+
+def job_limit_s(limits: Deadlines, t: TimeoutPolicy) -> float:
+    """Pure: how long the main thread lets one migrateToURI3 run before it aborts the job itself, should
+    the monitor not have (it aborts at the latest after each of its ESCALATIONS restarted the clocks)."""
+    return (1 + ESCALATIONS) * limits.completion_s + t.call_s
 
 
 ON_DEADLINE = ("abort", "postcopy", "suspend")

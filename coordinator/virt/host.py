@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
@@ -12,10 +14,52 @@ from coordinator.core.errors import BadInput, HostUnreachable, SecretUnavailable
 from coordinator.core.ids import looks_like_uuid
 from coordinator.core.maintenance import USAGE_NAME as MAINTENANCE_USAGE
 from coordinator.core.model import SecretInfo, wipe_bytes
+from coordinator.core.params import KEEPALIVE_COUNT, KEEPALIVE_INTERVAL_S
 from coordinator.core.secret_xml import parse_secret_xml
 from coordinator.core.uris import check_uri
 from .errors import error_summary, is_transient, silence_default_handler
 from .guest import Guest
+
+log = logging.getLogger("migcoord")
+
+# libvirt's default event loop, registered and run once per process (``_event_loop``).
+_EVENT_LOOP: threading.Thread | None = None
+_EVENT_LOOP_LOCK = threading.Lock()
+
+
+def _event_loop() -> None:
+    """virEventRegisterDefaultImpl once per process, and a daemon thread running virEventRunDefaultImpl:
+    without a registered event loop libvirt-python has no keepalive (virConnectSetKeepAlive refuses).
+    NOTE: must happen before the connection is opened (the remote driver hooks its socket into the
+    loop at open). A library caller who registered an event loop of their own first keeps it: libvirt
+    ignores a second registration, and this thread then runs an empty default loop (harmless)."""
+    global _EVENT_LOOP
+    with _EVENT_LOOP_LOCK:
+        if _EVENT_LOOP is not None:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                try:
+                    libvirt.virEventRunDefaultImpl()
+                except libvirt.libvirtError as e:  # NOTE: not a busy loop if an iteration keeps failing
+                    log.debug("libvirt event loop: %s", error_summary(e))
+                    threading.Event().wait(1.0)
+
+        _EVENT_LOOP = threading.Thread(target=run, daemon=True, name="migcoord-libvirt-events")
+        _EVENT_LOOP.start()
+
+
+def _keepalive(conn: Any, uri: str) -> None:
+    """virConnectSetKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) (core.params says why these). Best
+    effort: a driver without keepalive (test:///, some local drivers) refuses, and the connection is
+    used as it is."""
+    try:
+        conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+    except libvirt.libvirtError as e:
+        log.info("no keepalive on %s: %s", uri, error_summary(e))
+
 
 USAGE_TYPES = {
     "volume": libvirt.VIR_SECRET_USAGE_TYPE_VOLUME,
@@ -36,15 +80,20 @@ class Host:
 
     @classmethod
     def open(cls, uri: str) -> Host:
-        """virConnectOpen (read-write). Connection errors are transient for the retry layer."""
+        """virConnectOpen (read-write) with keepalive on (``_keepalive``: a peer that stops answering
+        ends every call on the connection with an error instead of a hang). Connection errors are
+        transient for the retry layer."""
         check_uri(uri)
         silence_default_handler()
+        _event_loop()
         try:
-            return cls(uri, libvirt.open(uri))
+            conn = libvirt.open(uri)
         except libvirt.libvirtError as e:
             raise HostUnreachable(f"cannot connect to {uri}: {error_summary(e)}",
                                   hint="is libvirtd running there and the URI right?",
                                   transient=is_transient(e)) from e
+        _keepalive(conn, uri)
+        return cls(uri, conn)
 
     def close(self) -> None:
         with contextlib.suppress(libvirt.libvirtError):
