@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 a check blocked (nothing changed); 2 usage / bad input;
 3 migration failed (VM still on source); 4 partial (evacuation); 5 migrated, verification
-incomplete; 6 a fact that decides success is unknown (nothing changed); 75 another run holds the
-lock; 130 / 143 interrupted (SIGINT / SIGTERM).
+incomplete; 6 a fact that decides success is unknown (nothing changed); 7 unsettled (a libvirt call
+did not return within its bound); 75 another run holds the lock; 130 / 143 interrupted (SIGINT / SIGTERM).
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ EXIT_CODES = """exit codes:
   5  migrated, but verification is incomplete (the VM runs on the destination; see the warnings)
   6  UNKNOWN: nothing blocks, but a fact that decides success is unknown; nothing was changed
      (the hint says how to make it known; --accept-unknown goes on anyway)
+  7  unsettled: a libvirt call did not return within its bound (a job may still run); the line says
+     where the VM is believed to be and what to do (migcoord abort, virsh); the locks were released
   75 another migcoord run holds the lock (EX_TEMPFAIL: try again later)
   130 / 143  interrupted by SIGINT (Ctrl-C) / SIGTERM: the running migration was aborted, what
      this run created was removed, the VM runs on exactly one host"""

@@ -80,6 +80,15 @@ class MigrationFailed(MigcoordError):
     exit_code = 3
 
 
+class Unsettled(MigcoordError):
+    """A wait on libvirt hit its bound (``core.params``: the abort or the cleanup bound) and the outcome is
+    not settled: a migration job may still run, or where the VM runs could not be asked. The message says
+    where the VM is believed to be and what to do (``migcoord abort``, virsh); the locks were released and
+    this run's lease was left to mark the job. Exit 7, so automation never retries it blindly."""
+
+    exit_code = 7
+
+
 class VerificationFailed(MigcoordError):
     """libvirt reported success but the VM is not where and how it should be. The migrate flow turns
     this into the "migrated-unverified" outcome (exit 5), never a failure: the VM has moved."""

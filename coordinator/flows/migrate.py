@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 import tenacity
 
 from checks import checks_for_migration
 from checks.registry import Report
 from coordinator.core import domxml
-from coordinator.core.errors import (Blocked, Interrupted, MigcoordError, MigrationFailed, Undecided,
+from coordinator.core.errors import (Blocked, Interrupted, MigcoordError, MigrationFailed, Undecided, Unsettled,
                                      VerificationFailed)
 from coordinator.core.lease import TTL_S, JobAction, attempt_ttl
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
-from coordinator.core.params import Deadlines, migration_flags, migration_params
+from coordinator.core.params import Deadlines, TimeoutPolicy, exit_bound_s, job_limit_s, migration_flags, \
+    migration_params
 from coordinator.core.timings import PhaseRecorder
 from coordinator.core.uris import same_host_message
 from coordinator.flows.validate import before_connecting
@@ -38,7 +42,7 @@ from coordinator.core.secret_rules import wanted_flags
 from coordinator.steps.retry import build_retrying
 from coordinator.steps.verify import safe_where, verify, where_is
 from coordinator.virt.errors import LibvirtError, error_summary
-from coordinator.virt.guest import Guest
+from coordinator.virt.guest import CallTimedOut, Guest, call_within
 from coordinator.virt.host import Host
 
 log = logging.getLogger("migcoord")
@@ -47,6 +51,108 @@ log = logging.getLogger("migcoord")
 # round trip — the gap between another coordinator's last look and its write — with a wide margin; every
 # migration waits it once (it was 0.5 s: 15 % of a 3 s lab migration, seen in the --timings breakdown).
 LEASE_SETTLE_S = 0.1
+
+T = TypeVar("T")
+
+
+class _StillAborting(Exception):
+    """migrateToURI3 has not returned ``abort_s`` after the abort was asked for (never retried)."""
+
+    def __init__(self, reason: str, interrupted: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.interrupted = reason, interrupted
+
+
+class _Aborter:
+    """The abort of one migrateToURI3: who asked for it and when, and its bound. Our own abort (on a
+    signal, or the watchdog's) is repeated every second, one virDomainAbortJob at a time (a hung one
+    is not stacked). NOTE: libvirt refuses an abort in some phases (e.g. while it still prepares the
+    destination); an abort of a job that just finished fails harmlessly (where_is tells)."""
+
+    def __init__(self, g: Guest, watchdog_s: float, abort_s: float) -> None:
+        self.g, self.watchdog_s, self.abort_s = g, watchdog_s, abort_s
+        self.started = time.monotonic()
+        self.ours, self.why = False, ""
+        self.asked: float | None = None  # when the abort was asked for (time.monotonic)
+        self._busy = threading.Event()
+        self._last = 0.0
+
+    def ask(self, why: str) -> None:
+        if not self.ours:
+            self.ours, self.why = True, why
+            self.asked = self.asked if self.asked is not None else time.monotonic()
+
+    def step(self, monitor: JobMonitor) -> bool:
+        """One look, between waits: True when the watchdog asked for the abort just now; raises
+        ``_StillAborting`` once the abort has had ``abort_s``."""
+        now, watchdog = time.monotonic(), False
+        if monitor.postcopy and not self.ours:
+            # NOTE: libvirt refuses to abort a post-copy migration; it ends by completing or failing on its
+            # own (a broken connection: keepalive), so neither the deadline's abort nor the watchdog applies.
+            return False
+        if self.asked is None and monitor.aborted_at is not None:
+            self.asked, self.why = monitor.aborted_at, f"the migration {monitor.aborted}"
+        if self.asked is None and now - self.started > self.watchdog_s:
+            self.ask(f"no abort {self.watchdog_s:.0f} s after the start, past the monitor's deadlines")
+            watchdog = True
+        if self.asked is not None and now - self.asked > self.abort_s:
+            raise _StillAborting(self.why, self.why == "interrupted")
+        if self.ours and not self._busy.is_set() and now - self._last >= 1.0:
+            self._busy.set()
+            self._last = now
+            threading.Thread(target=self._abort, daemon=True, name="migcoord-abort").start()
+        return watchdog
+
+    def _abort(self) -> None:
+        try:
+            self.g.abort_job()
+        except Exception:
+            pass
+        finally:
+            self._busy.clear()
+
+
+class _Shield:
+    """A second (third, ...) SIGINT/SIGTERM must not cut the cleanup short (issue 21). From the first
+    interrupt (``engage``) until the run is over, this run's handlers for both signals only count; the
+    waits of the cleanup (``tick``, every 0.1 s) answer each signal with "still cleaning up", and it goes on — it
+    ends by itself within its bounds (core.params), so a further signal changes nothing. ``__exit__``
+    puts the caller's handlers back. NOTE: only in the main thread (where Python delivers signals and
+    may set handlers); a run in another thread never sees a KeyboardInterrupt. The handler does no I/O:
+    a write to stderr from inside a signal handler can hit a write in progress."""
+
+    def __init__(self, bound_s: float) -> None:
+        self.bound_s = bound_s
+        self.engaged = False
+        self.count = self.noted = 0
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _Shield:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.tick()
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+
+    def engage(self) -> None:
+        if self.engaged:
+            return
+        self.engaged = True
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.count += 1
+
+    def tick(self) -> None:
+        while self.noted < self.count:  # one answer per signal
+            self.noted += 1
+            log.warning("still cleaning up, please wait (a further signal changes nothing: the abort and the "
+                        "rollback finish by themselves within %.0f s)", self.bound_s)
 
 
 def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions | None = None,
@@ -76,8 +182,9 @@ def _migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOption
     check_transport(source_uri, dest_uri, allow_plaintext=options.secret_policy.allow_plaintext)
     retrying = build_retrying(options.retry, rt.sleep, rt.journal)
     t0 = rt.clock()
-    with libvirt_errors(), options.keyring.held(), \
-            _connected(source_uri, dest_uri, rt, retrying, timer) as (src, dst):
+    shield = _Shield(exit_bound_s(options.timeouts))
+    with shield, libvirt_errors(), options.keyring.held(), \
+            _connected(source_uri, dest_uri, rt, retrying, timer, options.timeouts.call_s, shield) as (src, dst):
         same = same_host_message(src.uri, dst.uri, src.host_uuid(), dst.host_uuid())
         if same:
             raise Blocked(same, hint="pick another destination", check_id="HOST-SAME")
@@ -91,12 +198,12 @@ def _migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOption
         if guest is None:
             guest = src.require_guest(domain)  # raises BadInput: not found
         with domain_lock(rt.lock_dir, guest.uuid, guest.name, create=not options.dry_run):  # a dry run creates none
-            return _Run(guest, src, dst, options, rt, retrying, t0, timer).go()
+            return _Run(guest, src, dst, options, rt, retrying, t0, timer, shield).go()
 
 
 @contextlib.contextmanager
 def _connected(source_uri: str, dest_uri: str, rt: Runtime, retrying: tenacity.Retrying,
-               timer: PhaseRecorder) -> Iterator[tuple[Host, Host]]:
+               timer: PhaseRecorder, close_s: float, shield: _Shield) -> Iterator[tuple[Host, Host]]:
     with timer.phase("connect"):  # both hosts, retries included
         src = retrying(rt.connect, source_uri)
         try:
@@ -107,8 +214,12 @@ def _connected(source_uri: str, dest_uri: str, rt: Runtime, retrying: tenacity.R
     try:
         yield src, dst
     finally:
-        src.close()
-        dst.close()
+        def close() -> None:
+            src.close()
+            dst.close()
+        # NOTE: bounded (one virConnectClose RPC each, to a daemon that may have stopped answering)
+        with contextlib.suppress(CallTimedOut):
+            call_within(close_s, "virConnectClose", close, tick=shield.tick)
 
 
 def _already_there(there: Guest, src: Host, dst: Host, duration_s: float) -> MigrationResult:
@@ -131,7 +242,31 @@ class _Run:
     retrying: tenacity.Retrying
     t0: float
     timer: PhaseRecorder
+    shield: _Shield
     attempts: int = 0
+    unsettled: bool = False               # a bound was hit with a job that may still run: the lease stays
+    cleanup_until: float | None = None    # time.monotonic() when the shared cleanup budget ends
+    prov: SecretProvisioner | None = None  # the provisioner of the secrets this run created
+
+    @property
+    def prov_created(self) -> list[str]:
+        return list(self.prov.created) if self.prov is not None else []
+
+    @property
+    def bounds(self) -> TimeoutPolicy:
+        return self.options.timeouts
+
+    def _bounded(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` waited for at most the bound on one call, and within the cleanup budget once
+        the cleanup began (``core.params``); ``CallTimedOut`` past it."""
+        bound = self.bounds.call_s
+        if self.cleanup_until is not None:
+            bound = min(bound, max(0.05, self.cleanup_until - time.monotonic()))
+        return call_within(bound, what, fn, *args, tick=self.shield.tick)
+
+    def _start_cleanup(self) -> None:
+        if self.cleanup_until is None:
+            self.cleanup_until = time.monotonic() + self.bounds.cleanup_s
 
     def __post_init__(self) -> None:
         self.lease = LeaseKeeper(self.rt.journal.run_id, self.dst.uri, self.rt.wall, self.rt.journal,
@@ -151,7 +286,9 @@ class _Run:
         try:
             return self._owned(own)
         finally:
-            if self.lease.held:
+            if self.lease.held and self.unsettled:  # it marks the job as this run's for whoever comes next
+                self.rt.journal.record("lease-left", uuid=self.guest.uuid, reason="the outcome is unsettled")
+            elif self.lease.held:
                 self._release_lease()
 
     def _release_lease(self) -> None:
@@ -159,7 +296,8 @@ class _Run:
         travelled to the destination. Best effort (a host may be gone): the outcome stays the news."""
         for host in (self.src, self.dst):
             try:
-                self.lease.release(host.find_guest(self.guest.uuid), host.uri)
+                self._bounded("the lease release", lambda h=host: self.lease.release(
+                    h.find_guest(self.guest.uuid), h.uri))
             except Exception as e:
                 self.rt.journal.record("lease-release-failed", uuid=self.guest.uuid, host=host.uri,
                                        error=error_summary(e))
@@ -267,6 +405,9 @@ class _Run:
             prov.apply(plans)
         except BaseException as e:
             interrupted = isinstance(e, KeyboardInterrupt)
+            if interrupted:
+                self.shield.engage()
+            self._start_cleanup()
             reason = "interrupted" if interrupted else error_summary(e)
             self.rt.journal.record("provisioning-failed", uuid=self.guest.uuid, error=reason)
             removed = self._rollback(prov)
@@ -331,12 +472,25 @@ class _Run:
         """migrateToURI3, retried on transient errors; on failure undo our secrets and raise."""
         journal, uuid = self.rt.journal, self.guest.uuid
         flags, params = migration_flags(self.options.policy), migration_params(self.options.policy)
+        self.prov = prov
         try:
             self.retrying(self._attempt, flags, params, limits)
+        except _StillAborting as e:
+            raise self._still_aborting(e) from None
         except Exception as e:
+            self._start_cleanup()
             reason = error_summary(e)
             journal.record("migration-failed", uuid=uuid, attempts=self.attempts, error=reason)
-            where = safe_where(self.src, self.dst, uuid)
+            try:
+                where = self._bounded("the look-up of where the VM runs", safe_where, self.src, self.dst, uuid)
+            except CallTimedOut as t:
+                self.unsettled = True
+                journal.record("migration-unsettled", uuid=uuid, error=reason, where="not known", detail=str(t))
+                raise Unsettled(
+                    f"the VM's location is not known: {t} after the migration of {self.guest.name} to "
+                    f"{self.dst.uri} failed ({reason}); secrets were left in place; look with "
+                    f"`virsh -c {self.src.uri} domstate {self.guest.name}` and `virsh -c {self.dst.uri} domstate "
+                    f"{self.guest.name}` before anything else", where="unknown", attempts=self.attempts) from None
             if where == "destination":  # it completed despite the error (or just before the abort)
                 journal.record("migration-completed-despite-error", uuid=uuid, error=reason)
                 return
@@ -349,7 +503,8 @@ class _Run:
             interrupted = isinstance(e, Interrupted)
             diagnosis = None if interrupted else self._diagnose(reason, plans)
             removed = self._rollback(prov)
-            tail = (f"; removed {len(removed)} secret(s) this run created" if removed else "")
+            tail = (f"; removed {len(removed)} secret(s) this run created" if removed else "") + \
+                (f"; could not remove {', '.join(prov.created)}" if prov.created else "")
             if interrupted:
                 raise Interrupted(f"interrupted: the migration of {self.guest.name} was aborted; the VM is still "
                                   f"on {self.src.uri}{tail}", where=where, attempts=self.attempts,
@@ -361,6 +516,33 @@ class _Run:
                 + (f"; probable cause: {diagnosis.cause}" if diagnosis.known else ""),
                 hint=diagnosis.hint or None, where=where, attempts=self.attempts, rolled_back=removed,
                 diagnosis=diagnosis.as_dict()) from None
+
+    def _still_aborting(self, e: _StillAborting) -> Unsettled:
+        """migrateToURI3 did not return within the abort bound: say where the VM is (asked within the
+        cleanup budget) and what to do. Nothing is rolled back — the job may still complete, and the VM
+        would need its secrets on the destination — and the lease stays to mark the job as this run's."""
+        self._start_cleanup()
+        self.unsettled = True
+        name, src, dst, uuid = self.guest.name, self.src.uri, self.dst.uri, self.guest.uuid
+        try:
+            where = self._bounded("the look-up of where the VM runs", safe_where, self.src, self.dst, uuid)
+        except CallTimedOut:
+            where = "not known"
+        self.rt.journal.record("migration-unsettled", uuid=uuid, error=e.reason, where=where,
+                               secrets_left=list(self.prov_created))
+        left = (f"; secret(s) {', '.join(self.prov_created)} this run created on {dst} were left in place (the "
+                "migration may still complete)") if self.prov_created else ""
+        why = (f"migrateToURI3 has not returned {self.bounds.abort_s:g} s after the abort was asked for "
+               f"({e.reason})")
+        if where == "destination":
+            return Unsettled(f"still aborting, but the VM is running on the destination {dst}: {why}{left}; look "
+                             f"with `virsh -c {dst} dominfo {name}` and `virsh -c {src} domjobinfo {name}`",
+                             where=where, attempts=self.attempts)
+        on = "on the source" if where == "source" else "believed to be on the source (it did not answer)"
+        return Unsettled(f"still aborting: the VM is {on} {src}, its migration job may still run there: {why}"
+                         f"{left}; run `migcoord abort {name} --from {src}` or look with "
+                         f"`virsh -c {src} domjobinfo {name}`", where=where if where == "source" else "unknown",
+                         attempts=self.attempts)
 
     def _diagnose(self, reason: str, plans: list[SecretPlan]) -> Diagnosis:
         """Why it failed, from the destination's swtpm/QEMU logs (local, or over SSH when configured)
@@ -383,9 +565,9 @@ class _Run:
         self.attempts += 1
         journal, uuid = self.rt.journal, self.guest.uuid
         if self.attempts > 1:
-            if not self.src.alive():
+            if not self._bounded("virConnectIsAlive", self.src.alive):
                 self.src = self.rt.connect(self.src.uri)
-            where = where_is(self.src, self.dst, uuid)
+            where = self._bounded("the look-up of where the VM runs", where_is, self.src, self.dst, uuid)
             journal.record("migration-retry-check", uuid=uuid, attempt=self.attempts, where=where)
             if where == "destination":
                 return "completed-earlier"
@@ -395,9 +577,12 @@ class _Run:
         self.lease.extend(g, attempt_ttl(limits))
         journal.record("migration-attempt", uuid=uuid, attempt=self.attempts)
         self.rt.on_event({"event": "migration-attempt", "attempt": self.attempts})
-        with JobMonitor(g, self.rt.on_event, limits, self.options.policy, self.rt.clock) as monitor:
+        with JobMonitor(g, self.rt.on_event, limits, self.options.policy, self.rt.clock,
+                        call_s=self.bounds.call_s) as monitor:
             try:
-                self._run_interruptibly(g, flags, params)
+                self._run_interruptibly(g, flags, params, monitor, limits)
+            except _StillAborting:
+                raise  # the job may still run: nothing is resumed or undone under it
             except Interrupted:
                 self._resume_if_we_paused(g, monitor)
                 raise
@@ -413,18 +598,25 @@ class _Run:
         the source (only a pause this run made is undone)."""
         if not monitor.suspended:
             return
+        self._start_cleanup()
         try:
-            if g.is_active() and g.status().state == "paused":
-                g.resume()
+            if self._bounded("virDomainGetState", lambda: g.is_active() and g.status().state == "paused"):
+                self._bounded("virDomainResume", g.resume)
                 self.rt.journal.record("guest-resumed", uuid=g.uuid, host=self.src.uri)
         except Exception as e:
             log.warning("could not resume %s on %s after the failed migration: %s", g.name, self.src.uri,
                         error_summary(e))
 
-    def _run_interruptibly(self, g: Guest, flags: frozenset[str], params: dict[str, Any]) -> None:
+    def _run_interruptibly(self, g: Guest, flags: frozenset[str], params: dict[str, Any], monitor: JobMonitor,
+                           limits: Deadlines) -> None:
         """migrateToURI3 in a worker thread, so that this thread stays free to notice Ctrl-C/SIGTERM
         (a KeyboardInterrupt here) or ``Runtime.cancel``; then abort the job (virDomainAbortJob)
-        and wait for libvirt to settle before raising ``Interrupted``."""
+        and wait for libvirt to settle before raising ``Interrupted``.
+
+        Every wait here has a bound (core.params): once the abort was asked for — on a signal, by the
+        monitor at a deadline, or by this thread's own watchdog (``job_limit_s``) should the monitor
+        not have — migrateToURI3 gets ``abort_s`` to return, else ``_StillAborting``. The call itself
+        cannot be cancelled: it stays in its daemon thread (a late answer is dropped)."""
         outcome: list[BaseException | None] = []
         done = threading.Event()  # NOTE: not Thread.is_alive(): a join interrupted by Ctrl-C can make it lie
 
@@ -437,28 +629,29 @@ class _Run:
             finally:
                 done.set()
 
-        threading.Thread(target=work, daemon=True, name="migcoord-migrate").start()
-        interrupted = False
-        try:
-            while not done.wait(0.2) and not self.rt.cancel.is_set():
-                pass
-        except KeyboardInterrupt:
-            interrupted = True
-        if not done.is_set():  # cancelled or interrupted: stop the job, then let migrateToURI3 return
-            interrupted = True
-            self.rt.journal.record("migration-interrupted", uuid=self.guest.uuid)
-            self.rt.on_event({"event": "job-abort", "reason": "interrupted"})
-            while True:
-                # NOTE: libvirt refuses an abort in some phases (e.g. while it still prepares the
-                # destination), so it is repeated until migrateToURI3 returns; an abort of a job
-                # that just finished fails harmlessly (where_is tells what happened).
-                with contextlib.suppress(Exception):
-                    g.abort_job()
-                try:  # a second Ctrl-C must not leave it half-done
-                    if done.wait(1.0):
-                        break
-                except KeyboardInterrupt:
-                    continue
+        aborter = _Aborter(g, job_limit_s(limits, self.bounds), self.bounds.abort_s)
+        interrupted = noticed = launched = False
+        while True:
+            try:  # NOTE: a signal from the moment the call starts is caught here
+                if not launched:
+                    launched = True
+                    threading.Thread(target=work, daemon=True, name="migcoord-migrate").start()
+                if done.wait(0.2):
+                    break
+            except KeyboardInterrupt:
+                interrupted = True
+            if (interrupted or self.rt.cancel.is_set()) and not noticed:
+                # the first signal: from now on, a further one waits for the cleanup
+                interrupted = noticed = True
+                self.shield.engage()
+                self._start_cleanup()
+                self.rt.journal.record("migration-interrupted", uuid=self.guest.uuid)
+                self.rt.on_event({"event": "job-abort", "reason": "interrupted"})
+                aborter.ask("interrupted")
+            self.shield.tick()
+            if aborter.step(monitor):
+                self.rt.journal.record("migration-watchdog-abort", uuid=self.guest.uuid,
+                                       after_s=round(aborter.watchdog_s))
         if interrupted:
             raise Interrupted("interrupted")
         err = outcome[0] if outcome else None
@@ -497,8 +690,10 @@ class _Run:
 
     def _rollback(self, prov: SecretProvisioner) -> list[str]:
         """Undo our secrets on the destination; if it is unreachable, say which ones were left."""
+        self._start_cleanup()
         try:
-            return prov.rollback([x for g in self.dst.guests() for x in g.definitions()])
+            return self._bounded("the rollback of this run's secrets",
+                                 lambda: prov.rollback([x for g in self.dst.guests() for x in g.definitions()]))
         except Exception as e:
             self.rt.journal.record("rollback-incomplete", host=self.dst.uri, uuids=list(prov.created),
                                    error=error_summary(e))

@@ -1,11 +1,15 @@
 """One domain on one host (virDomain*): state, XML, jobs, migration."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt
+
+T = TypeVar("T")
 
 # VIR_DOMAIN_JOB_OPERATION_* → our names (libvirt ≥ 3.3 reports the operation in job stats).
 _JOB_OPERATIONS = {getattr(libvirt, f"VIR_DOMAIN_JOB_OPERATION_{n}"): n.lower().replace("_", "-")
@@ -21,6 +25,47 @@ _STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED
                 libvirt.VIR_DOMAIN_SHUTOFF: "shutoff", libvirt.VIR_DOMAIN_CRASHED: "crashed",
                 libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended", libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
                 libvirt.VIR_DOMAIN_BLOCKED: "blocked"}
+
+
+class CallTimedOut(Exception):
+    """A libvirt call did not return within its bound; it is still running in its daemon thread."""
+
+    def __init__(self, what: str, bound_s: float) -> None:
+        super().__init__(f"{what} did not return within {bound_s:g} s")
+        self.what, self.bound_s = what, bound_s
+
+
+def call_within(bound_s: float, what: str, fn: Callable[..., T], *args: Any,
+                tick: Callable[[], None] | None = None) -> T:
+    """``fn(*args)`` — one libvirt call or a short group of them — waited for at most ``bound_s`` seconds;
+    its result, or its exception, or ``CallTimedOut``. NOTE: a libvirt call cannot be cancelled (the
+    RPC stays outstanding until the daemon answers or keepalive closes the connection), so on a timeout
+    the call is left running in a daemon thread that never keeps the process from exiting; a late
+    answer is dropped. The waiting thread stays free: ``tick`` runs every 0.1 s while it waits, and a
+    KeyboardInterrupt (Ctrl-C in the main thread) reaches the caller at once."""
+    box: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box.append((True, fn(*args)))
+        except BaseException as e:  # handed to the waiting thread
+            box.append((False, e))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, daemon=True, name=f"migcoord-call-{what}"[:60]).start()
+    # NOTE: real time, like the thread it waits for (a test's fake clock would never reach the bound)
+    end = time.monotonic() + bound_s
+    while not done.wait(max(0.0, min(0.1, end - time.monotonic()))):
+        if tick is not None:
+            tick()
+        if time.monotonic() >= end:
+            raise CallTimedOut(what, bound_s)
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
 
 
 @dataclass(frozen=True)
