@@ -14,7 +14,7 @@ def tpm_caps(ctx: CheckContext, t: Target) -> Results:
     """The destination's domain capabilities offer the TPM emulator backend, model and version."""
     if not t.facts.tpms:
         return passed("the domain has no TPM")
-    caps = domfacts.parse_tpm_caps(ctx.domcaps(ctx.destination, t.facts))
+    caps = domfacts.parse_tpm_caps(ctx.host_facts.domcaps(ctx.destination, t.facts))
     problems = domfacts.tpm_problems(t.facts.tpms, caps)
     if problems:
         return [failed(p) for p in problems]
@@ -45,7 +45,7 @@ def machine_type(ctx: CheckContext, t: Target) -> Results:
     """The destination's QEMU knows the machine type of the definition libvirt hands over (``_handed_over``);
     offline, whether it would start there — as CPU-INCOMPATIBLE judges it."""
     f, live, _ = _handed_over(ctx, t)
-    rule = migration_rules.machine_ruling(f.machine, ctx.machine_types(ctx.destination, f.arch or "x86_64"),
+    rule = migration_rules.machine_ruling(f.machine, ctx.host_facts.machine_types(ctx.destination, f.arch or "x86_64"),
                                           live=live)
     if rule.refused:
         return failed(rule.reason)
@@ -65,12 +65,13 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
     mode_supported = compare = None
     detail = ""
     if test is migration_rules.CpuTest.MODE:
-        mode_supported = migration_rules.cpu_mode_supported(ctx.domcaps(ctx.destination, f), f.cpu_mode or "")
+        domcaps = ctx.host_facts.domcaps(ctx.destination, f)
+        mode_supported = migration_rules.cpu_mode_supported(domcaps, f.cpu_mode or "")
     elif test in (migration_rules.CpuTest.COMPARE, migration_rules.CpuTest.EXACT):
         assert f.cpu_xml is not None
         xml = f.cpu_xml
         compare, detail = migration_rules.either_compare([
-            ctx.compare_host_cpu(xml) if what == "host" else ctx.compare_cpu(f)
+            ctx.host_facts.compare_host_cpu(xml) if what == "host" else ctx.host_facts.compare_cpu(f)
             for what in migration_rules.cpu_compared_with(f.virt_type)])
     unlisted = migration_rules.x86_hypervisor_unlisted(f.cpu_features, f.arch)
     rule = migration_rules.cpu_ruling(test, mode=f.cpu_mode, mode_supported=mode_supported, compare=compare,
@@ -89,6 +90,6 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
 def memory(ctx: CheckContext, t: Target) -> Results:
     """The destination has at least the guest's current memory free."""
     need = t.facts.memory_kib * 1024
-    free = ctx.free_memory()
+    free = ctx.host_facts.free_memory()
     msg = f"guest needs {need / 2**20:.0f} MiB, destination has {free / 2**20:.0f} MiB free"
     return failed(msg) if free < need else passed(msg)

@@ -6,11 +6,11 @@ are recorded in ``connect_errors`` and become HOST-REACHABLE findings.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING
 
-from coordinator.core import domdoc, domfacts, migration_rules
+from coordinator.core import domdoc, domfacts
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.model import SecretPlan
 from coordinator.core.params import MigrationPolicy
@@ -22,37 +22,10 @@ from coordinator.steps.provision import SecretProvisioner, SourceSecrets
 from coordinator.virt.guest import Guest, GuestStatus, JobInfo
 from coordinator.virt.host import Host
 
+from .host_facts import HostFacts, Memo
+
 if TYPE_CHECKING:  # the SSH seam is loaded when a runner is first asked for (runner()), not at start-up
-    from coordinator.ssh.runner import CommandResult, CommandRunner
-
-
-_MISSING = object()
-T = TypeVar("T")
-
-
-class Memo:
-    """Answers to read-only questions asked during one run, each computed once per key and shared by
-    every check and every domain — and, when the caller hands one memo to several contexts, by every
-    destination (an evacuation plan: the source's answers are asked once for all of them). Keys name
-    the host (its URI) and the question. Thread-safe: whoever asks for a key being computed waits for
-    that answer instead of asking again. A question that raises is not remembered."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._answers: dict[Hashable, Any] = {}
-        self._asking: dict[Hashable, threading.Lock] = {}
-
-    def get(self, key: Hashable, ask: Callable[[], T]) -> T:
-        answer = self._answers.get(key, _MISSING)
-        if answer is not _MISSING:
-            return cast(T, answer)
-        with self._lock:
-            one = self._asking.setdefault(key, threading.Lock())
-        with one:
-            answer = self._answers.get(key, _MISSING)
-            if answer is _MISSING:
-                answer = self._answers[key] = ask()
-        return cast(T, answer)
+    from coordinator.ssh.runner import CommandRunner
 
 
 @dataclass
@@ -118,13 +91,21 @@ class CheckContext:
     # What hosts said: shared by a caller checking the same source against several destinations (one
     # run for all of them); None: each run_checks of this context asks afresh (``new_run``).
     memo: Memo | None = field(default=None, repr=False)
-    _run_memo: Memo = field(default_factory=Memo, repr=False)
+    host_facts: HostFacts = field(init=False, repr=False)  # this run's host queries (``new_run``)
     _runners: dict[str, CommandRunner | None] = field(default_factory=dict, repr=False)
     _plans: dict[str, list[SecretPlan]] = field(default_factory=dict, repr=False)
     _by_check: dict[str, tuple[list[SecretPlan], dict[str, list[SecretPlan]]]] = field(default_factory=dict,
                                                                                      repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _source_secrets: SourceSecrets | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.new_run()
+
+    def unreachable(self, roles: Sequence[str]) -> list[str]:
+        """Those of ``roles`` ("src", "dst") whose host could not be connected to."""
+        hosts = {"src": self.src, "dst": self.dst}
+        return [r for r in roles if hosts[r] is None]
 
     @property
     def policy(self) -> MigrationPolicy:
@@ -197,74 +178,11 @@ class CheckContext:
             self._plans[t.name] = plans
             self._by_check.pop(t.name, None)
 
-    # -- what a host says, asked once per run (``memo``) -------------------------------------------
-    def once(self, key: Hashable, ask: Callable[[], T]) -> T:
-        """``ask()`` the first time ``key`` is asked in this run (``memo``), its answer afterwards."""
-        return (self.memo or self._run_memo).get(key, ask)
-
+    # -- what a host says, asked once per run (``host_facts``) -------------------------------------
     def new_run(self) -> None:
         """A new run of this context (``run_checks``): what hosts said in an earlier one is asked again
         (a context may be checked again after the operator fixed something); a caller's memo stays."""
-        self._run_memo = Memo()
-
-    def dst_domains(self) -> dict[str, tuple[str, str]]:
-        """The destination's domains, listed once per run (``Host.domain_index``)."""
-        return self.once(("domain_index", self.dst_uri), self.destination.domain_index)
-
-    def domcaps(self, host: Host, f: domfacts.DomainFacts) -> str:
-        """virConnectGetDomainCapabilities for this domain's emulator/arch/machine/virt type, once per run.
-        NOTE: libvirt refuses the call for a machine type its QEMU does not know (a guest started on a newer
-        QEMU); MACHINE-TYPE reports that, and the other questions are then asked of the default machine."""
-        machine = f.machine if f.machine in self.machine_types(host, f.arch or "x86_64") else None
-        return self.once(("domcaps", host.uri, f.emulator or "", f.arch or "", machine or "", f.virt_type),
-                         lambda: host.domain_capabilities(f.emulator, f.arch, machine, f.virt_type))
-
-    def machine_types(self, host: Host, arch: str) -> frozenset[str]:
-        """The machine types ``host``'s QEMU knows for ``arch`` (virConnectGetCapabilities, once per run)."""
-        caps = self.once(("capabilities", host.uri), host.capabilities)
-        return migration_rules.machine_types(caps, arch)
-
-    def lib_version(self, host: Host) -> int:
-        return self.once(("lib_version", host.uri), host.lib_version)
-
-    def hypervisor_version(self, host: Host) -> int:
-        return self.once(("hypervisor_version", host.uri), host.hypervisor_version)
-
-    def free_memory(self) -> int:
-        """The destination's free memory, read once per run."""
-        return self.once(("free_memory", self.dst_uri), self.destination.free_memory)
-
-    def network_state(self, name: str) -> str | None:
-        return self.once(("network_state", self.dst_uri, name), lambda: self.destination.network_state(name))
-
-    def pool_state(self, name: str) -> str | None:
-        return self.once(("pool_state", self.dst_uri, name), lambda: self.destination.pool_state(name))
-
-    def pool_by_target_path(self, path: str) -> str | None:
-        return self.once(("pool_by_target_path", self.dst_uri, path),
-                         lambda: self.destination.pool_by_target_path(path))
-
-    def volume_source(self, host: Host, pool: str, volume: str) -> tuple[str, str] | None:
-        return self.once(("volume_source", host.uri, pool, volume), lambda: host.volume_source(pool, volume))
-
-    def compare_cpu(self, f: domfacts.DomainFacts) -> tuple[str, str]:
-        """The destination's virConnectCompareHypervisorCPU of this CPU (once per distinct CPU and run)."""
-        assert f.cpu_xml is not None
-        xml = f.cpu_xml
-        return self.once(("compare_cpu", self.dst_uri, xml, f.emulator, f.arch, f.machine, f.virt_type),
-                         lambda: self.destination.compare_cpu(xml, emulator=f.emulator, arch=f.arch,
-                                                              machine=f.machine, virttype=f.virt_type))
-
-    def compare_host_cpu(self, cpu_xml: str) -> tuple[str, str]:
-        """The destination's virConnectCompareCPU of this CPU (once per distinct CPU and run)."""
-        return self.once(("compare_host_cpu", self.dst_uri, cpu_xml),
-                         lambda: self.destination.compare_host_cpu(cpu_xml))
-
-    def probe(self, role: str, runner: CommandRunner, fmt: str, *args: str) -> CommandResult:
-        """One read-only SSH command on ``role``'s host, run once per run (e.g. swtpm's capabilities,
-        the filesystem under the TPM state directory: the same for every domain)."""
-        uri = self.src_uri if role == "src" else self.dst_uri
-        return self.once(("probe", uri, fmt, args), lambda: runner.run(fmt, *args))
+        self.host_facts = HostFacts(self.src_uri, self.dst_uri, self.dst, self.memo or Memo())
 
     def close_runners(self) -> None:
         for r in self._runners.values():

@@ -65,7 +65,7 @@ def domain_postcopy(ctx: CheckContext, t: Target) -> Results:
 def domain_exists(ctx: CheckContext, t: Target) -> Results:
     """No domain with the same name or UUID exists on the destination."""
     clashes: dict[str, str] = {}
-    index = ctx.dst_domains()
+    index = ctx.host_facts.dst_domains()
     uuid = t.guest.uuid
     if uuid in index and t.status.active and _ownership(ctx, t).action is JobAction.ADOPT:
         # NOTE: the incoming side of a dead migcoord run's migration to this destination, which

@@ -238,6 +238,9 @@ def unskippable(ids: Iterable[str], registry: Registry | None = None) -> list[Ch
     return [reg.checks[i] for i in ids if i in reg.checks and reg.checks[i].override]
 
 
+Job = tuple[Check, tuple[Any, ...], str]  # a check, its arguments (ctx[, target]) and the subject of its findings
+
+
 def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str] = (), *,
                registry: Registry | None = None, max_workers: int = MAX_WORKERS,
                only_blocking: bool = False) -> Report:
@@ -249,50 +252,65 @@ def run_checks(ctx: CheckContext, skip: Iterable[str] = (), waive: Iterable[str]
     nearly all pass)."""
     reg = registry or REGISTRY
     skip_set, waive_set = frozenset(skip), frozenset(waive)
-    new_run = getattr(ctx, "new_run", None)  # NOTE: unit tests pass plain namespaces as contexts
-    if new_run is not None:
-        new_run()
+    ctx.new_run()
+    runnable, findings = select(ctx, reg, skip_set)
+    findings += execute(schedule(ctx, runnable, max_workers), waive_set, only_blocking, max_workers)
+    if only_blocking:
+        findings = [f for f in findings if f.blocking or f.decisive]
     order = {cid: i for i, cid in enumerate(reg.checks)}
+    findings.sort(key=lambda f: (order.get(f.check_id, len(order)), f.subject, f.message))
+    return Report(findings=tuple(findings), waived=tuple(sorted(waive_set)), skipped=tuple(sorted(skip_set)))
+
+
+def select(ctx: CheckContext, reg: Registry, skip: frozenset[str]) -> tuple[list[Check], list[Finding]]:
+    """The checks to run, in registration order, and the ``skipped`` findings of the others (skipped on
+    request, or a host they need is unreachable)."""
+    runnable: list[Check] = []
     findings: list[Finding] = []
-    pair_jobs: list[tuple[Check, tuple[Any, ...], str]] = []
-    domain_checks: list[Check] = []
     for c in reg.checks.values():
-        if not _selected(c, skip_set):
+        if not _selected(c, skip):
             findings.append(Finding(c.id, c.severity, "skipped", "-", "skipped on request", c.hint, c.transport))
             continue
-        missing = [h for h in c.needs if getattr(ctx, h, None) is None]
+        missing = ctx.unreachable(c.needs)
         if missing:
             findings.append(Finding(c.id, c.severity, "skipped", "-",
                                     f"not run: {' and '.join(missing)} host unreachable", c.hint, c.transport))
             continue
-        if c.scope == "pair":
-            pair_jobs.append((c, (ctx,), "-"))
-        else:
-            domain_checks.append(c)
+        runnable.append(c)
+    return runnable, findings
+
+
+def schedule(ctx: CheckContext, runnable: Sequence[Check], max_workers: int) -> list[list[Job]]:
+    """The lanes (one task each): one per pair check, and the domains dealt out to at most ``max_workers``
+    lanes, each running all domain checks of its domains."""
     # NOTE: one task per pair check (their host calls overlap) and the domains dealt out to at most
     # max_workers tasks, each running all checks of its domains: what a domain check asks a host is
-    # asked once per run (CheckContext.memo), so with hundreds of domains the rest is pure Python, and
-    # a task per domain (or per check and domain) costs more in scheduling than the checks themselves.
-    jobs: list[list[tuple[Check, tuple[Any, ...], str]]] = [[j] for j in pair_jobs]
-    targets = tuple(getattr(ctx, "targets", ()))
-    lanes = max(1, min(max_workers, len(targets)))
-    jobs += [[(c, (ctx, t), t.name) for t in targets[i::lanes] for c in domain_checks]
-             for i in range(lanes) if targets[i::lanes]]
+    # asked once per run (CheckContext.host_facts), so with hundreds of domains the rest is pure Python,
+    # and a task per domain (or per check and domain) costs more in scheduling than the checks themselves.
+    lanes: list[list[Job]] = [[(c, (ctx,), "-")] for c in runnable if c.scope == "pair"]
+    domain_checks = [c for c in runnable if c.scope != "pair"]
+    targets = tuple(ctx.targets)
+    n = max(1, min(max_workers, len(targets)))
+    lanes += [[(c, (ctx, t), t.name) for t in targets[i::n] for c in domain_checks]
+              for i in range(n) if targets[i::n]]
+    return lanes
 
-    def run_lane(lane: list[tuple[Check, tuple[Any, ...], str]]) -> list[Finding]:
+
+def execute(lanes: Sequence[Sequence[Job]], waive: frozenset[str], only_blocking: bool,
+            max_workers: int) -> list[Finding]:
+    """Run the lanes on a pool of at most ``max_workers`` threads; their findings, lane by lane."""
+    def run_lane(lane: Sequence[Job]) -> list[Finding]:
         out: list[Finding] = []
         for c, args, subject in lane:
-            _run_one(c, args, subject, waive_set, only_blocking, out)
+            _run_one(c, args, subject, waive, only_blocking, out)
         return out
 
-    if jobs:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(jobs)))) as pool:
-            for batch in pool.map(run_lane, jobs):
+    findings: list[Finding] = []
+    if lanes:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(lanes)))) as pool:
+            for batch in pool.map(run_lane, lanes):
                 findings.extend(batch)
-    if only_blocking:
-        findings = [f for f in findings if f.blocking or f.decisive]
-    findings.sort(key=lambda f: (order.get(f.check_id, len(order)), f.subject, f.message))
-    return Report(findings=tuple(findings), waived=tuple(sorted(waive_set)), skipped=tuple(sorted(skip_set)))
+    return findings
 
 
 def _run_one(c: Check, args: tuple[Any, ...], subject: str, waive: frozenset[str], only_blocking: bool,

@@ -29,7 +29,7 @@ def networks(ctx: CheckContext, t: Target) -> Results:
     """Every libvirt network the domain's interfaces use exists and is active on the destination."""
     if not t.facts.networks:
         return passed("the domain uses no libvirt network")
-    out = _all_active("network", t.facts.networks, ctx.network_state, ctx.policy_for(t).live)
+    out = _all_active("network", t.facts.networks, ctx.host_facts.network_state, ctx.policy_for(t).live)
     return out or passed(f"network(s) {', '.join(t.facts.networks)} active on the destination")
 
 
@@ -39,7 +39,7 @@ def pools(ctx: CheckContext, t: Target) -> Results:
     """Every storage pool the domain's volume disks use exists and is active on the destination."""
     if not t.facts.pools:
         return passed("the domain uses no storage pool volume")
-    out = _all_active("storage pool", t.facts.pools, ctx.pool_state, ctx.policy_for(t).live)
+    out = _all_active("storage pool", t.facts.pools, ctx.host_facts.pool_state, ctx.policy_for(t).live)
     return out or passed(f"pool(s) {', '.join(t.facts.pools)} active on the destination")
 
 
@@ -51,7 +51,7 @@ def _disks(ctx: CheckContext, t: Target) -> list[migration_rules.Disk]:
     for d in t.facts.disks:
         kind, path = d.type, d.path
         if d.type == "volume" and d.pool and d.volume:
-            src = ctx.volume_source(ctx.source, d.pool, d.volume)
+            src = ctx.host_facts.volume_source(ctx.source, d.pool, d.volume)
             kind, path = src[1] if src else "volume", src[0] if src else None
         out.append(migration_rules.Disk(target=d.target or "?", actual_type=kind, path=path,
                                         readonly=d.readonly, shareable=d.shareable, cache=d.cache))
@@ -64,7 +64,7 @@ def _probe(ctx: CheckContext, role: str, fmt: str, path: str) -> str | None:
     if runner is None:
         return None
     try:
-        r = ctx.probe(role, runner, fmt, path)
+        r = ctx.host_facts.probe(role, runner, fmt, path)
     except MigcoordError:  # NOTE: SSH is optional here: a host it cannot reach leaves the fact unknown
         return None
     line = next((ln.strip() for ln in r.stdout.splitlines() if ln.strip()), "")
@@ -89,8 +89,8 @@ def storage_shared(ctx: CheckContext, t: Target) -> list[Result] | Result:
         return passed("offline migration: libvirt does not check storage" if not policy.live
                       else "--unsafe: libvirt does not check storage")
     assert ctx.source is not None
-    qemu = ctx.hypervisor_version(ctx.source)
-    lib = ctx.lib_version(ctx.source)
+    qemu = ctx.host_facts.hypervisor_version(ctx.source)
+    lib = ctx.host_facts.lib_version(ctx.source)
     rulings = []
     for d in _disks(ctx, t):
         fs = _probe(ctx, "src", "stat -f -c %T {}", d.path) if d.actual_type == "file" and d.path else None
@@ -114,8 +114,8 @@ def storage_on_dest(ctx: CheckContext, t: Target) -> list[Result] | Result:
     rulings = []
     for d, fd in zip(_disks(ctx, t), t.facts.disks, strict=True):
         if fd.type == "volume" and fd.pool and fd.volume:
-            if ctx.pool_state(fd.pool) == "active":  # a missing pool is STORAGE-POOL-UNAVAILABLE's
-                on_dst = ctx.volume_source(ctx.destination, fd.pool, fd.volume) is not None
+            if ctx.host_facts.pool_state(fd.pool) == "active":  # a missing pool is STORAGE-POOL-UNAVAILABLE's
+                on_dst = ctx.host_facts.volume_source(ctx.destination, fd.pool, fd.volume) is not None
                 rulings.append((d.target, migration_rules.ok(f"volume {fd.volume} in pool {fd.pool}") if on_dst
                                 else migration_rules.refuse(f"pool {fd.pool} on the destination has no volume "
                                                             f"{fd.volume}")))
@@ -125,7 +125,7 @@ def storage_on_dest(ctx: CheckContext, t: Target) -> list[Result] | Result:
         exists = _probe(ctx, "dst", "test -e {} && echo yes || echo no", d.path)
         pool = None
         if migration_rules.copied(d, policy.copy_storage) and d.actual_type == "file":
-            pool = ctx.pool_by_target_path(d.path.rsplit("/", 1)[0] or "/") is not None
+            pool = ctx.host_facts.pool_by_target_path(d.path.rsplit("/", 1)[0] or "/") is not None
         rulings.append((d.target, migration_rules.dest_ruling(
             d, live=True, copy_storage=policy.copy_storage,
             exists_on_dst=None if exists is None else exists == "yes", dst_pool_covers=pool)))

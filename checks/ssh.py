@@ -189,7 +189,7 @@ def _which(runner, program: str) -> str | None:
 def _capabilities(ctx: CheckContext, runner: CommandRunner) -> SwtpmCaps:
     """The destination swtpm's capabilities (asked once per run). Raises ValueError with the reason when
     swtpm cannot report them."""
-    r = ctx.probe("dst", runner, "swtpm socket --print-capabilities")
+    r = ctx.host_facts.probe("dst", runner, "swtpm socket --print-capabilities")
     if not r.ok:
         raise ValueError(f"exit status {r.exit_status}" + (f": {_first_line(r.stderr)}" if r.stderr.strip() else ""))
     return parse_capabilities(r.stdout)
@@ -198,13 +198,13 @@ def _capabilities(ctx: CheckContext, runner: CommandRunner) -> SwtpmCaps:
 def _existing_dir(ctx: CheckContext, runner: CommandRunner, path: str) -> str:
     """``path`` or its nearest existing ancestor on the destination (libvirt creates the state dir on first
     use); asked once per path and run."""
-    r = ctx.probe("dst", runner,
+    r = ctx.host_facts.probe("dst", runner,
                   'd={}; while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; printf "%s\\n" "$d"', path)
     return _first_line(r.stdout) or "/"
 
 
 def _fs_type(ctx: CheckContext, runner: CommandRunner, path: str) -> str | None:
-    r = ctx.probe("dst", runner, "stat -f -c %T {}", path)
+    r = ctx.host_facts.probe("dst", runner, "stat -f -c %T {}", path)
     return _first_line(r.stdout) if r.ok else None
 
 
@@ -245,14 +245,14 @@ def swtpm_capabilities(ctx: CheckContext, t: Target) -> Results:
         return failed(f"swtpm on {runner.host} cannot report its capabilities ({e})")
     state_dir = state_dir_of(t.facts)
     fs = _fs_type(ctx, runner, _existing_dir(ctx, runner, state_dir))
-    shared = bool(fs and fs_is_shared(fs, ctx.lib_version(ctx.destination)))
+    shared = bool(fs and fs_is_shared(fs, ctx.host_facts.lib_version(ctx.destination)))
     needed = required_features(tuple(x.version for x in tpms), shared)
     missing = missing_features(caps, needed)
     where = f"TPM state in {state_dir} on {fs or 'an unknown filesystem'}" + (" (shared)" if shared else "")
     if shared:
         # NOTE: libvirt migrates TPM state on shared storage only from 8.10 on (both sides).
         old = [h.uri for h in (ctx.source, ctx.destination)
-               if h is not None and ctx.lib_version(h) < SHARED_STATE_LIBVIRT]
+               if h is not None and ctx.host_facts.lib_version(h) < SHARED_STATE_LIBVIRT]
         if old:
             return failed(f"{where}: needs libvirt ≥ 8.10 on both hosts; older on {', '.join(old)}")
     if missing:
@@ -310,7 +310,7 @@ def tpm_state_space(ctx: CheckContext, t: Target) -> Results:
         return skipped(NO_SSH)
     state_dir = state_dir_of(t.facts)
     where = _existing_dir(ctx, runner, state_dir)
-    r = ctx.probe("dst", runner, "df -Pk {}", where)
+    r = ctx.host_facts.probe("dst", runner, "df -Pk {}", where)
     if not r.ok:
         return failed(f"df -Pk {where} on {runner.host} failed: {_first_line(r.stderr) or r.exit_status}")
     try:
@@ -334,11 +334,11 @@ def secret_at_rest(ctx: CheckContext, t: Target) -> Results:
     runner = _runner(ctx, "dst")
     if runner is None:
         return skipped(NO_SSH)
-    version = ctx.lib_version(ctx.destination)
+    version = ctx.host_facts.lib_version(ctx.destination)
     if version >= SECRETS_ENCRYPTED_SINCE:
-        conf = ctx.probe("dst", runner, "cat {}", SECRET_CONF)
+        conf = ctx.host_facts.probe("dst", runner, "cat {}", SECRET_CONF)
         encrypt, key = encryption_settings(conf.stdout if conf.ok else "")
-        if encrypts_at_rest(version, encrypt, ctx.probe("dst", runner, "test -f {}", key).ok):
+        if encrypts_at_rest(version, encrypt, ctx.host_facts.probe("dst", runner, "test -f {}", key).ok):
             return passed(f"libvirt {version_str(version)} on the destination encrypts secrets at rest (key {key})")
     why = (f"libvirt {version_str(version)} < {version_str(SECRETS_ENCRYPTED_SINCE)}"
            if version < SECRETS_ENCRYPTED_SINCE else

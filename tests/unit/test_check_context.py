@@ -65,27 +65,24 @@ def test_a_target_reads_status_and_job_once_for_every_destination_and_thread():
 
 
 def test_each_run_of_a_context_asks_afresh_unless_the_caller_shares_a_memo():
-    from types import SimpleNamespace
+    from check_fakes import StubHost, context
 
-    from checks.context import CheckContext
     from checks.registry import Registry, passed, run_checks
 
     asked: list[int] = []
-    dst = SimpleNamespace(uri="qemu+tls://hv2/system", free_memory=lambda: asked.append(1) or 1)
+    dst = StubHost("qemu+tls://hv2/system", free_memory=lambda: asked.append(1) or 1)
     reg = Registry()
 
     @reg.check("FREE", needs=())
     def free(ctx, t):
-        return passed(str(ctx.free_memory()))
+        return passed(str(ctx.host_facts.free_memory()))
 
-    targets = tuple(Target(ident=f"vm{i}", guest=None, doc=domdoc.read([f"<domain><name>vm{i}</name></domain>"]))
-                    for i in range(5))
-    ctx = CheckContext("qemu+tls://hv1/system", dst.uri, None, dst, targets=targets)  # type: ignore[arg-type]
+    names = [f"vm{i}" for i in range(5)]
+    ctx = context(names, dst=dst, dst_uri=dst.uri)
     run_checks(ctx, registry=reg)
     run_checks(ctx, registry=reg)  # e.g. after the operator freed memory: asked again
     assert len(asked) == 2
-    shared = CheckContext("qemu+tls://hv1/system", dst.uri, None, dst, targets=targets,  # type: ignore[arg-type]
-                          memo=Memo())
+    shared = context(names, dst=dst, dst_uri=dst.uri, memo=Memo())
     run_checks(shared, registry=reg)
     run_checks(shared, registry=reg)
     assert len(asked) == 3

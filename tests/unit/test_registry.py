@@ -4,9 +4,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from types import SimpleNamespace
-
 import pytest
+from check_fakes import context, reachable
 
 from checks.registry import Check, Finding, Registry, Report, failed, passed, run_checks
 
@@ -40,7 +39,7 @@ def make_registry(*extra: Check) -> Registry:
     return reg
 
 
-CTX = SimpleNamespace(targets=(SimpleNamespace(name="vm1"), SimpleNamespace(name="vm2")), src=None, dst=None)
+CTX = context(["vm1", "vm2"])  # both hosts unreachable
 
 
 def statuses(report: Report) -> dict[tuple[str, str], str]:
@@ -108,7 +107,7 @@ def test_checks_run_concurrently():
         time.sleep(0.01)
         return passed("ok")
 
-    ctx = SimpleNamespace(targets=tuple(SimpleNamespace(name=f"vm{i}") for i in range(4)))
+    ctx = context([f"vm{i}" for i in range(4)])
     r = run_checks(ctx, registry=reg, max_workers=4)
     assert [f.status for f in r.findings] == ["pass"] * 4
 
@@ -151,7 +150,7 @@ def test_unknown_never_blocks_and_the_verdict_line_names_it():
     reg.check("A-UNKNOWN")(lambda ctx, t: unknown("whether /x is on a shared filesystem is unknown; use --ssh"))
     reg.check("B-LOWERED")(lambda ctx, t: failed("offline: only a warning", severity="warning"))
     reg.check("C-OK")(lambda ctx, t: passed("fine"))
-    rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg)
+    rep = run_checks(context(["vm"], **reachable()), registry=reg)
     assert rep.ok and [f.check_id for f in rep.unknowns] == ["A-UNKNOWN"]
     assert [(f.check_id, f.severity, f.status) for f in rep.findings] == [
         ("A-UNKNOWN", "error", "unknown"), ("B-LOWERED", "warning", "fail"), ("C-OK", "error", "pass")]
@@ -169,12 +168,12 @@ def test_unknown_never_blocks_and_the_verdict_line_names_it():
     # A warning-severity check's unknown only informs: a go, named in the last line.
     reg_w = Registry()
     reg_w.check("W-UNKNOWN", severity="warning")(lambda ctx, t: unknown("whether it is tidy is unknown"))
-    rep_w = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg_w)
+    rep_w = run_checks(context(["vm"], **reachable()), registry=reg_w)
     assert rep_w.ok and not rep_w.decisive and rep_w.verdict == "go" and exit_code(rep_w) == 0
     assert render_table(rep_w).splitlines()[-1] == "GO with unknowns: W-UNKNOWN (vm): whether it is tidy is unknown"
 
     reg.check("D-BLOCKS")(lambda ctx, t: failed("refused"))
-    rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg)
+    rep = run_checks(context(["vm"], **reachable()), registry=reg)
     assert not rep.ok and render_table(rep).splitlines()[-1] == "BLOCKED by D-BLOCKS"
     assert rep.verdict == "block" and exit_code(rep) == exit_code(rep, accept_unknown=True) == 1
 
@@ -202,7 +201,7 @@ def test_only_blocking_reports_keep_the_decisive_unknowns():
     reg.check("A-UNKNOWN")(lambda ctx, t: unknown("not learnt"))
     reg.check("W-UNKNOWN", severity="warning")(lambda ctx, t: unknown("not learnt either"))
     reg.check("C-OK")(lambda ctx, t: passed("fine"))
-    rep = run_checks(SimpleNamespace(src=1, dst=1, targets=[SimpleNamespace(name="vm")]), registry=reg,
+    rep = run_checks(context(["vm"], **reachable()), registry=reg,
                      only_blocking=True)
     assert [f.check_id for f in rep.findings] == ["A-UNKNOWN"] and rep.verdict == "unknown"
 
@@ -243,6 +242,6 @@ def test_domains_are_dealt_out_to_at_most_max_workers_tasks():
         threads.add(threading.current_thread().name)
         return passed("ok")
 
-    ctx = SimpleNamespace(targets=tuple(SimpleNamespace(name=f"vm{i}") for i in range(50)))
+    ctx = context([f"vm{i}" for i in range(50)])
     r = run_checks(ctx, registry=reg, max_workers=3)
     assert len(r.findings) == 50 and 1 <= len(threads) <= 3
