@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar
 
 from coordinator.virt.errors import error_summary
@@ -85,15 +85,14 @@ F = TypeVar("F", PairCheckFn, DomainCheckFn)
 
 
 @dataclass(frozen=True)
-class Check:
-    id: str
-    fn: CheckFn
-    severity: str
-    transport: str
-    scope: str
-    tags: tuple[str, ...]
-    hint: str
-    summary: str
+class CheckSpec:
+    """What a check declares besides its id and function (``@check(id, **spec)``)."""
+
+    severity: str = "error"
+    transport: str = "libvirt"
+    scope: str = "domain"
+    tags: tuple[str, ...] = ()
+    hint: str = ""
     needs: tuple[str, ...] = ("src", "dst")
     # Set for a security rule: the only way past it is this explicit option (e.g. --allow-plaintext-secrets),
     # never --skip (by id or tag) or --waive — the flows enforce the rule again, so a skipped check would
@@ -102,6 +101,20 @@ class Check:
     concerns: Callable[[Target], bool] | None = None  # pair checks: the domains it matters for (None: all)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", tuple(self.tags))  # NOTE: a list given is kept as a tuple
+        object.__setattr__(self, "needs", tuple(self.needs))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check(CheckSpec):
+    """A registered check: its spec, its id, its function and the first line of its docstring."""
+
+    id: str
+    fn: CheckFn
+    summary: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.severity not in SEVERITIES:
             raise ValueError(f"{self.id}: severity must be one of {SEVERITIES}")
         if self.transport not in TRANSPORTS:
@@ -120,14 +133,12 @@ class Registry:
         self.checks[c.id] = c
         return c
 
-    def check(self, id: str, *, severity: str = "error", transport: str = "libvirt", scope: str = "domain",
-              tags: Sequence[str] = (), hint: str = "", needs: Sequence[str] = ("src", "dst"),
-              override: str = "", concerns: Callable[[Target], bool] | None = None) -> Callable[[F], F]:
+    def check(self, id: str, spec: CheckSpec = CheckSpec()) -> Callable[[F], F]:
+        """Register the decorated function as check ``id``; its summary is its docstring's first line."""
         def deco(fn: F) -> F:
             summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-            self.register(Check(id=id, fn=fn, severity=severity, transport=transport, scope=scope,
-                                tags=tuple(tags), hint=hint, summary=summary, needs=tuple(needs),
-                                override=override, concerns=concerns))
+            meta = {f.name: getattr(spec, f.name) for f in fields(CheckSpec)}
+            self.register(Check(id=id, fn=fn, summary=summary, **meta))
             return fn
         return deco
 
@@ -135,9 +146,10 @@ class Registry:
 REGISTRY = Registry()
 
 
-def check(id: str, **kw: Any) -> Callable[[F], F]:
-    """Register a check in the default registry: ``@check("CPU-INCOMPATIBLE", tags=("cpu",), ...)``."""
-    return REGISTRY.check(id, **kw)
+def check(id: str, **spec: Any) -> Callable[[F], F]:
+    """Register a check in the default registry: ``@check("CPU-INCOMPATIBLE", tags=("cpu",), ...)``
+    (``spec``: the fields of ``CheckSpec``)."""
+    return REGISTRY.check(id, CheckSpec(**spec))
 
 
 def blocks(status: str, severity: str) -> bool:

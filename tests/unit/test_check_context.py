@@ -67,13 +67,13 @@ def test_a_target_reads_status_and_job_once_for_every_destination_and_thread():
 def test_each_run_of_a_context_asks_afresh_unless_the_caller_shares_a_memo():
     from check_fakes import StubHost, context
 
-    from checks.registry import Registry, passed, run_checks
+    from checks.registry import CheckSpec, Registry, passed, run_checks
 
     asked: list[int] = []
     dst = StubHost("qemu+tls://hv2/system", free_memory=lambda: asked.append(1) or 1)
     reg = Registry()
 
-    @reg.check("FREE", needs=())
+    @reg.check("FREE", CheckSpec(needs=()))
     def free(ctx, t):
         return passed(str(ctx.host_facts.free_memory()))
 

@@ -7,30 +7,30 @@ import time
 import pytest
 from check_fakes import context, reachable
 
-from checks.registry import Check, Finding, Registry, Report, failed, passed, run_checks
+from checks.registry import Check, CheckSpec, Finding, Registry, Report, failed, passed, run_checks
 
 
 def make_registry(*extra: Check) -> Registry:
     reg = Registry()
 
-    @reg.check("A-PASS", scope="pair", tags=("alpha",), hint="h-a", needs=())
+    @reg.check("A-PASS", CheckSpec(scope="pair", tags=("alpha",), hint="h-a", needs=()))
     def a(ctx):
         """Always passes."""
         return passed("fine", "host")
 
-    @reg.check("B-FAIL", tags=("beta",), hint="h-b", needs=())
+    @reg.check("B-FAIL", CheckSpec(tags=("beta",), hint="h-b", needs=()))
     def b(ctx, t):
         return failed(f"{t.name} bad")
 
-    @reg.check("C-WARN", severity="warning", tags=("beta", "gamma"), needs=())
+    @reg.check("C-WARN", CheckSpec(severity="warning", tags=("beta", "gamma"), needs=()))
     def c(ctx, t):
         return [failed("meh")]
 
-    @reg.check("D-RAISES", tags=("delta",), needs=())
+    @reg.check("D-RAISES", CheckSpec(tags=("delta",), needs=()))
     def d(ctx, t):
         raise RuntimeError("libvirt went away")
 
-    @reg.check("E-NEEDS-DST", scope="pair", needs=("dst",))
+    @reg.check("E-NEEDS-DST", CheckSpec(scope="pair", needs=("dst",)))
     def e(ctx):
         return passed("ok")
 
@@ -101,7 +101,7 @@ def test_checks_run_concurrently():
     barrier = threading.Barrier(4, timeout=5)
     reg = Registry()
 
-    @reg.check("SLOW", needs=())
+    @reg.check("SLOW", CheckSpec(needs=()))
     def slow(ctx, t):
         barrier.wait()  # only returns when 4 run at the same time
         time.sleep(0.01)
@@ -167,7 +167,7 @@ def test_unknown_never_blocks_and_the_verdict_line_names_it():
 
     # A warning-severity check's unknown only informs: a go, named in the last line.
     reg_w = Registry()
-    reg_w.check("W-UNKNOWN", severity="warning")(lambda ctx, t: unknown("whether it is tidy is unknown"))
+    reg_w.check("W-UNKNOWN", CheckSpec(severity="warning"))(lambda ctx, t: unknown("whether it is tidy is unknown"))
     rep_w = run_checks(context(["vm"], **reachable()), registry=reg_w)
     assert rep_w.ok and not rep_w.decisive and rep_w.verdict == "go" and exit_code(rep_w) == 0
     assert render_table(rep_w).splitlines()[-1] == "GO with unknowns: W-UNKNOWN (vm): whether it is tidy is unknown"
@@ -199,7 +199,7 @@ def test_only_blocking_reports_keep_the_decisive_unknowns():
     from checks.registry import unknown
     reg = Registry()
     reg.check("A-UNKNOWN")(lambda ctx, t: unknown("not learnt"))
-    reg.check("W-UNKNOWN", severity="warning")(lambda ctx, t: unknown("not learnt either"))
+    reg.check("W-UNKNOWN", CheckSpec(severity="warning"))(lambda ctx, t: unknown("not learnt either"))
     reg.check("C-OK")(lambda ctx, t: passed("fine"))
     rep = run_checks(context(["vm"], **reachable()), registry=reg,
                      only_blocking=True)
@@ -237,7 +237,7 @@ def test_domains_are_dealt_out_to_at_most_max_workers_tasks():
     threads: set[str] = set()
     reg = Registry()
 
-    @reg.check("WHERE", needs=())
+    @reg.check("WHERE", CheckSpec(needs=()))
     def where(ctx, t):
         threads.add(threading.current_thread().name)
         return passed("ok")
