@@ -12,12 +12,13 @@ import hmac
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from coordinator.core import domxml
 from coordinator.core.errors import Blocked, SecretMismatch, SecretUnavailable
 from coordinator.core.model import SecretAction, SecretInfo, SecretPlan, SecretRef, SecretValue, Verdict
-from coordinator.core.secret_rules import (SecretPolicy, definition_verdict, needs_usage_lookup, value_verdict,
+from coordinator.core.secret_rules import (Comparison, CompareValues, GivenValue, SecretFacts, SecretPolicy,
+                                           ValueWhereFrom, needs_usage_lookup, plan_secret, value_question,
                                            wanted_flags)
 from coordinator.core.secret_xml import with_flags
 from coordinator.steps.transport import check_transport, values_may_cross
@@ -84,7 +85,6 @@ class SourceSecrets:
             return self._values[uuid]
 
 
-@dataclass
 class SecretProvisioner:
     """One run's secret work between a source and a destination host.
 
@@ -92,21 +92,23 @@ class SecretProvisioner:
     compare, provisioning), so the transport rule (``core.uris.check_transport``) is enforced
     here for every entry point — migrate, evacuate, its dry run, the checks, library callers:
     over an unprotected channel no value is read (``Verdict.VALUE_NOT_READ``) and ``apply``
-    refuses before writing anything."""
+    refuses before writing anything.
 
-    src: Host
-    dst: Host
-    keyring: KeyRing = field(default_factory=KeyRing)
-    policy: SecretPolicy = field(default_factory=SecretPolicy)
-    journal: Journal = field(default_factory=Journal)
-    created: list[str] = field(default_factory=list)
-    source: SourceSecrets | None = None  # shared across destinations; made on demand
-    _usages: dict[tuple[str, str], str] | None = field(default=None, init=False, repr=False)
-    _usages_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    ``plan`` only gathers facts (``SecretFacts``: what the hosts and the keyring say, never a value);
+    ``core.secret_rules.plan_secret`` decides."""
 
-    def __post_init__(self) -> None:
-        if self.source is None:
-            self.source = SourceSecrets(self.src, self.keyring)
+    def __init__(self, src: Host, dst: Host, keyring: KeyRing | None = None, policy: SecretPolicy | None = None,
+                 journal: Journal | None = None, created: list[str] | None = None,
+                 source: SourceSecrets | None = None) -> None:
+        self.src, self.dst = src, dst
+        self.keyring = keyring if keyring is not None else KeyRing()
+        self.policy = policy if policy is not None else SecretPolicy()
+        self.journal = journal if journal is not None else Journal()
+        self.created: list[str] = created if created is not None else []
+        # What the source says: shared across destinations when the caller gives one, else this run's own.
+        self.source = source if source is not None else SourceSecrets(self.src, self.keyring)
+        self._usages: dict[tuple[str, str], str] | None = None
+        self._usages_lock = threading.Lock()
 
     @property
     def values_allowed(self) -> bool:
@@ -124,82 +126,59 @@ class SecretProvisioner:
 
     def value(self, uuid: str, src_info: SecretInfo) -> SecretValue | None:
         """The authoritative value: the source API for non-private secrets, then the keyring."""
-        assert self.source is not None
         if self.policy.use_source_api and not src_info.private:
             return self.source.api_value(uuid)
         return self.keyring.value_for(uuid, src_info.usage_id)
 
     def source_info(self, uuid: str | None) -> SecretInfo | None:
         """The source definition ``plan`` resolved for ``uuid`` (None before planning)."""
-        assert self.source is not None
         return self.source.info(uuid)
 
     def resolve(self, ref: SecretRef) -> SecretInfo | None:
         """The source host's secret for a reference (usage references → UUID)."""
-        assert self.source is not None
         return self.source.resolve(ref)
 
     def plan(self, refs: Iterable[SecretRef]) -> list[SecretPlan]:
         """Decide, per unique secret, what the destination needs. Reads only."""
         plans, seen = [], set()
         for ref in domxml.unique_secret_refs(list(refs)):
-            p = self._plan_one(ref)
+            p = plan_secret(self.facts(ref), self.policy)
             if p.uuid in seen and p.uuid is not None:
                 continue
             seen.add(p.uuid)
             plans.append(p)
         return plans
 
-    def _plan_one(self, ref: SecretRef) -> SecretPlan:
-        empty_reason = ""
+    def facts(self, ref: SecretRef) -> SecretFacts:
+        """What the hosts (and the keyring) say about one reference: the definitions, then only what
+        ``value_question`` leaves open. Reads only; a value read to compare is wiped here."""
         info = self.resolve(ref)
         dst_info = self._destination_copy(ref, info)
         holder = self._usage_holder(info) if needs_usage_lookup(info, dst_info) else None
-        verdict = definition_verdict(ref, info, dst_info, self.policy, usage_holder=holder)
-        source: str | None = None
-        if verdict is None and not self.values_allowed:
-            verdict = Verdict.VALUE_NOT_READ  # NOTE: neither the source API nor the keyring is asked
-        if verdict is None and info is None:
-            # Gone from the source: only an operator-given value can vouch for the destination copy.
-            assert dst_info is not None
-            value = self.keyring.value_for(dst_info.uuid, dst_info.usage_id)
-            source = value.source if value is not None else None
-            matches = None if value is None else self._matches(self.dst.secret_value(dst_info.uuid), value)
-            verdict = value_verdict(dst_info, value is not None, matches)
-        if verdict is None:
-            assert info is not None
-            if dst_info is None:
-                source = self.value_source(info.uuid, info)  # NOTE: the value itself is read when applied
-                verdict = value_verdict(None, source is not None, None)
-            else:
-                value = self.value(info.uuid, info)
-                source = value.source if value is not None else None
-                there = None if value is None or dst_info.private else self.dst.secret_value_if_set(info.uuid)
-                matches = None if value is None or dst_info.private else \
-                    there is not None and self._matches(there, value)
-                verdict = value_verdict(dst_info, value is not None, matches)
-                if value is not None and not dst_info.private and there is None:
-                    # NOTE: defined with the right usage and flags but no value at all (a run that
-                    # died between define and set value): setting the value is what that run began.
-                    verdict = Verdict.RESET_VALUE
-                    empty_reason = (f"secret {info.uuid} is defined on {self.dst.uri} without a value "
-                                    "(an interrupted run?); its value will be set")
-        src_st = "missing" if info is None else "private" if info.private else "readable"
-        if verdict is Verdict.SOURCE_USAGE_MISMATCH:
-            assert info is not None
-            src_st += f", usage {info.usage_type}"
-        if verdict not in (Verdict.MATCH, Verdict.PROVISION, Verdict.RESET_VALUE):
-            source = None
-        uuid = info.uuid if info is not None else ref.uuid or (dst_info.uuid if dst_info else None)
-        usage_id = info.usage_id if info is not None else dst_info.usage_id if dst_info else ref.usage_id
-        reason = empty_reason or self._reason(verdict, ref, info, dst_info)
-        if verdict is Verdict.DEST_USAGE_TAKEN:
-            assert info is not None and holder is not None
-            reason = (f"secret {info.uuid} is missing on {self.dst.uri}, but secret {holder} there already has "
-                      f"its usage {info.usage_type}:{info.usage_id!r}: libvirt would refuse to define it (a secret "
-                      f"with UUID {holder} already defined for use with that usage)")
-        return SecretPlan(ref=ref, uuid=uuid, verdict=verdict, source_status=src_st,
-                          reason=reason, value_source=source, usage_id=usage_id)
+        f = SecretFacts(ref=ref, src=info, dst=dst_info, src_uri=self.src.uri, dst_uri=self.dst.uri,
+                        usage_holder=holder, values_allowed=self.values_allowed)
+        match value_question(f, self.policy):
+            case GivenValue(dst=dst):
+                value = self.keyring.value_for(dst.uuid, dst.usage_id)
+                if value is None:
+                    return f
+                return replace(f, value_source=value.source,
+                               comparison=self._compare(self.dst.secret_value(dst.uuid), value))
+            case ValueWhereFrom(src=src):
+                return replace(f, value_source=self.value_source(src.uuid, src))  # NOTE: read when applied
+            case CompareValues(src=src, dst=dst):
+                value = self.value(src.uuid, src)
+                if value is None:
+                    return f
+                if dst.private:
+                    return replace(f, value_source=value.source)
+                there = self.dst.secret_value_if_set(src.uuid)
+                return replace(f, value_source=value.source,
+                               comparison=Comparison.EMPTY if there is None else self._compare(there, value))
+        return f
+
+    def _compare(self, there: bytes | bytearray, value: SecretValue) -> Comparison:
+        return Comparison.SAME if self._matches(there, value) else Comparison.DIFFERENT
 
     @staticmethod
     def _matches(there: bytes | bytearray, value: SecretValue) -> bool:
@@ -209,14 +188,14 @@ class SecretProvisioner:
         finally:
             wipe(there)
 
-    def _usage_holder(self, info: SecretInfo | None) -> str | None:
-        """The UUID of the destination's secret with the source secret's usage, if any. The destination's
-        usages are listed once per provisioner (one round trip, however many domains it plans)."""
-        assert info is not None and info.usage_id
+    def _usage_holder(self, info: SecretInfo) -> str | None:
+        """The UUID of the destination's secret with the source secret's usage (``needs_usage_lookup``: it has
+        an id), if any. The destination's usages are listed once per provisioner (one round trip, however
+        many domains it plans)."""
         with self._usages_lock:
             if self._usages is None:
                 self._usages = self.dst.secret_usages()
-            return self._usages.get((info.usage_type, info.usage_id))
+            return self._usages.get((info.usage_type, info.usage_id or ""))
 
     def _destination_copy(self, ref: SecretRef, info: SecretInfo | None) -> SecretInfo | None:
         """The destination's secret for this reference: by the source's UUID; when the source no longer
@@ -226,59 +205,6 @@ class SecretProvisioner:
         if ref.uuid:
             return self.dst.secret_info(ref.uuid)
         return self.dst.secret_by_usage(ref.usage_type, ref.usage_id or "")
-
-    def _reason(self, v: Verdict, ref: SecretRef, info: SecretInfo | None, dst: SecretInfo | None) -> str:
-        """The operator's one-line explanation of a verdict (names hosts, UUIDs and usages; never a value)."""
-        if info is None:
-            return self._reason_gone(v, ref, dst)
-        uuid = info.uuid
-        if v is Verdict.SOURCE_USAGE_MISMATCH:
-            return (f"secret {uuid} has usage type {info.usage_type} on {self.src.uri} "
-                    f"but the domain needs {ref.usage_type}")
-        if v is Verdict.NO_VALUE_SOURCE:
-            return (f"secret {uuid} is private on {self.src.uri} and no value source "
-                    f"has it; give --secret-file/--secret-dir/--secret-command/--secret-stdin")
-        if v is Verdict.VALUE_NOT_READ:
-            return (f"secret {uuid}: its value is neither read nor sent: the connection to {self.src.uri} or "
-                    f"{self.dst.uri} is unprotected (see SECRET-PLAINTEXT-TRANSPORT)")
-        if dst is None:
-            return ""
-        if v is Verdict.DEST_USAGE_MISMATCH:
-            return (f"secret {uuid} has usage {dst.usage_type}:{dst.usage_id!r} on "
-                    f"{self.dst.uri} but {info.usage_type}:{info.usage_id!r} on {self.src.uri}")
-        if v in (Verdict.PRIVATE_MISMATCH, Verdict.EPHEMERAL_MISMATCH):
-            flag = "private" if v is Verdict.PRIVATE_MISMATCH else "ephemeral"
-            have = getattr(dst, flag)
-            return (f"secret {uuid} on {self.dst.uri} has {flag}={'yes' if have else 'no'}, the policy asks for "
-                    f"{'no' if have else 'yes'}")
-        return {
-            Verdict.UNVERIFIABLE_PRIVATE: "destination copy is private and cannot be compared; "
-                                          "pass --reset-secret-values to set the authoritative value",
-            Verdict.UNVERIFIABLE_NO_VALUE: "no value available here to compare with the destination copy; give it "
-                                           "with --secret-file/--secret-dir/--secret-command/--secret-stdin",
-            Verdict.RESET_VALUE: "destination copy is private; its value will be set (--reset-secret-values)",
-            Verdict.VALUE_MISMATCH: f"secret {uuid} has a different value on {self.dst.uri} than on "
-                                    f"{self.src.uri}; the migration would fail late in swtpm",
-        }.get(v, "")
-
-    def _reason_gone(self, v: Verdict, ref: SecretRef, dst: SecretInfo | None) -> str:
-        """Reasons when the source no longer has the secret (``secret_rules.gone_from_source_verdict``)."""
-        what = ref.uuid or f"with usage {ref.usage_type} {ref.usage_id!r}"
-        gone = f"secret {what} is not defined on the source {self.src.uri}"
-        if dst is None:
-            return f"{gone} nor on the destination {self.dst.uri}"
-        return gone + {
-            Verdict.DEST_USAGE_MISMATCH: f"; the destination copy has usage type {dst.usage_type}, the domain "
-                                         f"needs {ref.usage_type}",
-            Verdict.UNVERIFIABLE_PRIVATE: "; the destination copy is used as it is: its value cannot be compared "
-                                          "(private there)",
-            Verdict.UNVERIFIABLE_NO_VALUE: "; the destination copy is used as it is: its value cannot be compared "
-                                           "(give it with --secret-file ...)",
-            Verdict.VALUE_NOT_READ: "; the destination copy's value is not read over an unprotected connection",
-            Verdict.MATCH: "; the destination copy matches",
-            Verdict.VALUE_MISMATCH: f"; the destination copy {dst.uuid} has a different value than the one given; "
-                                    f"the migration would fail late in swtpm",
-        }.get(v, "")
 
     # -- writing ----------------------------------------------------------
     def apply(self, plans: list[SecretPlan]) -> None:

@@ -241,3 +241,89 @@ BY_USAGE = SecretRef(uuid=None, usage_type="vtpm", kind=SecretKind.VTPM, locatio
 ])
 def test_a_secret_referenced_by_usage_must_match_its_usage_id(dst, expected):
     assert definition_verdict(BY_USAGE, SRC, dst, POLICY) is expected
+
+
+# -- from the facts the provisioner gathers to the plan (plan_secret) ------------------------
+
+from coordinator.core.secret_rules import (Comparison, CompareValues, GivenValue, SecretFacts,  # noqa: E402
+                                           ValueWhereFrom, plan_secret, value_question)
+
+S_URI, D_URI = "qemu+tls://hv1/system", "qemu+tls://hv2/system"
+
+
+def facts(src: SecretInfo | None = SRC, dst: SecretInfo | None = None, **kw) -> SecretFacts:
+    return SecretFacts(ref=REF, src=src, dst=dst, src_uri=S_URI, dst_uri=D_URI, **kw)
+
+
+@pytest.mark.parametrize("f, policy, question", [
+    pytest.param(facts(dst=None), POLICY, ValueWhereFrom(SRC), id="missing-on-destination-where-from"),
+    pytest.param(facts(dst=info()), POLICY, CompareValues(SRC, info()), id="both-have-it-compare"),
+    pytest.param(facts(src=None, dst=info()), POLICY, GivenValue(info()), id="gone-an-operator-value-vouches"),
+    pytest.param(facts(src=None, dst=None), POLICY, None, id="gone-everywhere-the-definitions-decide"),
+    pytest.param(facts(dst=info(private=True)), POLICY, None, id="private-copy-unverifiable-nothing-read"),
+    pytest.param(facts(dst=info(private=True)), SecretPolicy(reset_values=True),
+                 CompareValues(SRC, info(private=True)), id="private-copy-reset-the-value-is-read"),
+    pytest.param(facts(dst=info(), values_allowed=False), POLICY, None, id="plaintext-transport-nothing-read"),
+])
+def test_value_question_asks_only_what_the_definitions_leave_open(f, policy, question):
+    assert value_question(f, policy) == question
+
+
+@pytest.mark.parametrize("f, policy, verdict, source_status, value_source, reason", [
+    pytest.param(facts(dst=None, value_source="source-api"), POLICY, V.PROVISION, "readable", "source-api", "",
+                 id="provision"),
+    pytest.param(facts(src=PRIV_SRC, dst=None), POLICY, V.NO_VALUE_SOURCE, "private", None,
+                 f"secret {U} is private on {S_URI} and no value source has it; give "
+                 "--secret-file/--secret-dir/--secret-command/--secret-stdin", id="no-value-source"),
+    pytest.param(facts(dst=info(), value_source="source-api", comparison=Comparison.SAME), POLICY, V.MATCH,
+                 "readable", "source-api", "", id="match"),
+    pytest.param(facts(dst=info(), value_source="source-api", comparison=Comparison.DIFFERENT), POLICY,
+                 V.VALUE_MISMATCH, "readable", None,
+                 f"secret {U} has a different value on {D_URI} than on {S_URI}; the migration would fail late "
+                 "in swtpm", id="value-mismatch"),
+    pytest.param(facts(dst=info(), value_source="file:/k", comparison=Comparison.EMPTY), POLICY, V.RESET_VALUE,
+                 "readable", "file:/k",
+                 f"secret {U} is defined on {D_URI} without a value (an interrupted run?); its value will be set",
+                 id="defined-without-a-value-is-reset"),
+    pytest.param(facts(dst=info(private=True), value_source="source-api"), SecretPolicy(reset_values=True),
+                 V.RESET_VALUE, "readable", "source-api",
+                 "destination copy is private; its value will be set (--reset-secret-values)", id="reset-private"),
+    pytest.param(facts(dst=info()), POLICY, V.UNVERIFIABLE_NO_VALUE, "readable", None,
+                 "no value available here to compare with the destination copy; give it with "
+                 "--secret-file/--secret-dir/--secret-command/--secret-stdin", id="no-value-to-compare"),
+    pytest.param(facts(dst=info(), values_allowed=False), POLICY, V.VALUE_NOT_READ, "readable", None,
+                 f"secret {U}: its value is neither read nor sent: the connection to {S_URI} or {D_URI} is "
+                 "unprotected (see SECRET-PLAINTEXT-TRANSPORT)", id="plaintext"),
+    pytest.param(facts(src=info(usage_type="volume"), dst=None), POLICY, V.SOURCE_USAGE_MISMATCH,
+                 "readable, usage volume", None,
+                 f"secret {U} has usage type volume on {S_URI} but the domain needs vtpm", id="source-usage"),
+    pytest.param(facts(dst=None, usage_holder="h-uuid"), POLICY, V.DEST_USAGE_TAKEN, "readable", None,
+                 f"secret {U} is missing on {D_URI}, but secret h-uuid there already has its usage "
+                 "vtpm:'VTPM_vm1': libvirt would refuse to define it (a secret with UUID h-uuid already defined "
+                 "for use with that usage)", id="usage-taken"),
+    pytest.param(facts(dst=info(ephemeral=True)), SecretPolicy(dest_ephemeral=False), V.EPHEMERAL_MISMATCH,
+                 "readable", None, f"secret {U} on {D_URI} has ephemeral=yes, the policy asks for no",
+                 id="ephemeral-flag"),
+    pytest.param(facts(src=None, dst=None), POLICY, V.MISSING_ON_SOURCE, "missing", None,
+                 f"secret {U} is not defined on the source {S_URI} nor on the destination {D_URI}",
+                 id="gone-everywhere"),
+    pytest.param(facts(src=None, dst=info(), value_source="file:/k", comparison=Comparison.DIFFERENT), POLICY,
+                 V.VALUE_MISMATCH, "missing", None,
+                 f"secret {U} is not defined on the source {S_URI}; the destination copy {U} has a different "
+                 "value than the one given; the migration would fail late in swtpm", id="gone-given-differs"),
+    pytest.param(facts(src=None, dst=info(usage_type="volume")), POLICY, V.DEST_USAGE_MISMATCH, "missing", None,
+                 f"secret {U} is not defined on the source {S_URI}; the destination copy has usage type volume, "
+                 "the domain needs vtpm", id="gone-copy-wrong-type"),
+])
+def test_plan_secret_from_facts(f, policy, verdict, source_status, value_source, reason):
+    p = plan_secret(f, policy)
+    assert (p.verdict, p.source_status, p.value_source, p.reason) == (verdict, source_status, value_source, reason)
+    # the source's UUID and usage; gone from it, the copy's; gone from both, the reference's (a UUID: no usage id)
+    assert (p.uuid, p.usage_id) == (U, "VTPM_vm1" if f.src or f.dst else None)
+
+
+def test_secret_facts_hold_no_value():
+    """What was read is kept as where the value comes from and how it compares, never the value itself."""
+    f = facts(dst=info(), value_source="source-api", comparison=Comparison.SAME)
+    assert {type(getattr(f, n)) for n in f.__dataclass_fields__} <= {SecretRef, SecretInfo, str, bool, Comparison,
+                                                                       type(None)}
