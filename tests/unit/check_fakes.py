@@ -31,16 +31,17 @@ class StubGuest:
         self.name = name
 
 
-def target(name: str) -> Target:
+def target(name: str, devices: str = "") -> Target:
+    """A domain ``name`` whose definition has these ``<devices>`` (XML text; none by default)."""
     return Target(ident=name, guest=StubGuest(name),  # type: ignore[arg-type]
-                  doc=domdoc.read([f"<domain><name>{name}</name></domain>"]))
+                  doc=domdoc.read([f"<domain><name>{name}</name><devices>{devices}</devices></domain>"]))
 
 
-def context(names: Iterable[str] = (), *, src: Any = None, dst: Any = None, src_uri: str = SRC,
+def context(names: Iterable[str | Target] = (), *, src: Any = None, dst: Any = None, src_uri: str = SRC,
             dst_uri: str = DST, options: MigrateOptions | None = None, memo: Memo | None = None,
             connect_errors: dict[str, str] | None = None) -> CheckContext:
     """A context checking the domains ``names``; ``src``/``dst``: the hosts (None: unreachable)."""
-    return CheckContext(src_uri, dst_uri, src, dst, targets=tuple(target(n) for n in names),
+    return CheckContext(src_uri, dst_uri, src, dst, targets=tuple(n if isinstance(n, Target) else target(n) for n in names),
                         options=options or MigrateOptions(), memo=memo, connect_errors=connect_errors or {})
 
 

@@ -1,25 +1,25 @@
 """checks.hosts: the host-level checks, run against fake hosts (no libvirt connection)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
+from check_fakes import StubHost, context
 
+from checks.context import CheckContext
 from checks.hosts import host_reachable, host_same, hypervisor_version, libvirt_version, plaintext_transport
 from coordinator.core.secret_rules import SecretPolicy
+from coordinator.steps.options import MigrateOptions
 
 SRC, DST = "qemu+ssh://hv1/system", "qemu+ssh://hv2/system"
 
 
-def fake_host(uri: str, lib: int = 9_000_000, qemu: int = 7_002_000, host_uuid: str = "h") -> SimpleNamespace:
-    return SimpleNamespace(uri=uri, lib_version=lambda: lib, hypervisor_version=lambda: qemu,
-                           host_uuid=lambda: host_uuid)
+def fake_host(uri: str, lib: int = 9_000_000, qemu: int = 7_002_000, host_uuid: str = "h") -> StubHost:
+    return StubHost(uri, lib_version=lambda: lib, hypervisor_version=lambda: qemu, host_uuid=lambda: host_uuid)
 
 
-def ctx(src: SimpleNamespace | None = None, dst: SimpleNamespace | None = None, **kw) -> SimpleNamespace:
+def ctx(src: StubHost | None = None, dst: StubHost | None = None, **kw) -> CheckContext:
     src = src or fake_host(SRC, host_uuid="h1")
     dst = dst or fake_host(DST, host_uuid="h2")
-    return SimpleNamespace(src_uri=src.uri, dst_uri=dst.uri, source=src, destination=dst, **kw)
+    return context(src=src, dst=dst, src_uri=src.uri, dst_uri=dst.uri, **kw)
 
 
 def as_list(results) -> list:
@@ -34,8 +34,8 @@ def as_list(results) -> list:
     ("qemu+tcp://10.0.0.1/system", "qemu+tls://hv2/system", False, "fail"),   # the source side counts too
 ])
 def test_plaintext_transport_check(src, dst, allow, status):
-    r = plaintext_transport(SimpleNamespace(src_uri=src, dst_uri=dst,
-                                            secret_policy=SecretPolicy(allow_plaintext=allow)))
+    r = plaintext_transport(context(src_uri=src, dst_uri=dst, options=MigrateOptions(
+        secret_policy=SecretPolicy(allow_plaintext=allow))))
     assert r.status == status
 
 

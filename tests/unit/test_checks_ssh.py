@@ -2,9 +2,8 @@
 directory), how the SSH checks are registered, and that they skip without SSH."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
+from check_fakes import context, target
 
 from checks import ssh
 from checks.registry import REGISTRY
@@ -103,9 +102,9 @@ def test_ssh_checks_registered_with_transport_ssh():
 
 
 def test_ssh_checks_skip_without_runner():
-    facts = SimpleNamespace(tpms=(TpmFacts("tpm-crb", "emulator", "2.0"),))
-    t = SimpleNamespace(facts=facts, xmls=("<domain/>",), name="vm")
-    ctx = SimpleNamespace(runner=lambda role: None, targets=(t,), dst_uri="qemu+tcp://hv2/system")
+    t = target("vm", "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>")
+    assert t.facts.tpms == (TpmFacts("tpm-crb", "emulator", "2.0"),)
+    ctx = context([t], dst_uri="qemu+tcp://hv2/system")  # remote, no SSH configured: no runner
     results = [ssh.swtpm_missing(ctx), ssh.swtpm_version_older(ctx), ssh.swtpm_capabilities(ctx, t),
                ssh.tpm_state_space(ctx, t), ssh.secret_at_rest(ctx, t)]
     assert {(r.status, r.message) for r in results} == {("skipped", "SSH not configured")}
