@@ -41,7 +41,8 @@ def context(names: Iterable[str | Target] = (), *, src: Any = None, dst: Any = N
             dst_uri: str = DST, options: MigrateOptions | None = None, memo: Memo | None = None,
             connect_errors: dict[str, str] | None = None) -> CheckContext:
     """A context checking the domains ``names``; ``src``/``dst``: the hosts (None: unreachable)."""
-    return CheckContext(src_uri, dst_uri, src, dst, targets=tuple(n if isinstance(n, Target) else target(n) for n in names),
+    targets = tuple(n if isinstance(n, Target) else target(n) for n in names)
+    return CheckContext(src_uri, dst_uri, src, dst, targets=targets,
                         options=options or MigrateOptions(), memo=memo, connect_errors=connect_errors or {})
 
 
