@@ -10,6 +10,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from coordinator.core.exit_codes import ExitCode
+
 from . import options as opts
 from .render import table
 
@@ -66,7 +68,7 @@ def exit_code(report: Report, *, accept_unknown: bool = False) -> int:
 
     if report.blocking:
         return Blocked.exit_code
-    return Undecided.exit_code if report.decisive and not accept_unknown else 0
+    return Undecided.exit_code if report.decisive and not accept_unknown else ExitCode.OK
 
 
 def render_json(report: Report) -> str:

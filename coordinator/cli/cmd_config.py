@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from coordinator.core.exit_codes import ExitCode
 from coordinator.core.model import command_program
 
 if TYPE_CHECKING:
@@ -53,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("hosts", "groups"):
         names = sorted(eff.hosts if args.action == "hosts" else eff.groups)
         print(json.dumps(names) if args.json else "\n".join(names))
-        return 0
+        return ExitCode.OK
     print(json.dumps(as_dict(eff), indent=2, sort_keys=True) if args.json else render(eff))
-    return 0
+    return ExitCode.OK
 
 
 def _shown_source(s: SourceSpec) -> str:

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from coordinator.core.exit_codes import ExitCode
+
 if TYPE_CHECKING:
     from coordinator.flows.control import ControlResult
 
@@ -29,13 +31,13 @@ def add_parsers(sub: Any) -> None:
 def _print(args: argparse.Namespace, r: ControlResult) -> int:
     if args.json:
         print(json.dumps(r.as_dict(), indent=2, sort_keys=True))
-        return 0
+        return ExitCode.OK
     what = {"aborted": "migration aborted", "postcopy": "switched to post-copy",
             "suspended": "guest suspended so the migration converges"}[r.action]
     print(f"{r.domain}: {what} on {r.host}" + (f" (started by {r.owner})" if r.owner else ""))
     if r.note:
         print(f"  note: {r.note}")
-    return 0
+    return ExitCode.OK
 
 
 # NOTE: the flows are imported in run_*, not at the top: building the parser stays cheap.

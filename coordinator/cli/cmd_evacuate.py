@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coordinator.core.errors import BadInput, MigcoordError
+from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
 from .render import EventPrinter, table
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         plan = plan_evacuation(args.src, args.dsts, ev, options)
         print(json.dumps(plan.as_dict(), indent=2, sort_keys=True) if args.json else render_plan(plan))
-        code = 0 if not plan.unplaceable else 1
+        code = ExitCode.OK if not plan.unplaceable else ExitCode.BLOCKED
         _write_report(args.report, plan.as_dict())
         return code
     collector = run_metrics.Collector(EventPrinter(progress=False, quiet=args.quiet))
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         for o in report.outcomes], quiet_errors=True)
     if journal.failed:
         warn(f"the journal {args.journal} is incomplete ({journal.failed}); the outcome above is what happened")
-    return 130 if report.interrupted else report.exit_code  # main turns 130 into 143 after SIGTERM
+    # main turns SIGINT (130) into SIGTERM (143) after a SIGTERM
+    return ExitCode.SIGINT if report.interrupted else report.exit_code
 
 
 def warn(message: str) -> None:

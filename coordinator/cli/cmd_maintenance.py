@@ -5,6 +5,8 @@ import argparse
 import json
 from typing import Any
 
+from coordinator.core.exit_codes import ExitCode
+
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -27,4 +29,4 @@ def run(args: argparse.Namespace) -> int:
                          indent=2, sort_keys=True))
     else:
         print(f"{args.uri}: " + (m.describe() if m else "not in maintenance"))
-    return 0
+    return ExitCode.OK

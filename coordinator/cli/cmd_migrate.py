@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from coordinator.core.errors import MigcoordError
+from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
 from .render import EventPrinter
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             blocking_checks=run_metrics.blocking_of(e) or collector.blocking.get("", ()))], quiet_errors=True)
         raise
     result = replace(result, timings=result.timings and result.timings.with_startup(started))
-    code = 5 if result.state == "migrated-unverified" else 0
+    code = ExitCode.UNVERIFIED if result.state == "migrated-unverified" else ExitCode.OK
     run_metrics.write(metrics_file, "migrate", args.src, code, collector, [DomainMetrics(
         result.domain, result.state, result.dest_uri, result.duration_s, collector.bytes.get("", 0))],
         quiet_errors=True)  # a metrics file that cannot be written is a warning: the VM has moved
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return code
     if result.state == "already-on-destination":
         print(f"{result.domain}: already on destination {result.dest_uri} ({result.dest_state}); nothing to do")
-        return 0
+        return ExitCode.OK
     moved = result.state in ("migrated", "migrated-unverified")
     verb = {"dry-run": "would migrate", "migrated": "migrated",
             "migrated-unverified": "migrated (verification incomplete)"}[result.state]

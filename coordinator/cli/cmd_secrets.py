@@ -5,6 +5,8 @@ import argparse
 import json
 from typing import Any
 
+from coordinator.core.exit_codes import ExitCode
+
 from . import options as opts
 from .render import table
 
@@ -37,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
         for p in plans:
             if p.reason:
                 print(f"{p.uuid}: {p.reason}")
-    return 1 if any(p.action is SecretAction.BLOCK for p in plans) else 0
+    return ExitCode.BLOCKED if any(p.action is SecretAction.BLOCK for p in plans) else ExitCode.OK
 
 

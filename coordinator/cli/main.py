@@ -1,9 +1,6 @@
 """``migcoord`` command line: argparse, output and exit codes only — no logic.
 
-Exit codes: 0 success; 1 a check blocked (nothing changed); 2 usage / bad input;
-3 migration failed (VM still on source); 4 partial (evacuation); 5 migrated, verification
-incomplete; 6 a fact that decides success is unknown (nothing changed); 7 unsettled (a libvirt call
-did not return within its bound); 75 another run holds the lock; 130 / 143 interrupted (SIGINT / SIGTERM).
+The exit codes are ``core.exit_codes.ExitCode``; ``EXIT_CODES`` (the ``--help`` epilog) is generated from it.
 """
 from __future__ import annotations
 
@@ -19,6 +16,7 @@ from typing import NoReturn
 from coordinator.core.defaults import CONFIG_PATH as DEFAULT_PATH
 from coordinator.core.defaults import LOG_LEVELS
 from coordinator.core.errors import Interrupted, MigcoordError
+from coordinator.core.exit_codes import ExitCode, for_signal, help_text
 from coordinator.core.release import __version__
 
 # NOTE: the cmd_* modules build their parsers from argparse and core.defaults only and import
@@ -27,20 +25,7 @@ from coordinator.core.release import __version__
 from . import (cmd_check, cmd_completion, cmd_config, cmd_control, cmd_evacuate, cmd_maintenance, cmd_migrate,
                cmd_secrets)
 
-EXIT_CODES = """exit codes:
-  0  success (or already on the destination)
-  1  a check blocked the migration; nothing was changed
-  2  usage error or bad input (malformed XML, bad URI, unreadable key file)
-  3  migration failed; the VM is still on the source
-  4  partial: some domains moved, some did not (evacuation)
-  5  migrated, but verification is incomplete (the VM runs on the destination; see the warnings)
-  6  UNKNOWN: nothing blocks, but a fact that decides success is unknown; nothing was changed
-     (the hint says how to make it known; --accept-unknown goes on anyway)
-  7  unsettled: a libvirt call did not return within its bound (a job may still run); the line says
-     where the VM is believed to be and what to do (migcoord abort, virsh); the locks were released
-  75 another migcoord run holds the lock (EX_TEMPFAIL: try again later)
-  130 / 143  interrupted by SIGINT (Ctrl-C) / SIGTERM: the running migration was aborted, what
-     this run created was removed, the VM runs on exactly one host"""
+EXIT_CODES = help_text()  # the --help epilog of migcoord, migrate and evacuate
 
 COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
             "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete,
@@ -58,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
     error of the tool; ``--help`` shows the usage. Subcommand parsers inherit this class."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"migcoord: error: {one_line(message)} (see {self.prog} --help)\n")
+        self.exit(ExitCode.USAGE, f"migcoord: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage error (one line, above), --help or --version
-        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+        return e.code if isinstance(e.code, int) else ExitCode.OK if e.code is None else ExitCode.USAGE
     # NOTE: a short-lived process: what the imports built is never garbage. Freezing it keeps the
     # collector from rescanning it, and a larger young generation collects less often while a plan
     # builds thousands of objects (the collector was ~20 % of planning 2 000 domains; BENCHMARKS.md).
@@ -115,10 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.log_level = "info"
         logs.setup(args.log_level, args.syslog)
         code = COMMANDS[args.command](args)
-        return 128 + received[0] if code == 130 and received else code
+        return for_signal(received[0]) if code == ExitCode.SIGINT and received else code
     except Interrupted as e:
         print(f"migcoord: {one_line(str(e))}", file=sys.stderr)
-        return 128 + (received[0] if received else signal.SIGINT)
+        return for_signal(received[0] if received else signal.SIGINT)
     except MigcoordError as e:
         if getattr(args, "json", False):
             out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
@@ -132,6 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("migcoord: interrupted", file=sys.stderr)
-        return 128 + (received[0] if received else signal.SIGINT)
+        return for_signal(received[0] if received else signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, previous)

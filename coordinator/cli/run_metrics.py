@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.core.errors import Busy, MigcoordError, Undecided
+from coordinator.core.exit_codes import ExitCode
 from coordinator.core.metrics import DomainMetrics, RunMetrics, render
 from coordinator.files.atomic import write_atomic
 from coordinator.steps.options import EventSink
@@ -45,7 +46,7 @@ class Collector:
 def error_state(e: MigcoordError) -> str:
     if isinstance(e, Busy):
         return "busy"
-    return "blocked" if e.exit_code in (1, 2) or isinstance(e, Undecided) else "failed"
+    return "blocked" if e.exit_code in (ExitCode.BLOCKED, ExitCode.USAGE) or isinstance(e, Undecided) else "failed"
 
 
 def blocking_of(e: MigcoordError) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from coordinator.core import domdoc
 from coordinator.core.errors import BadInput, Busy, Interrupted, MigcoordError, Undecided
 from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
                                          PlannedDomain, place)
+from coordinator.core.exit_codes import ExitCode
 from coordinator.core.model import SecretPlan
 from coordinator.core.uris import check_endpoints, distinct_hosts
 from coordinator.flows.boundary import libvirt_errors
@@ -269,7 +270,8 @@ class _Execution:
                               attempts=int(e.data.get("attempts", 0)))
             except MigcoordError as e:
                 # Undecided (a decisive unknown, exit 6): refused before anything changed, like a block.
-                state = "blocked" if e.exit_code in (1, 2) or isinstance(e, (Busy, Undecided)) else "failed"
+                refused = e.exit_code in (ExitCode.BLOCKED, ExitCode.USAGE) or isinstance(e, (Busy, Undecided))
+                state = "blocked" if refused else "failed"
                 out = Outcome(d.name, state, d.destination, reason=str(e), duration_s=clock() - start,
                               attempts=int(e.data.get("attempts", 0)))
             except Exception as e:  # one domain's surprise must not stop the others
