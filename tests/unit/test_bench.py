@@ -185,6 +185,16 @@ def test_every_table_is_printed_with_the_machine():
         res["evacuation"])
 
 
+def test_the_machine_line_names_the_lab_hosts_release_when_they_run_in_a_root():
+    """MIGCOORD_LAB_STACK=trixie on a Debian 12 machine: the machine's libvirt is only the control side's."""
+    res = _results()
+    res["lab_hosts"] = {"src": {"stack": "trixie", "libvirt": "11.3.0", "qemu": "10.0.13", "swtpm": "0.7.1"},
+                        "dst": {"stack": "trixie", "libvirt": "11.3.0", "qemu": "10.0.13", "swtpm": "0.7.1"}}
+    assert figures.machine_line(res).endswith(
+        "; lab hosts: src/dst on trixie (libvirt 11.3.0, QEMU 10.0.13, swtpm 0.7.1)")
+    assert "lab hosts" not in figures.machine_line(_results())
+
+
 def test_markdown_keeps_the_hand_written_history_and_the_machine_with_each_table():
     old = "# Benchmarks\n\n## History and what limits each figure\n- planning got faster\n\n## What is measured\nx\n"
     md = figures.markdown(_results(), "benchmarks/planning.png", "noisy", old)

@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 labops.wipe(labx)
             res["lab_accel"] = labx.env.get("accel")
             res["lab_cpu"] = (labx.env.get("cpu") or {}).get("name")
+            res["lab_hosts"] = {n: {"stack": h.get("stack"), **(h.get("versions") or {})}
+                                for n, h in (labx.env.get("hosts") or {}).items()}
         run_parts(labx, args, res, tmp)
     except Exception as e:
         say(f"error: {type(e).__name__}: {e}")

@@ -48,9 +48,20 @@ def _ver(v: int) -> str:
     return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
 
 
+def lab_stacks(res: dict[str, Any]) -> str:
+    """The lab hosts' releases and versions (``MIGCOORD_LAB_STACK``): the machine's own libvirt is only the
+    control side's when the hosts run in another release's root."""
+    seen: dict[str, list[str]] = {}
+    for name, h in (res.get("lab_hosts") or {}).items():
+        what = (f"{h.get('stack') or '?'} (libvirt {h.get('libvirt', '?')}, QEMU {h.get('qemu', '?')}, "
+                f"swtpm {h.get('swtpm', '?')})")
+        seen.setdefault(what, []).append(name)
+    return "; ".join(f"{'/'.join(names)} on {what}" for what, names in seen.items())
+
+
 def machine_line(res: dict[str, Any]) -> str:
     """The machine every table was measured on: CPU, cores, KVM or TCG (the lab's record),
-    libvirt and QEMU versions; printed with each table."""
+    libvirt and QEMU versions (the control machine's, then the lab hosts'); printed with each table."""
     m = res["machine"]
     accel = {"kvm": "KVM", "qemu": "TCG"}.get(res.get("lab_accel") or "", "no lab")
     cpu = f", guest CPU {res['lab_cpu']}" if res.get("lab_cpu") else ""
@@ -58,7 +69,8 @@ def machine_line(res: dict[str, Any]) -> str:
     qemu = "QEMU " + qemu.split("version", 1)[1].split()[0] if "version" in qemu else qemu or "QEMU ?"
     return (f"Machine: {m.get('cpu') or '?'}, {m.get('nproc')} cores, {m.get('memory_gib')} GiB, {accel}{cpu}; "
             f"libvirt {m.get('libvirt')}, {qemu}, Python {m.get('python')}, kernel {m.get('kernel')}; "
-            f"load average at start {', '.join(str(x) for x in m.get('loadavg_at_start', []))}")
+            f"load average at start {', '.join(str(x) for x in m.get('loadavg_at_start', []))}"
+            + (f"; lab hosts: {lab_stacks(res)}" if res.get("lab_hosts") else ""))
 
 
 def grid(rows: list[tuple[str, ...]]) -> str:
