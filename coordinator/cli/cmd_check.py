@@ -18,6 +18,8 @@ from .render import table
 if TYPE_CHECKING:
     from checks.registry import Report
 
+    from .invocation import CheckInvocation
+
 EXIT_HELP = """exit codes:
   0  nothing blocks the migration and nothing that decides it is unknown (warnings may be
      listed; with --accept-unknown, "GO with unknowns" names what the checks could not learn)
@@ -46,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: CheckInvocation) -> int:
     # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
     from checks import preflight
     from coordinator.core.params import MigrationPolicy
@@ -54,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from coordinator.steps.options import MigrateOptions
 
     policy = MigrationPolicy(live=not args.offline, copy_storage=args.copy_storage, unsafe=args.unsafe)
-    options = MigrateOptions(policy=policy, secret_policy=opts.secret_policy(args), keyring=opts.keyring(args),
-                             skip=tuple(args.skip), waive=tuple(args.waive), ssh=opts.ssh_config(args))
+    options = MigrateOptions(policy=policy, secret_policy=opts.secret_policy(args, cleanup_source=False),
+                             keyring=opts.keyring(args), skip=args.skip, waive=args.waive, ssh=opts.ssh_config(args))
     with libvirt_errors():
         report = preflight(args.src, args.dst, args.domains, options)
     print(render_json(report) if args.json else render_table(report, accept_unknown=args.accept_unknown))

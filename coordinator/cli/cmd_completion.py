@@ -7,9 +7,12 @@ Install: ``migcoord completion bash > /etc/bash_completion.d/migcoord`` (or
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.core.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from .invocation import CompletionInvocation
 
 _FILE_METAVARS = {"PATH", "DIR", "UUID=PATH"}
 
@@ -86,7 +89,7 @@ def bash(parser: argparse.ArgumentParser) -> str:
                        "option_cases": "\n".join(option_cases)}
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def run(args: CompletionInvocation, parser: argparse.ArgumentParser) -> int:
     """``parser``: the whole command line's (main hands it in; this module cannot import main)."""
     print(bash(parser), end="")
     return ExitCode.OK

@@ -16,6 +16,8 @@ from coordinator.core.model import command_program
 if TYPE_CHECKING:
     from coordinator.core.config import Effective, SourceSpec
 
+    from .invocation import ConfigInvocation
+
 from .render import table
 
 
@@ -49,7 +51,7 @@ def render(eff: Effective) -> str:
     return "\n".join(out)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: ConfigInvocation) -> int:
     eff: Effective = args.settings
     if args.action in ("hosts", "groups"):
         names = sorted(eff.hosts if args.action == "hosts" else eff.groups)

@@ -11,6 +11,8 @@ from coordinator.core.exit_codes import ExitCode
 if TYPE_CHECKING:
     from coordinator.flows.control import ControlResult
 
+    from .invocation import ControlInvocation
+
 EXIT_HELP = """exit codes:
   0  done
   1  no migration job on the domain (or another kind of job, which is left alone)
@@ -28,7 +30,7 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
-def _print(args: argparse.Namespace, r: ControlResult) -> int:
+def _print(args: ControlInvocation, r: ControlResult) -> int:
     if args.json:
         print(json.dumps(r.as_dict(), indent=2, sort_keys=True))
         return ExitCode.OK
@@ -41,13 +43,13 @@ def _print(args: argparse.Namespace, r: ControlResult) -> int:
 
 
 # NOTE: the flows are imported in run_*, not at the top: building the parser stays cheap.
-def run_abort(args: argparse.Namespace) -> int:
+def run_abort(args: ControlInvocation) -> int:
     from coordinator.flows.control import abort_migration
 
     return _print(args, abort_migration(args.domain, args.src))
 
 
-def run_complete(args: argparse.Namespace) -> int:
+def run_complete(args: ControlInvocation) -> int:
     from coordinator.flows.control import complete_migration
 
     return _print(args, complete_migration(args.domain, args.src))

@@ -17,6 +17,8 @@ from .render import EventPrinter, table
 if TYPE_CHECKING:
     from coordinator.core.evacuation import EvacuationPlan
 
+    from .invocation import EvacuateInvocation
+
 CRON_EXAMPLE = """
 
 cron (empty a host every night; overlapping runs exit 75, a re-run finishes what is left; hosts, the
@@ -81,7 +83,7 @@ def render_plan(plan: EvacuationPlan) -> str:
     return table(rows) + "".join(f"\nexcluded: {n}" for n in plan.excluded)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: EvacuateInvocation) -> int:
     # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
     from coordinator.core.evacuation import EvacuationPolicy
     from coordinator.core.metrics import DomainMetrics
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                           parallel=args.parallel, per_destination=args.per_destination,
                           max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory),
                           on_interrupt=args.on_interrupt, mark_source=not args.no_maintenance)
-    options = opts.migrate_options(args)
+    options = opts.migrate_options(args, live=True, cleanup_source=False, dry_run=False)
     if args.report is not None:
         check_target(args.report, "report")  # before any connection: a bad path costs nothing
     if args.dry_run:

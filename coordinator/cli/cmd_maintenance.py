@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.core.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from .invocation import MaintenanceInvocation
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -20,7 +23,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: MaintenanceInvocation) -> int:
     from coordinator.flows.maintenance import maintenance  # NOTE: here: building the parser stays cheap
 
     m = maintenance(args.uri, args.action, args.reason)

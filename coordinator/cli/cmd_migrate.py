@@ -5,13 +5,16 @@ import argparse
 import json
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.core.errors import MigcoordError
 from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
 from .render import EventPrinter
+
+if TYPE_CHECKING:
+    from .invocation import MigrateInvocation
 
 
 def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
@@ -34,7 +37,7 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     return m
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: MigrateInvocation) -> int:
     # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
     from dataclasses import replace
 
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.dry_run:
             runtime = replace(runtime, journal=Journal(args.journal))
-        options = opts.migrate_options(args, dry_run=args.dry_run)
+        options = opts.migrate_options(args, live=not args.offline, cleanup_source=args.cleanup_source_secrets,
+                                       dry_run=args.dry_run)
         started = timing.startup_s()  # NOTE: the command starts working here; the flow times the rest
         result = migrate(args.domain, args.src, args.dst, options, runtime)
     except MigcoordError as e:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
 from .render import table
+
+if TYPE_CHECKING:
+    from .invocation import SecretsInvocation
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -20,13 +23,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return s
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: SecretsInvocation) -> int:
     # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
     from coordinator.core.model import SecretAction
     from coordinator.flows.plan_secrets import plan_domain_secrets
     from coordinator.steps.options import MigrateOptions
 
-    options = MigrateOptions(secret_policy=opts.secret_policy(args), keyring=opts.keyring(args))
+    options = MigrateOptions(secret_policy=opts.secret_policy(args, cleanup_source=False), keyring=opts.keyring(args))
     plans = plan_domain_secrets(args.domain, args.src, args.dst, options)
     if args.json:
         print(json.dumps([p.as_dict() for p in plans], indent=2, sort_keys=True))

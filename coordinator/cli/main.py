@@ -10,8 +10,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from coordinator.core.defaults import CONFIG_PATH as DEFAULT_PATH
 from coordinator.core.defaults import LOG_LEVELS
@@ -27,10 +27,12 @@ from . import (cmd_check, cmd_completion, cmd_config, cmd_control, cmd_evacuate,
 
 EXIT_CODES = help_text()  # the --help epilog of migcoord, migrate and evacuate
 
-COMMANDS = {"migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
-            "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete,
-            "maintenance": cmd_maintenance.run, "config": cmd_config.run,
-            "completion": lambda a: cmd_completion.run(a, build_parser())}
+# Each takes its command's invocation (cli.invocation.BY_COMMAND) and returns the exit code.
+COMMANDS: dict[str, Callable[[Any], int]] = {
+    "migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
+    "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete,
+    "maintenance": cmd_maintenance.run, "config": cmd_config.run,
+    "completion": lambda a: cmd_completion.run(a, build_parser())}
 
 
 def one_line(text: str) -> str:
@@ -81,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # NOTE: a short-lived process: what the imports built is never garbage. Freezing it keeps the
     # collector from rescanning it, and a larger young generation collects less often while a plan
     # builds thousands of objects (the collector was ~20 % of planning 2 000 domains; BENCHMARKS.md).
+    json_output = bool(vars(args).get("json"))  # the parsed flag: an error in the settings merge needs it too
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     received: list[int] = []
@@ -93,19 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        from . import logs, settings  # NOTE: after parsing: the settings merge is not needed for --version
+        from . import invocation, logs  # NOTE: after parsing: the settings merge is not needed for --version
 
-        args.settings = settings.apply(args, build_parser, argv, os.environ)
-        if args.verbose and args.log_level == "warning":
-            args.log_level = "info"
-        logs.setup(args.log_level, args.syslog)
-        code = COMMANDS[args.command](args)
+        inv = invocation.build(args, build_parser, argv, os.environ)
+        logs.setup(inv.log_level, inv.syslog)
+        code = COMMANDS[inv.command](inv)
         return for_signal(received[0]) if code == ExitCode.SIGINT and received else code
     except Interrupted as e:
         print(f"migcoord: {one_line(str(e))}", file=sys.stderr)
         return for_signal(received[0] if received else signal.SIGINT)
     except MigcoordError as e:
-        if getattr(args, "json", False):
+        if json_output:
             out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
             for key in ("report", "diagnosis", "timings"):
                 if key in e.data:

@@ -1,5 +1,5 @@
-"""Option groups shared by the commands, and the one place that turns parsed options into the
-library's parameter objects (``MigrateOptions``, policies, the keyring).
+"""Option groups shared by the commands, and the one place that turns an invocation's options
+(``cli.invocation``) into the library's parameter objects (``MigrateOptions``, policies, the keyring).
 
 NOTE: building the parser must stay cheap (``migcoord --version``, ``--help``, and every command
 before it starts working): at module level only argparse and ``core.defaults``; the parameter
@@ -16,6 +16,7 @@ from coordinator.core import defaults
 from coordinator.core.errors import BadInput
 
 if TYPE_CHECKING:
+    from coordinator.cli.invocation import Migrating, PolicyArgs, SecretArgs, SshArgs
     from coordinator.core.params import MigrationPolicy, TimeoutPolicy
     from coordinator.core.secret_rules import SecretPolicy
     from coordinator.ssh.runner import SshConfig
@@ -85,19 +86,19 @@ def add_metrics_option(p: argparse.ArgumentParser) -> None:
                    help="write node_exporter textfile-collector metrics to PATH (atomically)")
 
 
-def ssh_config(args: argparse.Namespace) -> SshConfig | None:
-    given = {k: v for k, v in (("user", args.ssh_user), ("port", args.ssh_port), ("key_file", args.ssh_key),
-                                ("known_hosts", args.ssh_known_hosts), ("connect_timeout", args.ssh_timeout),
-                                ("ssh_config", getattr(args, "ssh_config", None)))
-             if v is not None}
-    if not (args.ssh or given):
+def ssh_config(a: SshArgs) -> SshConfig | None:
+    given: dict[str, Any] = {k: v for k, v in (("user", a.ssh_user), ("port", a.ssh_port), ("key_file", a.ssh_key),
+                                                ("known_hosts", a.ssh_known_hosts),
+                                                ("connect_timeout", a.ssh_timeout), ("ssh_config", a.ssh_config))
+                              if v is not None}
+    if not (a.ssh or given):
         return None  # no SSH: the seam is not loaded
     from coordinator.files.keyfile import check_key_file
     from coordinator.ssh.runner import SshConfig
 
-    if args.ssh_key is not None:
-        check_key_file(args.ssh_key)  # before any connection (read again, on its descriptor, when used)
-    return SshConfig(**given, per_host=getattr(args, "ssh_hosts", None) or {})
+    if a.ssh_key is not None:
+        check_key_file(a.ssh_key)  # before any connection (read again, on its descriptor, when used)
+    return SshConfig(**given, per_host=a.ssh_hosts)
 
 
 def add_secret_options(p: argparse.ArgumentParser) -> None:
@@ -168,52 +169,52 @@ def add_accept_unknown(p: argparse.ArgumentParser) -> None:
                         "without it such a run changes nothing and exits 6")
 
 
-def keyring(args: argparse.Namespace) -> KeyRing:
+def keyring(a: SecretArgs) -> KeyRing:
     from coordinator.steps.keys import KeyRing
 
-    return KeyRing(getattr(args, "value_sources", None) or [])
+    return KeyRing(a.value_sources)
 
 
-def secret_policy(args: argparse.Namespace) -> SecretPolicy:
+def secret_policy(a: SecretArgs, *, cleanup_source: bool) -> SecretPolicy:
     from coordinator.core.secret_rules import SecretPolicy
 
-    return SecretPolicy(dest_private=args.dest_private, dest_ephemeral=args.dest_ephemeral,
-                        reset_values=args.reset_secret_values, allow_plaintext=args.allow_plaintext_secrets,
-                        use_source_api=not args.no_source_api,
-                        cleanup_source=getattr(args, "cleanup_source_secrets", False))
+    return SecretPolicy(dest_private=a.dest_private, dest_ephemeral=a.dest_ephemeral,
+                        reset_values=a.reset_secret_values, allow_plaintext=a.allow_plaintext_secrets,
+                        use_source_api=not a.no_source_api, cleanup_source=cleanup_source)
 
 
-def migration_policy(args: argparse.Namespace) -> MigrationPolicy:
+def migration_policy(a: PolicyArgs, *, live: bool) -> MigrationPolicy:
     from coordinator.core.params import MigrationPolicy
 
     return MigrationPolicy(
-        live=not getattr(args, "offline", False), undefine_source=not args.keep_source, tls=args.tls,
-        bandwidth_mib=args.bandwidth, parallel=args.parallel_connections, compression=args.compression,
-        auto_converge=args.auto_converge, postcopy=args.postcopy, migrate_uri=args.migrate_uri,
-        listen_address=args.listen_address, copy_storage=args.copy_storage, unsafe=args.unsafe,
-        on_deadline=args.on_deadline, max_downtime_ms=args.max_downtime)
+        live=live, undefine_source=not a.keep_source, tls=a.tls,
+        bandwidth_mib=a.bandwidth, parallel=a.parallel_connections, compression=a.compression,
+        auto_converge=a.auto_converge, postcopy=a.postcopy, migrate_uri=a.migrate_uri,
+        listen_address=a.listen_address, copy_storage=a.copy_storage, unsafe=a.unsafe,
+        on_deadline=a.on_deadline, max_downtime_ms=a.max_downtime)
 
 
-def retry(args: argparse.Namespace) -> RetryPolicy:
+def retry(a: PolicyArgs) -> RetryPolicy:
     from coordinator.steps.retry import RetryPolicy
 
-    if args.retries < 1:
+    if a.retries < 1:
         raise BadInput("--retries must be at least 1")
-    return RetryPolicy(attempts=args.retries, max_seconds=args.retry_max_seconds)
+    return RetryPolicy(attempts=a.retries, max_seconds=a.retry_max_seconds)
 
 
-def timeouts(args: argparse.Namespace) -> TimeoutPolicy:
+def timeouts(a: PolicyArgs) -> TimeoutPolicy:
     from coordinator.core.params import TimeoutPolicy
 
-    return TimeoutPolicy(completion_s=args.timeout, per_gib_s=args.timeout_per_gib,
-                         minimum_s=args.timeout_minimum, stall_s=args.stall_timeout)
+    return TimeoutPolicy(completion_s=a.timeout, per_gib_s=a.timeout_per_gib,
+                         minimum_s=a.timeout_minimum, stall_s=a.stall_timeout)
 
 
-def migrate_options(args: argparse.Namespace, dry_run: bool = False) -> MigrateOptions:
-    """Everything the operator decided, as the library's one options object."""
+def migrate_options(a: Migrating, *, live: bool, cleanup_source: bool, dry_run: bool) -> MigrateOptions:
+    """Everything the operator decided, as the library's one options object (``migrate``: ``live``
+    unless --offline; ``evacuate`` decides live or offline per domain and always passes True)."""
     from coordinator.steps.options import MigrateOptions
 
-    return MigrateOptions(policy=migration_policy(args), secret_policy=secret_policy(args), keyring=keyring(args),
-                          retry=retry(args), timeouts=timeouts(args), ssh=ssh_config(args),
-                          skip=tuple(args.skip), waive=tuple(args.waive), dry_run=dry_run,
-                          accept_unknown=getattr(args, "accept_unknown", False))
+    return MigrateOptions(policy=migration_policy(a, live=live),
+                          secret_policy=secret_policy(a, cleanup_source=cleanup_source), keyring=keyring(a),
+                          retry=retry(a), timeouts=timeouts(a), ssh=ssh_config(a),
+                          skip=a.skip, waive=a.waive, dry_run=dry_run, accept_unknown=a.accept_unknown)

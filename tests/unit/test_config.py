@@ -1,4 +1,4 @@
-"""core/config: the settings file's validation and the merge (tables), and cli/settings applied to argv."""
+"""core/config: the settings file's validation and the merge (tables), and cli/invocation built from argv."""
 from __future__ import annotations
 
 import json
@@ -188,11 +188,10 @@ def test_missing_named_config_exits_2(tmp_path, capsys):
 
 
 def _args(cfgfile, *argv):
-    from coordinator.cli import settings
+    from coordinator.cli import invocation
     full = ["--config", str(cfgfile), *argv]
     args = build_parser().parse_args(full)
-    settings.apply(args, build_parser, full, {})
-    return args
+    return invocation.build(args, build_parser, full, {})
 
 
 def test_aliases_groups_and_sources_reach_the_arguments(cfgfile):
@@ -203,8 +202,8 @@ def test_aliases_groups_and_sources_reach_the_arguments(cfgfile):
     assert a.ssh_hosts["hv2.example"].user == "ops"
     e = _args(cfgfile, "evacuate", "--from", "hv1", "--to-group", "rack2", "--report", "/r/{source}.json",
               "--max-memory", "hv2=1024")
-    assert e.max_memory == ["qemu+ssh://hv2.example/system=1024"]
-    assert e.dsts == ["qemu+ssh://hv2.example/system", "qemu+tls://hv3.example/system"]
+    assert e.max_memory == ("qemu+ssh://hv2.example/system=1024",)
+    assert e.dsts == ("qemu+ssh://hv2.example/system", "qemu+tls://hv3.example/system")
     assert e.parallel == 3 and str(e.report) == "/r/hv1.example.json"
 
 

@@ -7,7 +7,7 @@ import shlex
 import tomllib
 from pathlib import Path
 
-from coordinator.cli import settings
+from coordinator.cli import invocation
 from coordinator.cli.main import build_parser
 from coordinator.core.config import parse_file
 
@@ -20,8 +20,7 @@ def _parse(cmdline: str):
     assert argv[0].endswith("migcoord")
     argv = [str(CONFIG) if a == "/etc/migcoord/config.toml" else a for a in argv[1:]]
     args = build_parser().parse_args(argv)
-    settings.apply(args, build_parser, argv, {})
-    return args
+    return invocation.build(args, build_parser, argv, {})
 
 
 def test_example_config_is_valid():
