@@ -3,7 +3,6 @@ changes nothing anywhere. The CLI is exercised in-process through coordinator.cl
 coordinator/cli/main.py wires it), the library through checks.preflight."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -18,6 +17,8 @@ import pytest
 
 import checks
 from coordinator.cli import cmd_check as command
+from coordinator.cli import invocation
+from coordinator.cli.main import build_parser
 from coordinator.core.errors import BadInput, MigcoordError
 from coordinator.core.params import MigrationPolicy
 from coordinator.steps.options import MigrateOptions
@@ -29,11 +30,10 @@ UNREACHABLE = "qemu+tcp://127.0.0.99/system"  # loopback address where nothing l
 def check_cli(capsys):
     """Run `migcoord check ...` in-process: (exit code, stdout)."""
     def run(*argv: str) -> tuple[int, str]:
-        p = argparse.ArgumentParser(prog="migcoord")
-        command.add_parser(p.add_subparsers(dest="command"))
-        args = p.parse_args(["check", *argv])
+        full = ["check", *argv]
+        args = build_parser().parse_args(full)
         try:
-            rc = command.run(args)
+            rc = command.run(invocation.build(args, build_parser, full, {}))
         except MigcoordError as e:
             rc = e.exit_code
         return rc, capsys.readouterr().out

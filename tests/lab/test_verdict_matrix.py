@@ -19,7 +19,6 @@ Scenarios whose truth this machine cannot produce are listed in ``NOT_IN_MATRIX`
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -40,6 +39,8 @@ import libvirt
 import pytest
 
 from coordinator.cli import cmd_check as command
+from coordinator.cli import invocation
+from coordinator.cli.main import build_parser
 from coordinator.core import domxml
 from coordinator.core.errors import MigcoordError
 from coordinator.core.params import MigrationPolicy, migration_flags
@@ -629,11 +630,9 @@ def verdict(lab: Lab, sc: Scenario, setup: Setup, capsys: pytest.CaptureFixture)
     ssh = lab.env["ssh"]
     argv = ["check", setup.name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json",
             "--ssh-key", ssh["key"], "--ssh-known-hosts", ssh["known_hosts"], *sc.check_flags, *setup.args]
-    p = argparse.ArgumentParser(prog="migcoord")
-    command.add_parser(p.add_subparsers(dest="command"))
     capsys.readouterr()
     try:
-        rc = command.run(p.parse_args(argv))
+        rc = command.run(invocation.build(build_parser().parse_args(argv), build_parser, argv, {}))
     except MigcoordError as e:
         rc = e.exit_code
     out = capsys.readouterr().out
