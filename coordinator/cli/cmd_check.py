@@ -7,13 +7,12 @@ The matrix in tests/lab/test_verdict_matrix.py (where present) proves the verdic
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
-from .render import table
+from . import render
 
 if TYPE_CHECKING:
     from checks.registry import Report
@@ -60,7 +59,8 @@ def run(args: CheckInvocation) -> int:
                              keyring=opts.keyring(args), skip=args.skip, waive=args.waive, ssh=opts.ssh_config(args))
     with libvirt_errors():
         report = preflight(args.src, args.dst, args.domains, options)
-    print(render_json(report) if args.json else render_table(report, accept_unknown=args.accept_unknown))
+    print(render.as_json(report.as_dict()) if args.json else render.check_report(report,
+                                                                                accept_unknown=args.accept_unknown))
     return exit_code(report, accept_unknown=args.accept_unknown)
 
 
@@ -71,34 +71,3 @@ def exit_code(report: Report, *, accept_unknown: bool = False) -> int:
     if report.blocking:
         return Blocked.exit_code
     return Undecided.exit_code if report.decisive and not accept_unknown else ExitCode.OK
-
-
-def render_json(report: Report) -> str:
-    return json.dumps(report.as_dict(), indent=2, sort_keys=True)
-
-
-def render_table(report: Report, *, accept_unknown: bool = False) -> str:
-    rows = [("ID", "SEVERITY", "STATUS", "SUBJECT", "MESSAGE")]
-    rows += [(f.check_id, f.severity, f.status.upper() if f.status != "pass" else f.status, f.subject,
-              f.message) for f in report.findings]
-    lines = table(rows).splitlines()
-    hints = {f.check_id: f.hint for f in report.findings
-             if f.status in ("fail", "error", "waived", "unknown") and f.hint}
-    if hints:
-        lines.append("")
-        lines += [f"hint {cid}: {h}" for cid, h in hints.items()]
-    blocking = sorted({f.check_id for f in report.blocking})
-    lines.append("")
-    if blocking:
-        lines.append(f"BLOCKED by {', '.join(blocking)}")
-    elif report.decisive and not accept_unknown:
-        lines.append("UNKNOWN: success depends on what the checks could not learn (see the hints, or "
-                     "--accept-unknown): " + "; ".join(f"{f.check_id} ({f.subject}): {f.message}"
-                                                        for f in report.decisive))
-    elif report.unknowns:
-        # NOTE: never a bare "OK" when the verdict rests on something the checks could not learn.
-        lines.append("GO with unknowns: " + "; ".join(f"{f.check_id} ({f.subject}): {f.message}"
-                                                      for f in report.unknowns))
-    else:
-        lines.append("OK: nothing blocks the migration")
-    return "\n".join(lines)

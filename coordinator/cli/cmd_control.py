@@ -3,10 +3,11 @@ running outgoing migration (only a migration job; anything else is refused)."""
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from coordinator.core.exit_codes import ExitCode
+
+from . import render
 
 if TYPE_CHECKING:
     from coordinator.flows.control import ControlResult
@@ -31,14 +32,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _print(args: ControlInvocation, r: ControlResult) -> int:
-    if args.json:
-        print(json.dumps(r.as_dict(), indent=2, sort_keys=True))
-        return ExitCode.OK
-    what = {"aborted": "migration aborted", "postcopy": "switched to post-copy",
-            "suspended": "guest suspended so the migration converges"}[r.action]
-    print(f"{r.domain}: {what} on {r.host}" + (f" (started by {r.owner})" if r.owner else ""))
-    if r.note:
-        print(f"  note: {r.note}")
+    print(render.as_json(r.as_dict()) if args.json else render.control(r))
     return ExitCode.OK
 
 

@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coordinator.core.errors import BadInput, MigcoordError
+from coordinator.core.errors import MigcoordError
 from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
-from .render import EventPrinter, table
+from . import render
+from .render import EventPrinter
 
 if TYPE_CHECKING:
-    from coordinator.core.evacuation import EvacuationPlan
-
     from .invocation import EvacuateInvocation
 
 CRON_EXAMPLE = """
@@ -63,30 +60,8 @@ def add_parser(sub: Any, epilog: str) -> argparse.ArgumentParser:
     return e
 
 
-
-def _capacity(specs: Sequence[str]) -> dict[str, int]:
-    out = {}
-    for spec in specs:
-        uri, sep, mib = spec.rpartition("=")
-        if not sep or not uri or not mib.isdigit():
-            raise BadInput(f"--max-memory expects DST_URI=MIB, got {spec!r}")
-        out[uri] = int(mib)
-    return out
-
-
-def render_plan(plan: EvacuationPlan) -> str:
-    rows = [("DOMAIN", "MODE", "MEMORY", "DESTINATION", "SECRETS", "NOTE")]
-    for d in plan.domains:
-        todo = [f"{p.uuid} {p.action}" for p in d.secrets]
-        rows.append((d.name, "live" if d.live else "offline", f"{d.memory_bytes // 2**20} MiB",
-                     d.destination or "-", ", ".join(todo) or "-", d.reason))
-    return table(rows) + "".join(f"\nexcluded: {n}" for n in plan.excluded)
-
-
 def run(args: EvacuateInvocation) -> int:
     # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
-    from coordinator.core.evacuation import EvacuationPolicy
-    from coordinator.core.metrics import DomainMetrics
     from coordinator.files.atomic import check_target
     from coordinator.flows.evacuate import evacuate, plan_evacuation
     from coordinator.steps.journal import Journal
@@ -94,16 +69,13 @@ def run(args: EvacuateInvocation) -> int:
 
     from . import run_metrics
 
-    ev = EvacuationPolicy(include_inactive=args.include_inactive, exclude=tuple(args.exclude),
-                          parallel=args.parallel, per_destination=args.per_destination,
-                          max_duration_s=args.max_duration, capacity_mib=_capacity(args.max_memory),
-                          on_interrupt=args.on_interrupt, mark_source=not args.no_maintenance)
+    ev = opts.evacuation_policy(args)
     options = opts.migrate_options(args, live=True, cleanup_source=False, dry_run=False)
     if args.report is not None:
         check_target(args.report, "report")  # before any connection: a bad path costs nothing
     if args.dry_run:
         plan = plan_evacuation(args.src, args.dsts, ev, options)
-        print(json.dumps(plan.as_dict(), indent=2, sort_keys=True) if args.json else render_plan(plan))
+        print(render.as_json(plan.as_dict()) if args.json else render.evacuation_plan(plan))
         code = ExitCode.OK if not plan.unplaceable else ExitCode.BLOCKED
         _write_report(args.report, plan.as_dict())
         return code
@@ -116,23 +88,10 @@ def run(args: EvacuateInvocation) -> int:
         run_metrics.write(args.metrics_file, "evacuate", args.src, e.exit_code, collector, [], quiet_errors=True)
         raise
     # NOTE: the outcome first: the VMs have moved (or not) whatever happens to the files below.
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
-    else:
-        rows = [("DOMAIN", "STATE", "DESTINATION", "TIME", "REASON")]
-        rows += [(o.domain, o.state, o.destination or "-", f"{o.duration_s:.1f}s", o.reason)
-                 for o in report.outcomes]
-        moved = sum(o.moved for o in report.outcomes)
-        print(table(rows) + f"\n{moved} of {len(report.outcomes)} moved in {report.duration_s:.1f}s"
-              + (" (interrupted)" if report.interrupted else ""), flush=True)
+    print(render.as_json(report.as_dict()) if args.json else render.evacuation_report(report), flush=True)
     _write_report(args.report, report.as_dict())
-    blockers = {d: tuple(sorted({i for plan_ids in (report.plan.blockers, report.plan.undecided)
-                                 for ids in plan_ids.get(d, {}).values() for i in ids}))
-                for d in {*report.plan.blockers, *report.plan.undecided}}
-    run_metrics.write(args.metrics_file, "evacuate", args.src, report.exit_code, collector, [
-        DomainMetrics(o.domain, o.state, o.destination, o.duration_s, collector.bytes.get(o.domain, 0),
-                      collector.blocking.get(o.domain) or (blockers.get(o.domain, ()) if not o.moved else ()))
-        for o in report.outcomes], quiet_errors=True)
+    run_metrics.write(args.metrics_file, "evacuate", args.src, report.exit_code, collector,
+                      run_metrics.evacuated(report, collector), quiet_errors=True)
     if journal.failed:
         warn(f"the journal {args.journal} is incomplete ({journal.failed}); the outcome above is what happened")
     # main turns SIGINT (130) into SIGTERM (143) after a SIGTERM
@@ -140,7 +99,7 @@ def run(args: EvacuateInvocation) -> int:
 
 
 def warn(message: str) -> None:
-    print(f"migcoord: warning: {message}", file=sys.stderr)
+    print(render.warning(message), file=sys.stderr)
 
 
 def _write_report(path: Path | None, data: dict[str, Any]) -> None:
@@ -151,6 +110,6 @@ def _write_report(path: Path | None, data: dict[str, Any]) -> None:
     from coordinator.files.atomic import write_atomic
 
     try:
-        write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), what="report")
+        write_atomic(path, (render.as_json(data) + "\n").encode(), what="report")
     except (OSError, MigcoordError) as e:
         warn(f"the report was not written to {path}: {getattr(e, 'strerror', None) or e}")

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from coordinator.core.exit_codes import ExitCode
+
+from . import render
 
 if TYPE_CHECKING:
     from .invocation import MaintenanceInvocation
@@ -27,9 +28,5 @@ def run(args: MaintenanceInvocation) -> int:
     from coordinator.flows.maintenance import maintenance  # NOTE: here: building the parser stays cheap
 
     m = maintenance(args.uri, args.action, args.reason)
-    if args.json:
-        print(json.dumps({"host": args.uri, "draining": m is not None, **(m.as_dict() if m else {})},
-                         indent=2, sort_keys=True))
-    else:
-        print(f"{args.uri}: " + (m.describe() if m else "not in maintenance"))
+    print(render.maintenance(args.uri, m, as_json_doc=args.json))
     return ExitCode.OK

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +9,7 @@ from coordinator.core.errors import MigcoordError
 from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
+from . import render
 from .render import EventPrinter
 
 if TYPE_CHECKING:
@@ -41,7 +40,6 @@ def run(args: MigrateInvocation) -> int:
     # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
     from dataclasses import replace
 
-    from coordinator.core.metrics import DomainMetrics
     from coordinator.flows.migrate import migrate
     from coordinator.steps.journal import Journal
     from coordinator.steps.options import Runtime
@@ -62,38 +60,19 @@ def run(args: MigrateInvocation) -> int:
         result = migrate(args.domain, args.src, args.dst, options, runtime)
     except MigcoordError as e:
         timing.on_error(e.data, started, show=args.timings)
-        run_metrics.write(metrics_file, "migrate", args.src, e.exit_code, collector, [DomainMetrics(
-            args.domain, run_metrics.error_state(e), args.dst, collector.elapsed(),
-            blocking_checks=run_metrics.blocking_of(e) or collector.blocking.get("", ()))], quiet_errors=True)
+        run_metrics.write(metrics_file, "migrate", args.src, e.exit_code, collector,
+                          run_metrics.not_migrated(args.domain, args.dst, e, collector), quiet_errors=True)
         raise
     result = replace(result, timings=result.timings and result.timings.with_startup(started))
     code = ExitCode.UNVERIFIED if result.state == "migrated-unverified" else ExitCode.OK
-    run_metrics.write(metrics_file, "migrate", args.src, code, collector, [DomainMetrics(
-        result.domain, result.state, result.dest_uri, result.duration_s, collector.bytes.get("", 0))],
-        quiet_errors=True)  # a metrics file that cannot be written is a warning: the VM has moved
+    # a metrics file that cannot be written is a warning: the VM has moved
+    run_metrics.write(metrics_file, "migrate", args.src, code, collector, run_metrics.migrated(result, collector),
+                      quiet_errors=True)
     if printer.tty:
         sys.stderr.write("\n")
     if args.timings:
         print(timing.render(result.as_dict()["timings"]), file=sys.stderr)
     if runtime.journal.failed:  # the migration's outcome (below) is what happened; the journal missed some of it
-        print(f"migcoord: warning: the journal {args.journal} is incomplete ({runtime.journal.failed})",
-              file=sys.stderr)
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
-        return code
-    if result.state == "already-on-destination":
-        print(f"{result.domain}: already on destination {result.dest_uri} ({result.dest_state}); nothing to do")
-        return ExitCode.OK
-    moved = result.state in ("migrated", "migrated-unverified")
-    verb = {"dry-run": "would migrate", "migrated": "migrated",
-            "migrated-unverified": "migrated (verification incomplete)"}[result.state]
-    print(f"{result.domain}: {verb} {result.source_uri} -> {result.dest_uri}"
-          + (f" in {result.duration_s:.1f}s, {result.attempts} attempt(s); now {result.dest_state} there"
-             if moved else ""))
-    for p in result.secrets:
-        print(f"  secret {p.uuid} ({p.ref.kind}, {p.ref.usage_type}): {p.action} [{p.dest_status}]")
-    for w in result.warnings:
-        print(f"  warning: {w}")
-    if moved:
-        print(f"  check: virsh -c {shlex.quote(result.dest_uri)} dominfo {shlex.quote(result.domain)}")
+        print(render.warning(f"the journal {args.journal} is incomplete ({runtime.journal.failed})"), file=sys.stderr)
+    print(render.as_json(result.as_dict()) if args.json else render.migration(result))
     return code

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from coordinator.core.exit_codes import ExitCode
 
 from . import options as opts
-from .render import table
+from . import render
 
 if TYPE_CHECKING:
     from .invocation import SecretsInvocation
@@ -31,17 +30,7 @@ def run(args: SecretsInvocation) -> int:
 
     options = MigrateOptions(secret_policy=opts.secret_policy(args, cleanup_source=False), keyring=opts.keyring(args))
     plans = plan_domain_secrets(args.domain, args.src, args.dst, options)
-    if args.json:
-        print(json.dumps([p.as_dict() for p in plans], indent=2, sort_keys=True))
-    else:
-        rows = [("UUID", "KIND", "USAGE", "SOURCE", "DESTINATION", "ACTION")]
-        rows += [(p.uuid or "-", str(p.ref.kind),
-                  f"{p.ref.usage_type}:{p.usage_id or p.ref.usage_id or ''}".rstrip(":"),
-                  p.source_status, p.dest_status, str(p.action)) for p in plans]
-        print(table(rows))
-        for p in plans:
-            if p.reason:
-                print(f"{p.uuid}: {p.reason}")
+    print(render.as_json([p.as_dict() for p in plans]) if args.json else render.secret_plans(plans))
     return ExitCode.BLOCKED if any(p.action is SecretAction.BLOCK for p in plans) else ExitCode.OK
 
 

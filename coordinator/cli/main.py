@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import signal
 import sys
@@ -22,6 +21,7 @@ from coordinator.core.release import __version__
 # NOTE: the cmd_* modules build their parsers from argparse and core.defaults only and import
 # their flows inside run(): `--version`, `--help` and a usage error load nothing else, and each
 # command loads only what it uses (tests/unit/test_startup.py holds that, without timing).
+from . import render
 from . import (cmd_check, cmd_completion, cmd_config, cmd_control, cmd_evacuate, cmd_maintenance, cmd_migrate,
                cmd_secrets)
 
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage error (one line, above), --help or --version
-        return e.code if isinstance(e.code, int) else ExitCode.OK if e.code is None else ExitCode.USAGE
+        return int(e.code) if isinstance(e.code, int) else ExitCode.OK.value if e.code is None else ExitCode.USAGE.value
     # NOTE: a short-lived process: what the imports built is never garbage. Freezing it keeps the
     # collector from rescanning it, and a larger young generation collects less often while a plan
     # builds thousands of objects (the collector was ~20 % of planning 2 000 domains; BENCHMARKS.md).
@@ -101,17 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         inv = invocation.build(args, build_parser, argv, os.environ)
         logs.setup(inv.log_level, inv.syslog)
         code = COMMANDS[inv.command](inv)
-        return for_signal(received[0]) if code == ExitCode.SIGINT and received else code
+        return for_signal(received[0]) if code == ExitCode.SIGINT and received else int(code)  # a plain int, as always
     except Interrupted as e:
         print(f"migcoord: {one_line(str(e))}", file=sys.stderr)
         return for_signal(received[0] if received else signal.SIGINT)
     except MigcoordError as e:
         if json_output:
-            out = {"error": e.message, "hint": e.hint, "type": type(e).__name__, "exit_code": e.exit_code}
-            for key in ("report", "diagnosis", "timings"):
-                if key in e.data:
-                    out[key] = e.data[key]
-            print(json.dumps(out, sort_keys=True))
+            print(render.error_json(e))
         for line in e.data.get("diagnosis", {}).get("evidence", ()):  # before the error: it stays the last line
             print(f"migcoord: evidence: {line}", file=sys.stderr)
         print(f"migcoord: error: {one_line(str(e))}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,8 @@ from coordinator.core import defaults
 from coordinator.core.errors import BadInput
 
 if TYPE_CHECKING:
-    from coordinator.cli.invocation import Migrating, PolicyArgs, SecretArgs, SshArgs
+    from coordinator.cli.invocation import EvacuateInvocation, Migrating, PolicyArgs, SecretArgs, SshArgs
+    from coordinator.core.evacuation import EvacuationPolicy
     from coordinator.core.params import MigrationPolicy, TimeoutPolicy
     from coordinator.core.secret_rules import SecretPolicy
     from coordinator.ssh.runner import SshConfig
@@ -218,3 +220,23 @@ def migrate_options(a: Migrating, *, live: bool, cleanup_source: bool, dry_run: 
                           secret_policy=secret_policy(a, cleanup_source=cleanup_source), keyring=keyring(a),
                           retry=retry(a), timeouts=timeouts(a), ssh=ssh_config(a),
                           skip=a.skip, waive=a.waive, dry_run=dry_run, accept_unknown=a.accept_unknown)
+
+
+def evacuation_policy(a: EvacuateInvocation) -> EvacuationPolicy:
+    """Which domains ``evacuate`` moves, how many at once, and what it does when interrupted."""
+    from coordinator.core.evacuation import EvacuationPolicy
+
+    return EvacuationPolicy(include_inactive=a.include_inactive, exclude=a.exclude,
+                            parallel=a.parallel, per_destination=a.per_destination,
+                            max_duration_s=a.max_duration, capacity_mib=_capacity(a.max_memory),
+                            on_interrupt=a.on_interrupt, mark_source=not a.no_maintenance)
+
+
+def _capacity(specs: Sequence[str]) -> dict[str, int]:
+    out = {}
+    for spec in specs:
+        uri, sep, mib = spec.rpartition("=")
+        if not sep or not uri or not mib.isdigit():
+            raise BadInput(f"--max-memory expects DST_URI=MIB, got {spec!r}")
+        out[uri] = int(mib)
+    return out

@@ -9,13 +9,17 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.core.errors import Busy, MigcoordError, Undecided
 from coordinator.core.exit_codes import ExitCode
 from coordinator.core.metrics import DomainMetrics, RunMetrics, render
 from coordinator.files.atomic import write_atomic
 from coordinator.steps.options import EventSink
+
+if TYPE_CHECKING:
+    from coordinator.core.evacuation import EvacuationReport
+    from coordinator.core.model import MigrationResult
 
 log = logging.getLogger("migcoord")
 
@@ -73,3 +77,24 @@ def write(path: Path | None, command: str, source: str, exit_code: int, collecto
         if not quiet_errors:
             raise
         log.warning("cannot write the metrics file %s: %s", path, e)
+
+
+def migrated(result: MigrationResult, collector: Collector) -> list[DomainMetrics]:
+    """``migrate``'s one domain, when the flow returned a result."""
+    return [DomainMetrics(result.domain, result.state, result.dest_uri, result.duration_s, collector.bytes.get("", 0))]
+
+
+def not_migrated(domain: str, dest_uri: str, e: MigcoordError, collector: Collector) -> list[DomainMetrics]:
+    """``migrate``'s one domain, when the flow raised ``e``."""
+    return [DomainMetrics(domain, error_state(e), dest_uri, collector.elapsed(),
+                          blocking_checks=blocking_of(e) or collector.blocking.get("", ()))]
+
+
+def evacuated(report: EvacuationReport, collector: Collector) -> list[DomainMetrics]:
+    """One entry per domain of an evacuation; a domain that did not move names what held it back."""
+    blockers = {d: tuple(sorted({i for plan_ids in (report.plan.blockers, report.plan.undecided)
+                                 for ids in plan_ids.get(d, {}).values() for i in ids}))
+                for d in {*report.plan.blockers, *report.plan.undecided}}
+    return [DomainMetrics(o.domain, o.state, o.destination, o.duration_s, collector.bytes.get(o.domain, 0),
+                          collector.blocking.get(o.domain) or (blockers.get(o.domain, ()) if not o.moved else ()))
+            for o in report.outcomes]

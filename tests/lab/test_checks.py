@@ -17,7 +17,7 @@ import pytest
 
 import checks
 from coordinator.cli import cmd_check as command
-from coordinator.cli import invocation
+from coordinator.cli import invocation, render
 from coordinator.cli.main import build_parser
 from coordinator.core.errors import BadInput, MigcoordError
 from coordinator.core.params import MigrationPolicy
@@ -296,11 +296,11 @@ def test_private_secret_already_on_destination_is_a_decisive_unknown(clean, name
     assert rep.ok  # an unknown does not block ...
     assert [x.check_id for x in rep.unknowns] == [x.check_id for x in rep.decisive] == ["SECRET-UNVERIFIABLE"]
     assert rep.verdict == "unknown"  # ... but it decides success: not a go (exit 6)
-    last = command.render_table(rep).splitlines()[-1]
+    last = render.check_report(rep).splitlines()[-1]
     assert last.startswith("UNKNOWN: ") and f"SECRET-UNVERIFIABLE ({name}): secret {sid} (vtpm): " in last
     assert "--secret-file" in f.hint and "--accept-unknown" in f.hint
     # accepted, the CLI's verdict names it instead of a bare "OK"
-    last = command.render_table(rep, accept_unknown=True).splitlines()[-1]
+    last = render.check_report(rep, accept_unknown=True).splitlines()[-1]
     assert last.startswith(f"GO with unknowns: SECRET-UNVERIFIABLE ({name}): secret {sid} (vtpm): ")
     assert command.exit_code(rep) == 6 and command.exit_code(rep, accept_unknown=True) == 0
 

@@ -144,7 +144,8 @@ def test_default_registry_ids_are_documented():
 
 
 def test_unknown_never_blocks_and_the_verdict_line_names_it():
-    from coordinator.cli.cmd_check import exit_code, render_table
+    from coordinator.cli.cmd_check import exit_code
+    from coordinator.cli.render import check_report as render_table
     from checks.registry import unknown
     reg = Registry()
     reg.check("A-UNKNOWN")(lambda ctx, t: unknown("whether /x is on a shared filesystem is unknown; use --ssh"))
