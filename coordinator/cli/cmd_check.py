@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from coordinator.core.exit_codes import ExitCode
+from coordinator.core.exit_codes import ExitCode, help_text
 
 from . import options as opts
 from . import render
@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
     from .invocation import CheckInvocation
 
-EXIT_HELP = """exit codes:
-  0  nothing blocks the migration and nothing that decides it is unknown (warnings may be
-     listed; with --accept-unknown, "GO with unknowns" names what the checks could not learn)
-  1  at least one error-severity check failed (and was not waived)
-  2  usage error or bad input (bad URI, unknown domain or check id)
-  6  UNKNOWN: nothing blocks, but an error-severity check could not learn a fact that decides
-     success (e.g. a private destination copy's value; without --ssh, a local disk on the
-     destination); the hints say how to make it known. migrate/evacuate refuse it the same way."""
+EXIT_HELP = help_text({
+    ExitCode.OK: "nothing blocks the migration and nothing that decides it is unknown (warnings may be\n"
+                 "listed; with --accept-unknown, \"GO with unknowns\" names what the checks could not learn)",
+    ExitCode.BLOCKED: "at least one error-severity check failed (and was not waived)",
+    ExitCode.USAGE: "usage error or bad input (bad URI, unknown domain or check id)",
+    ExitCode.UNKNOWN: "UNKNOWN: nothing blocks, but an error-severity check could not learn a fact that decides\n"
+                      "success (e.g. a private destination copy's value; without --ssh, a local disk on the\n"
+                      "destination); the hints say how to make it known. migrate/evacuate refuse it the same way."})
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from coordinator.core.exit_codes import ExitCode
+from coordinator.core.exit_codes import ExitCode, help_text
 
 from . import render
 
@@ -14,10 +14,9 @@ if TYPE_CHECKING:
 
     from .invocation import ControlInvocation
 
-EXIT_HELP = """exit codes:
-  0  done
-  1  no migration job on the domain (or another kind of job, which is left alone)
-  2  usage error or bad input"""
+EXIT_HELP = help_text({ExitCode.OK: "done",
+                       ExitCode.BLOCKED: "no migration job on the domain (or another kind of job, which is left alone)",
+                       ExitCode.USAGE: "usage error or bad input"})
 
 
 def add_parsers(sub: Any) -> None:

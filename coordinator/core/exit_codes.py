@@ -12,6 +12,7 @@ NOTE: it lives in ``core``, not ``cli``: ``flows`` sit below the command line an
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 _INTERRUPTED = ("interrupted by SIGINT (Ctrl-C) / SIGTERM: the running migration was aborted, what\n"
                 "this run created was removed, the VM runs on exactly one host")
@@ -53,15 +54,17 @@ def for_signal(signum: int) -> int:
     return SIGNAL_BASE + signum
 
 
-def help_text() -> str:
-    """The ``exit codes:`` epilog of ``migcoord --help``, one entry per docstring."""
+def help_text(meanings: Mapping[ExitCode, str] | None = None) -> str:
+    """The ``exit codes:`` epilog of ``migcoord --help``, one entry per docstring; with
+    ``meanings``, only those codes, each with what it means for that command (``check``, ``abort``)."""
     lines = ["exit codes:"]
-    members = list(ExitCode)
+    members = list(ExitCode) if meanings is None else sorted(meanings)
+    doc = {m: m.__doc__ or "" for m in ExitCode} | dict(meanings or {})
     i = 0
     while i < len(members):
-        same = [m for m in members[i:] if m.__doc__ == members[i].__doc__]
+        same = [m for m in members[i:] if doc[m] == doc[members[i]]]
         label = " / ".join(str(int(m)) for m in same)
-        head, *rest = (members[i].__doc__ or "").split("\n")
+        head, *rest = doc[members[i]].split("\n")
         lines.append(f"  {label:<2} {head}" if len(same) == 1 else f"  {label}  {head}")
         lines += [f"     {r}" for r in rest]
         i += len(same)

@@ -128,3 +128,14 @@ def test_help_epilog_is_generated_from_the_enum_with_every_code():
 def test_every_code_has_its_own_docstring_and_signals_follow_the_shell():
     assert all(c.__doc__ and c.__doc__ != ExitCode.__doc__ for c in ExitCode)
     assert (for_signal(2), for_signal(15)) == (ExitCode.SIGINT, ExitCode.SIGTERM)
+
+
+def test_check_and_control_epilogs_list_their_codes_from_the_enum():
+    from coordinator.cli import cmd_check, cmd_control
+
+    def codes(text: str) -> list[int]:
+        return [int(m.group(1)) for line in text.splitlines()[1:] if (m := re.match(r"  (\d+) ", line))]
+
+    assert codes(cmd_check.EXIT_HELP) == [ExitCode.OK, ExitCode.BLOCKED, ExitCode.USAGE, ExitCode.UNKNOWN]
+    assert codes(cmd_control.EXIT_HELP) == [ExitCode.OK, ExitCode.BLOCKED, ExitCode.USAGE]
+    assert help_text({ExitCode.BUSY: "held\nby another run"}) == "exit codes:\n  75 held\n     by another run"
