@@ -374,7 +374,12 @@ class SshRunner:
                     out += chan.recv(_READ_CHUNK)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(_READ_CHUNK)
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                # NOTE: the exit status can arrive before the last output (paramiko's recv_exit_status docs):
+                # done only once the output has ended too (EOF, or the channel closed). Breaking on the status
+                # alone returned an empty stdout about once in ten matrix runs ("swtpm … cannot report its
+                # capabilities (not JSON …)", a false block, session 5).
+                ended = chan.eof_received or chan.closed
+                if chan.exit_status_ready() and ended and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
                 if chan.closed and not chan.exit_status_ready():
                     raise HostUnreachable(f"SSH to {self.where}: the connection closed during {command!r}",
