@@ -757,6 +757,19 @@ def test_verdict_is_the_truth(sc: Scenario, lab: Lab, name: str, tmp_path: Path,
         try:
             t1 = time.monotonic()
             v, report = verdict(lab, sc, setup, capsys)
+            flaky: list[tuple[str, str, str]] = []
+            if v == "block":
+                # NOTE: a block is taken twice (read-only, before the truth changes anything). About once in ten
+                # pair runs SWTPM-CAPABILITIES blocked a scenario that agreed on every re-run: SshRunner.run
+                # stopped reading when the exit status came before swtpm's output (fixed, session 5; unit test
+                # test_ssh_output_after_exit_status). A block that does not hold on the second look is kept in
+                # the results as "flaky" (scripts/verdict-matrix prints it) instead of failing CI; a consistent
+                # false block and every missed failure still fail.
+                v2, report2 = verdict(lab, sc, setup, capsys)
+                if v2 != v:
+                    flaky = [(f["check_id"], f["status"], f["message"]) for f in report["findings"]
+                             if f["check_id"] in report["blocking"]]
+                    v, report = v2, report2
             t2 = time.monotonic()
             t, how = truth(lab, sc, setup)
             t3 = time.monotonic()
@@ -773,8 +786,9 @@ def test_verdict_is_the_truth(sc: Scenario, lab: Lab, name: str, tmp_path: Path,
     RESULTS[sc.id] = {"area": sc.area, "verdict": v, "truth": t, "blocking": blocking, "unknown": unknown,
                       "what_happened": how, "flags": sc.check_flags + setup.args[:1],
                       "seconds": round(time.monotonic() - t0, 1), "setup_s": round(t1 - t0, 1),
-                      "verdict_s": round(t2 - t1, 1), "truth_s": round(t3 - t2, 1)}
-    assert v == t, f"{sc.id}: verdict {v} (blocking {blocking}) but libvirt: {how}"
+                      "verdict_s": round(t2 - t1, 1), "truth_s": round(t3 - t2, 1), "flaky": flaky}
+    why = [(f["check_id"], f["status"], f["message"]) for f in report["findings"] if f["check_id"] in blocking]
+    assert v == t, f"{sc.id}: verdict {v} (blocking {blocking}: {why}) but libvirt: {how}"
 
 
 def test_matrix_is_big_enough_and_its_gaps_have_reasons() -> None:
