@@ -4,6 +4,7 @@ A fake channel (not a real sshd): the order "exit status, then the last output" 
 server; it was seen for real about once in ten verdict-matrix runs (swtpm's capabilities read as empty)."""
 from __future__ import annotations
 
+import os
 import threading
 
 from coordinator.ssh.runner import SshConfig, SshRunner
@@ -20,6 +21,9 @@ class StatusFirstChannel:
         self.eof_received = False
         self.closed = False
         self._pending = b""
+        self._r, w = os.pipe()  # what select() waits on: readable at once
+        os.write(w, b"x")
+        os.close(w)
 
     def exec_command(self, command: str) -> None:
         self.command = command
@@ -46,12 +50,9 @@ class StatusFirstChannel:
     def recv_stderr(self, n: int) -> bytes:
         return b""
 
-    def fileno(self) -> int:  # select() is given the channel: hand it a pipe that is readable at once
-        import os
-        r, w = os.pipe()
-        os.write(w, b"x")
+    def fileno(self) -> int:  # select() is given the channel: the output arrives while it waits
         self._arrive()
-        return r
+        return self._r
 
     def _arrive(self) -> None:
         if not self.eof_received:
@@ -59,6 +60,7 @@ class StatusFirstChannel:
 
     def close(self) -> None:
         self.closed = True
+        os.close(self._r)
 
 
 class Transport:
