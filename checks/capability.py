@@ -1,7 +1,8 @@
 """Destination capability checks: TPM device support, CPU compatibility, free memory."""
 from __future__ import annotations
 
-from coordinator.core import domfacts, migration_rules
+from coordinator.core import migration_rules
+from coordinator.core.domain.facts import DomainFacts, parse_tpm_caps, tpm_problems
 
 from .context import CheckContext, Target
 from .registry import Results, check, failed, passed, unknown
@@ -14,15 +15,15 @@ def tpm_caps(ctx: CheckContext, t: Target) -> Results:
     """The destination's domain capabilities offer the TPM emulator backend, model and version."""
     if not t.facts.tpms:
         return passed("the domain has no TPM")
-    caps = domfacts.parse_tpm_caps(ctx.host_facts.domcaps(ctx.destination, t.facts))
-    problems = domfacts.tpm_problems(t.facts.tpms, caps)
+    caps = parse_tpm_caps(ctx.host_facts.domcaps(ctx.destination, t.facts))
+    problems = tpm_problems(t.facts.tpms, caps)
     if problems:
         return [failed(p) for p in problems]
     desc = ", ".join(f"{x.model}/{x.backend}/{x.version or 'default'}" for x in t.facts.tpms)
     return passed(f"destination offers {desc}")
 
 
-def _handed_over(ctx: CheckContext, t: Target) -> tuple[domfacts.DomainFacts, bool, str]:
+def _handed_over(ctx: CheckContext, t: Target) -> tuple[DomainFacts, bool, str]:
     """The definition libvirt hands the destination, whether the destination's QEMU starts with it during
     the migration (a live one) rather than later, and what to call it in a finding.
 
@@ -49,7 +50,7 @@ def machine_type(ctx: CheckContext, t: Target) -> Results:
                                           live=live)
     if rule.refused:
         return failed(rule.reason)
-    return unknown(rule.reason) if rule.outcome is migration_rules.Outcome.UNKNOWN else passed(rule.reason)
+    return unknown(rule.reason) if rule.outcome is migration_rules.RulingOutcome.UNKNOWN else passed(rule.reason)
 
 
 @check("CPU-INCOMPATIBLE", tags=("capability", "cpu"),
@@ -78,9 +79,9 @@ def cpu_compatible(ctx: CheckContext, t: Target) -> Results:
                                       detail=detail, hypervisor_unlisted=unlisted)
     what = f"CPU {f.cpu_model or f.cpu_mode or 'default'}" + (f" check={f.cpu_check}" if f.cpu_check else "")
     msg = f"{what} ({defn}): {rule.reason}"
-    if rule.outcome is migration_rules.Outcome.REFUSE:
+    if rule.outcome is migration_rules.RulingOutcome.REFUSE:
         return failed(msg)
-    if rule.outcome is migration_rules.Outcome.UNKNOWN:
+    if rule.outcome is migration_rules.RulingOutcome.UNKNOWN:
         return unknown(msg)
     return passed(msg)
 

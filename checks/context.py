@@ -10,14 +10,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from coordinator.core import domdoc, domfacts
+from coordinator.core.domain.document import DomainDoc, read_document
+from coordinator.core.domain.facts import DomainFacts, parse_domain_facts
 from coordinator.core.errors import BadInput, HostUnreachable
 from coordinator.core.model import SecretPlan
 from coordinator.core.params import MigrationPolicy
 from coordinator.core.secret_rules import SecretPolicy
 from coordinator.core.ids import check_domain_ident
 from coordinator.core.uris import check_endpoints, runs_commands
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner, SourceSecrets
 from coordinator.virt.guest import Guest, GuestStatus, JobInfo
 from coordinator.virt.host import Host
@@ -35,19 +36,19 @@ class Target:
 
     ident: str
     guest: Guest
-    doc: domdoc.DomainDoc  # its definitions, parsed once
+    doc: DomainDoc  # its definitions, parsed once
     known_status: GuestStatus | None = None  # what the caller already read (saves two calls)
     policy: MigrationPolicy | None = None  # this domain's (evacuate: live or offline); None: the run's
     name: str = field(init=False)  # the domain's name (what findings are about)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _job: tuple[JobInfo | None] | None = field(default=None, repr=False)
-    _migratable: domfacts.DomainFacts | None = field(default=None, repr=False)
+    _migratable: DomainFacts | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.doc.facts.name or self.ident
 
     @property
-    def facts(self) -> domfacts.DomainFacts:
+    def facts(self) -> DomainFacts:
         """Facts of the first definition (the live one of a running domain)."""
         return self.doc.facts
 
@@ -63,11 +64,11 @@ class Target:
                 self.known_status = self.guest.status()
             return self.known_status
 
-    def migratable_facts(self) -> domfacts.DomainFacts:
+    def migratable_facts(self) -> DomainFacts:
         """Facts of the live definition in its migratable form (``Guest.migratable_xml``), read once."""
         with self._lock:
             if self._migratable is None:
-                self._migratable = domfacts.parse(self.guest.migratable_xml())
+                self._migratable = parse_domain_facts(self.guest.migratable_xml())
             return self._migratable
 
     def job(self) -> JobInfo | None:
@@ -220,7 +221,7 @@ def build_context(src_uri: str, dst_uri: str, domains: Sequence[str], options: M
         targets = []
         for ident in dict.fromkeys(domains):
             g = ctx.src.require_guest(ident)
-            targets.append(Target(ident=ident, guest=g, doc=domdoc.read(g.definitions())))
+            targets.append(Target(ident=ident, guest=g, doc=read_document(g.definitions())))
         ctx.targets = tuple(targets)
     except BaseException:
         ctx.close()

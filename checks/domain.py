@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from coordinator.core import migration_rules
-from coordinator.core.lease import JobAction
+from coordinator.core.lease_rules import JobAction
 from coordinator.steps.lease import Ownership, decide
 
 from .context import CheckContext, Target

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from coordinator.core import domfacts, migration_rules
+from coordinator.core import migration_rules
+from coordinator.core.domain.facts import DomainFacts
 from coordinator.virt.host import Host
 
 if TYPE_CHECKING:  # the SSH seam is loaded when a runner is first asked for, not at start-up
@@ -69,7 +70,7 @@ class HostFacts:
         """The destination's domains, listed once per run (``Host.domain_index``)."""
         return self.once(("domain_index", self.dst_uri), self.destination.domain_index)
 
-    def domcaps(self, host: Host, f: domfacts.DomainFacts) -> str:
+    def domcaps(self, host: Host, f: DomainFacts) -> str:
         """virConnectGetDomainCapabilities for this domain's emulator/arch/machine/virt type, once per run.
         NOTE: libvirt refuses the call for a machine type its QEMU does not know (a guest started on a newer
         QEMU); MACHINE-TYPE reports that, and the other questions are then asked of the default machine."""
@@ -105,7 +106,7 @@ class HostFacts:
     def volume_source(self, host: Host, pool: str, volume: str) -> tuple[str, str] | None:
         return self.once(("volume_source", host.uri, pool, volume), lambda: host.volume_source(pool, volume))
 
-    def compare_cpu(self, f: domfacts.DomainFacts) -> tuple[str, str]:
+    def compare_cpu(self, f: DomainFacts) -> tuple[str, str]:
         """The destination's virConnectCompareHypervisorCPU of this CPU (once per distinct CPU and run)."""
         assert f.cpu_xml is not None
         xml = f.cpu_xml

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from coordinator.core import domdoc
+from coordinator.core.domain.document import read_document
 from coordinator.core.errors import BadInput
 from coordinator.core.model import SecretPlan
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 from coordinator.virt.guest import Guest, GuestStatus
 from coordinator.virt.host import Host
 
@@ -38,7 +38,7 @@ def check_guests(src: Host, dst: Host, guests: Sequence[tuple[Guest, Sequence[st
     """Run the checks for ``guests`` (each with its live/inactive XML) on connections the caller
     owns (``migrate``, ``evacuate``). ``plans`` and ``statuses`` by domain name are what the caller
     already knows, shared with the checks so nothing is looked up or read twice."""
-    targets = [Target(ident=g.name, guest=g, doc=domdoc.read(x), known_status=(statuses or {}).get(g.name))
+    targets = [Target(ident=g.name, guest=g, doc=read_document(x), known_status=(statuses or {}).get(g.name))
                for g, x in guests]
     return check_targets(src, dst, targets, options, plans=plans)
 

@@ -72,8 +72,9 @@ def _probe(ctx: CheckContext, role: str, fmt: str, path: str) -> str | None:
 
 
 def _ruled(rulings: list[tuple[str, migration_rules.Ruling]], none: str) -> list[Result]:
-    out = [failed(f"disk {dev}: {r.reason}") if r.outcome is migration_rules.Outcome.REFUSE else
-           unknown(f"disk {dev}: {r.reason}") for dev, r in rulings if r.outcome is not migration_rules.Outcome.OK]
+    kinds = migration_rules.RulingOutcome
+    out = [failed(f"disk {dev}: {r.reason}") if r.outcome is kinds.REFUSE else
+           unknown(f"disk {dev}: {r.reason}") for dev, r in rulings if r.outcome is not kinds.OK]
     return out or [passed("; ".join(f"{dev}: {r.reason}" for dev, r in rulings) or none)]
 
 

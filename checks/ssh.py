@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from coordinator.core.domain_xml import domain_root
+from coordinator.core.domain.parse import domain_root
 from coordinator.core.errors import BadInput
-from coordinator.core.domfacts import DomainFacts, TpmFacts
+from coordinator.core.domain.facts import DomainFacts, TpmFacts
 from coordinator.core.migration_rules import TPM_STATE_ROOT, fs_is_shared
 from coordinator.core.versions import older, parse_version, version_str, version_text
 from coordinator.core.secret_rules import wanted_flags

@@ -23,14 +23,14 @@ _EXPORTS = {
     "MigrationResult": "coordinator.core.model", "SecretAction": "coordinator.core.model",
     "SecretKind": "coordinator.core.model", "SecretPlan": "coordinator.core.model",
     "SecretRef": "coordinator.core.model", "Verdict": "coordinator.core.model",
-    "secret_refs": "coordinator.core.domxml", "union_refs": "coordinator.core.domxml",
+    "secret_refs": "coordinator.core.domain.secret_refs", "union_refs": "coordinator.core.domain.secret_refs",
     "MigrationPolicy": "coordinator.core.params", "TimeoutPolicy": "coordinator.core.params",
     "SecretPolicy": "coordinator.core.secret_rules",
     "SshConfig": "coordinator.ssh.runner",
     "Journal": "coordinator.steps.journal",
     "KeyRing": "coordinator.steps.keys", "ValueSource": "coordinator.steps.keys",
     "RetryPolicy": "coordinator.steps.retry",
-    "MigrateOptions": "coordinator.steps.options", "Runtime": "coordinator.steps.options",
+    "MigrateOptions": "coordinator.steps.parameters", "Runtime": "coordinator.steps.parameters",
     "migrate": "coordinator.flows.migrate",
     "plan_domain_secrets": "coordinator.flows.plan_secrets",
     "EvacuationPlan": "coordinator.flows.evacuate", "EvacuationPolicy": "coordinator.flows.evacuate",
@@ -62,7 +62,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from coordinator.core.domxml import secret_refs, union_refs
+    from coordinator.core.domain.secret_refs import secret_refs, union_refs
     from coordinator.core.errors import (BadInput, Blocked, Busy, HostError, HostUnreachable, Interrupted,
                                          MigcoordError, MigrationFailed, SecretMismatch, SecretUnavailable)
     from coordinator.core.model import MigrationResult, SecretAction, SecretKind, SecretPlan, SecretRef, Verdict
@@ -77,5 +77,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from coordinator.ssh.runner import SshConfig
     from coordinator.steps.journal import Journal
     from coordinator.steps.keys import KeyRing, ValueSource
-    from coordinator.steps.options import MigrateOptions, Runtime
+    from coordinator.steps.parameters import MigrateOptions, Runtime
     from coordinator.steps.retry import RetryPolicy

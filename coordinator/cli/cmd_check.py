@@ -52,7 +52,7 @@ def run(args: CheckInvocation) -> int:
     from checks import preflight
     from coordinator.core.params import MigrationPolicy
     from coordinator.flows.boundary import libvirt_errors
-    from coordinator.steps.options import MigrateOptions
+    from coordinator.steps.parameters import MigrateOptions
 
     policy = MigrationPolicy(live=not args.offline, copy_storage=args.copy_storage, unsafe=args.unsafe)
     options = MigrateOptions(policy=policy, secret_policy=opts.secret_policy(args, cleanup_source=False),

@@ -65,7 +65,7 @@ def run(args: EvacuateInvocation) -> int:
     from coordinator.files.atomic import check_target
     from coordinator.flows.evacuate import evacuate, plan_evacuation
     from coordinator.steps.journal import Journal
-    from coordinator.steps.options import Runtime
+    from coordinator.steps.parameters import Runtime
 
     from . import run_metrics
 

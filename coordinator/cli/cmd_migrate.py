@@ -42,9 +42,9 @@ def run(args: MigrateInvocation) -> int:
 
     from coordinator.flows.migrate import migrate
     from coordinator.steps.journal import Journal
-    from coordinator.steps.options import Runtime
+    from coordinator.steps.parameters import Runtime
 
-    from . import run_metrics, timing
+    from . import run_metrics, timings_output
 
     printer = EventPrinter(quiet=args.quiet)
     collector = run_metrics.Collector(printer)
@@ -56,10 +56,10 @@ def run(args: MigrateInvocation) -> int:
             runtime = replace(runtime, journal=Journal(args.journal))
         options = opts.migrate_options(args, live=not args.offline, cleanup_source=args.cleanup_source_secrets,
                                        dry_run=args.dry_run)
-        started = timing.startup_s()  # NOTE: the command starts working here; the flow times the rest
+        started = timings_output.startup_s()  # NOTE: the command starts working here; the flow times the rest
         result = migrate(args.domain, args.src, args.dst, options, runtime)
     except MigcoordError as e:
-        timing.on_error(e.data, started, show=args.timings)
+        timings_output.on_error(e.data, started, show=args.timings)
         run_metrics.write(metrics_file, "migrate", args.src, e.exit_code, collector,
                           run_metrics.not_migrated(args.domain, args.dst, e, collector), quiet_errors=True)
         raise
@@ -71,7 +71,7 @@ def run(args: MigrateInvocation) -> int:
     if printer.tty:
         sys.stderr.write("\n")
     if args.timings:
-        print(timing.render(result.as_dict()["timings"]), file=sys.stderr)
+        print(timings_output.render(result.as_dict()["timings"]), file=sys.stderr)
     if runtime.journal.failed:  # the migration's outcome (below) is what happened; the journal missed some of it
         print(render.warning(f"the journal {args.journal} is incomplete ({runtime.journal.failed})"), file=sys.stderr)
     print(render.as_json(result.as_dict()) if args.json else render.migration(result))

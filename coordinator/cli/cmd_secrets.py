@@ -26,7 +26,7 @@ def run(args: SecretsInvocation) -> int:
     # NOTE: imported here, not at the top: building the parser (every command, --help) stays cheap.
     from coordinator.core.model import SecretAction
     from coordinator.flows.plan_secrets import plan_domain_secrets
-    from coordinator.steps.options import MigrateOptions
+    from coordinator.steps.parameters import MigrateOptions
 
     options = MigrateOptions(secret_policy=opts.secret_policy(args, cleanup_source=False), keyring=opts.keyring(args))
     plans = plan_domain_secrets(args.domain, args.src, args.dst, options)

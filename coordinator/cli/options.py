@@ -8,7 +8,6 @@ objects' modules are imported by the functions that build them, after parsing.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,13 +22,9 @@ if TYPE_CHECKING:
     from coordinator.core.secret_rules import SecretPolicy
     from coordinator.ssh.runner import SshConfig
     from coordinator.steps.keys import KeyRing
-    from coordinator.steps.options import MigrateOptions
+    from coordinator.steps.parameters import MigrateOptions
     from coordinator.steps.retry import RetryPolicy
 
-# The same defaults as steps.journal.DEFAULT_JOURNAL and steps.locks.DEFAULT_LOCK_DIR (which
-# the settings merge then applies); read here so the parser does not import those modules.
-DEFAULT_JOURNAL = Path(os.environ.get(defaults.JOURNAL_ENV, defaults.JOURNAL_PATH))
-DEFAULT_LOCK_DIR = Path(os.environ.get(defaults.LOCK_DIR_ENV, defaults.LOCK_DIR))
 
 
 class _OrderedSource(argparse.Action):
@@ -155,9 +150,9 @@ def add_policy_options(m: argparse.ArgumentParser) -> None:
     m.add_argument("--retries", type=int, default=defaults.RETRY_ATTEMPTS, metavar="N",
                    help="attempts on transient libvirt errors (default %(default)s)")
     m.add_argument("--retry-max-seconds", type=float, default=defaults.RETRY_MAX_SECONDS, metavar="S")
-    m.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, metavar="PATH",
+    m.add_argument("--journal", type=Path, default=defaults.DEFAULT_JOURNAL, metavar="PATH",
                    help="JSON-lines audit journal (default %(default)s; no values are written)")
-    m.add_argument("--lock-dir", type=Path, default=DEFAULT_LOCK_DIR, metavar="DIR", help=argparse.SUPPRESS)
+    m.add_argument("--lock-dir", type=Path, default=defaults.DEFAULT_LOCK_DIR, metavar="DIR", help=argparse.SUPPRESS)
     m.add_argument("--skip", action="append", default=[], metavar="ID_OR_TAG",
                    help="do not run this pre-flight check id or tag (see `migcoord check`)")
     m.add_argument("--waive", action="append", default=[], metavar="ID",
@@ -214,7 +209,7 @@ def timeouts(a: PolicyArgs) -> TimeoutPolicy:
 def migrate_options(a: Migrating, *, live: bool, cleanup_source: bool, dry_run: bool) -> MigrateOptions:
     """Everything the operator decided, as the library's one options object (``migrate``: ``live``
     unless --offline; ``evacuate`` decides live or offline per domain and always passes True)."""
-    from coordinator.steps.options import MigrateOptions
+    from coordinator.steps.parameters import MigrateOptions
 
     return MigrateOptions(policy=migration_policy(a, live=live),
                           secret_policy=secret_policy(a, cleanup_source=cleanup_source), keyring=keyring(a),

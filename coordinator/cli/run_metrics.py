@@ -15,7 +15,7 @@ from coordinator.core.errors import Busy, MigcoordError, Undecided
 from coordinator.core.exit_codes import ExitCode
 from coordinator.core.metrics import DomainMetrics, RunMetrics, render
 from coordinator.files.atomic import write_atomic
-from coordinator.steps.options import EventSink
+from coordinator.core.model import EventSink
 
 if TYPE_CHECKING:
     from coordinator.core.evacuation import EvacuationReport

@@ -28,7 +28,6 @@ from coordinator.core.uris import check_uri
 
 DEFAULT_PATH = defaults.CONFIG_PATH
 ENV_CONFIG = defaults.CONFIG_ENV
-LOG_LEVELS = defaults.LOG_LEVELS
 
 
 @dataclass(frozen=True)
@@ -223,13 +222,14 @@ def _convert(type_: str, value: Any, where: str, minimum: float | None = None,
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
     elif type_ == "level":
-        ok = isinstance(value, str) and value.lower() in LOG_LEVELS
+        ok = isinstance(value, str) and value.lower() in defaults.LOG_LEVELS
         value = value.lower() if ok else value
     else:  # str, path
         ok = isinstance(value, str) and value != "" and "\0" not in value
     if not ok:
         want = {"bool": "true or false", "int": "an integer", "float": "a finite number",
-                "level": " | ".join(LOG_LEVELS), "str": "a non-empty string", "path": "a non-empty path string"}[type_]
+                "level": " | ".join(defaults.LOG_LEVELS), "str": "a non-empty string",
+                "path": "a non-empty path string"}[type_]
         raise BadInput(f"{where}: expected {want}, got {value!r}")
     if minimum is not None and value < minimum:
         raise BadInput(f"{where}: must be at least {minimum:g}, got {value!r}")

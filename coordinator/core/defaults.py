@@ -1,9 +1,12 @@
-"""Built-in defaults the command line's parser shows, as plain constants: no imports at all.
+"""Built-in defaults the command line's parser shows, as plain constants: nothing beyond ``os`` imported.
 
 The parser (``--help``, ``--version``) reads them from here so that building it costs nothing
 beyond argparse; the modules that own each value (``params``, ``config``, ``steps.retry``,
 ``steps.journal``, ``steps.locks``) take their defaults from here too, so there is one copy.
 """
+import os
+from pathlib import Path
+
 
 CONFIG_PATH = "/etc/migcoord/config.toml"
 CONFIG_ENV = "MIGCOORD_CONFIG"
@@ -13,6 +16,10 @@ JOURNAL_PATH = "/var/log/migcoord/journal.jsonl"
 JOURNAL_ENV = "MIGCOORD_JOURNAL"
 LOCK_DIR = "/run/migcoord"
 LOCK_DIR_ENV = "MIGCOORD_LOCK_DIR"
+# As this process's environment names them (read once, at import): the one copy the parser, the
+# journal, the locks and ``Runtime`` use.
+DEFAULT_JOURNAL = Path(os.environ.get(JOURNAL_ENV, JOURNAL_PATH))
+DEFAULT_LOCK_DIR = Path(os.environ.get(LOCK_DIR_ENV, LOCK_DIR))
 
 RETRY_ATTEMPTS = 4
 RETRY_MAX_SECONDS = 120.0

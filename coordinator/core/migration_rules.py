@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 
-class Outcome(enum.StrEnum):
+class RulingOutcome(enum.StrEnum):
     OK = "ok"
     REFUSE = "refuse"
     UNKNOWN = "unknown"
@@ -24,24 +24,24 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Ruling:
-    outcome: Outcome
+    outcome: RulingOutcome
     reason: str
 
     @property
     def refused(self) -> bool:
-        return self.outcome is Outcome.REFUSE
+        return self.outcome is RulingOutcome.REFUSE
 
 
 def ok(reason: str) -> Ruling:
-    return Ruling(Outcome.OK, reason)
+    return Ruling(RulingOutcome.OK, reason)
 
 
 def refuse(reason: str) -> Ruling:
-    return Ruling(Outcome.REFUSE, reason)
+    return Ruling(RulingOutcome.REFUSE, reason)
 
 
 def unknown(reason: str) -> Ruling:
-    return Ruling(Outcome.UNKNOWN, reason)
+    return Ruling(RulingOutcome.UNKNOWN, reason)
 
 
 # ------------------------------------------------------------------ CPU

@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from .timings import NO_TIMINGS, Timings
+
+# Where a run's progress events go (a dict each: ``event`` names it); the CLI's --metrics-file, the
+# bench and library callers plug in here.
+EventSink = Callable[[dict[str, Any]], None]
 
 
 class SecretKind(enum.StrEnum):

@@ -20,7 +20,7 @@ MAX_BANDWIDTH_MIB = (2**63 - 1) // 2**20
 # QEMU's multifd-channels parameter is a uint8 (1..255).
 MAX_PARALLEL = 255
 # The longest completion or stall deadline a run accepts (a scaled one is capped here): every wait has a
-# bound, and the longest lease migcoord writes (core.lease.MAX_TTL_S) is derived from it.
+# bound, and the longest lease migcoord writes (core.lease_rules.MAX_TTL_S) is derived from it.
 MAX_DEADLINE_S = 30 * 86400.0
 
 

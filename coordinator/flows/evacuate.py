@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from checks import REGISTRY, Memo, Report, Target, check_targets
-from coordinator.core import domdoc
+from coordinator.core.domain.document import read_document
 from coordinator.core.errors import BadInput, Busy, Interrupted, MigcoordError, Undecided
 from coordinator.core.evacuation import (Candidate, EvacuationPlan, EvacuationPolicy, EvacuationReport, Outcome,
                                          PlannedDomain, place)
@@ -28,7 +28,7 @@ from coordinator.flows.maintenance import mark
 from coordinator.flows.migrate import migrate
 from coordinator.flows.validate import before_connecting
 from coordinator.steps.locks import host_lock
-from coordinator.steps.options import MigrateOptions, Runtime
+from coordinator.steps.parameters import MigrateOptions, Runtime
 from coordinator.steps.provision import SecretProvisioner, SourceSecrets
 from coordinator.virt.guest import GuestStatus
 from coordinator.virt.host import Host
@@ -62,7 +62,7 @@ def _plan_with(src: Host, dsts: dict[str, Host], ev: EvacuationPolicy, s: Migrat
             statuses[g.name] = g.status() if active else GuestStatus(
                 state="shutoff", active=False, persistent=True, postcopy_failed=False)
     # Each domain's definitions are read and parsed once, for every destination's secret plans and checks.
-    docs = {g.name: domdoc.read(g.definitions(live[g.name], pers[g.name])) for g in guests}
+    docs = {g.name: read_document(g.definitions(live[g.name], pers[g.name])) for g in guests}
     policies = {is_live: replace(s.policy, live=is_live) for is_live in (True, False)}
     targets = [Target(ident=g.name, guest=g, doc=docs[g.name], known_status=statuses[g.name],
                       policy=policies[live[g.name]]) for g in guests]

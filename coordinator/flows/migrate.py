@@ -19,10 +19,10 @@ import tenacity
 
 from checks import checks_for_migration
 from checks.registry import Report
-from coordinator.core import domxml
+from coordinator.core.domain.secret_refs import union_refs
 from coordinator.core.errors import (Blocked, Interrupted, MigcoordError, MigrationFailed, Undecided, Unsettled,
                                      VerificationFailed)
-from coordinator.core.lease import TTL_S, JobAction, attempt_ttl
+from coordinator.core.lease_rules import TTL_S, JobAction, attempt_ttl
 from coordinator.core.model import MigrationResult, SecretAction, SecretPlan
 from coordinator.core.params import Deadlines, TimeoutPolicy, exit_bound_s, job_limit_s, migration_flags, \
     migration_params
@@ -35,7 +35,7 @@ from coordinator.steps.diagnose import Diagnosis, explain, gather
 from coordinator.steps.lease import LeaseKeeper, Ownership, ownership
 from coordinator.steps.locks import domain_lock
 from coordinator.steps.monitor import JobAborted, JobMonitor
-from coordinator.steps.options import MigrateOptions, Runtime
+from coordinator.steps.parameters import MigrateOptions, Runtime
 from coordinator.steps.provision import SecretProvisioner, blocked_by, cleanup_source
 from coordinator.steps.transport import check_transport
 from coordinator.core.secret_rules import wanted_flags
@@ -430,7 +430,7 @@ class _Run:
             xmls = self.guest.definitions()
             prov = SecretProvisioner(self.src, self.dst, keyring=o.keyring, policy=o.secret_policy,
                                      journal=self.rt.journal)
-            plans = prov.plan(domxml.union_refs(*xmls))
+            plans = prov.plan(union_refs(*xmls))
         emit({"event": "secrets-planned", "secrets": [p.as_dict() for p in plans]})
         with self.timer.phase("checks"):
             report = checks_for_migration(self.src, self.dst, self.guest, xmls, plans, o)

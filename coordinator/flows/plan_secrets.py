@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from coordinator.core import domxml
+from coordinator.core.domain.secret_refs import union_refs
 from coordinator.core.model import SecretPlan
 from coordinator.steps.transport import check_transport
 from coordinator.flows.boundary import libvirt_errors
 from coordinator.flows.validate import before_connecting
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 from coordinator.steps.provision import SecretProvisioner
 from coordinator.virt.host import Host
 
@@ -22,4 +22,4 @@ def plan_domain_secrets(domain: str, source_uri: str, dest_uri: str, options: Mi
     with libvirt_errors(), options.keyring.held(), connect(source_uri) as src, connect(dest_uri) as dst:
         xmls = src.require_guest(domain).definitions()
         prov = SecretProvisioner(src, dst, keyring=options.keyring, policy=options.secret_policy)
-        return prov.plan(domxml.union_refs(*xmls))
+        return prov.plan(union_refs(*xmls))

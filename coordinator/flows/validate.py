@@ -10,7 +10,7 @@ from checks.preflight import validate_selection
 from coordinator.core.ids import check_domain_ident
 from coordinator.core.params import migration_flags, migration_params
 from coordinator.core.uris import check_endpoints
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 
 
 def before_connecting(source_uri: str, dest_uris: Sequence[str], options: MigrateOptions,

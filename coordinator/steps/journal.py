@@ -20,12 +20,10 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from coordinator.core import defaults
 from coordinator.core.errors import BadInput
-from coordinator.core.lease import RUN_ID
+from coordinator.core.lease_rules import RUN_ID
 from coordinator.files.atomic import open_append, open_dir
 
-DEFAULT_JOURNAL = Path(os.environ.get(defaults.JOURNAL_ENV, defaults.JOURNAL_PATH))
 
 log = logging.getLogger("migcoord")
 

@@ -1,4 +1,4 @@
-"""The ownership lease on a source domain (the decisions are in ``core.lease``): read it, take it,
+"""The ownership lease on a source domain (the decisions are in ``core.lease_rules``): read it, take it,
 extend it before a migration attempt, release it when the run ends — only ever our own.
 
 The owner's liveness can be known only on the control host that wrote the lease: there the pid
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.core.errors import Busy
-from coordinator.core.lease import (MAX_TTL_S, NAMESPACE, PREFIX, JobAction, Lease, LeaseState, checked,
+from coordinator.core.lease_rules import (MAX_TTL_S, NAMESPACE, PREFIX, JobAction, Lease, LeaseState, checked,
                                     format_lease, job_action, lease_problem, lease_state, parse_lease)
 from coordinator.steps.journal import Journal
 from coordinator.virt.errors import error_summary
@@ -65,13 +65,13 @@ class Ownership:
 
 
 def ownership(guest: Guest, dest_uri: str, now: float, own_run: str = "") -> Ownership:
-    """Read the job and the lease (reads only) and decide (``core.lease.job_action``)."""
+    """Read the job and the lease (reads only) and decide (``core.lease_rules.job_action``)."""
     job = guest.job() if guest.is_active() else None
     return decide(job, read_lease(guest), dest_uri, now, own_run)
 
 
 def state_of(lease: Lease | None, now: float) -> LeaseState:
-    """``core.lease.lease_state`` with what only this control host can know (its name, owner liveness)."""
+    """``core.lease_rules.lease_state`` with what only this control host can know (its name, owner liveness)."""
     if lease is not None and lease_problem(lease, now):
         return LeaseState.INVALID
     return lease_state(lease, now, this_host(), owner_alive(lease) if lease is not None else None)
@@ -79,8 +79,8 @@ def state_of(lease: Lease | None, now: float) -> LeaseState:
 
 def decide(job: JobInfo | None, lease: Lease | None, dest_uri: str, now: float, own_run: str = "") -> Ownership:
     """``ownership`` of a job and a lease already read (None: the domain is not running), e.g. once per
-    domain for every destination of an evacuation plan (the lease from the domain XML: ``core.domdoc``).
-    An invalid lease comes back as ``core.lease.invalid`` (what is wrong with it, no claim in it)."""
+    domain for every destination of an evacuation plan (the lease from the domain XML: ``core.domain.document``).
+    An invalid lease comes back as ``core.lease_rules.invalid`` (what is wrong with it, no claim in it)."""
     lease = checked(lease, now)
     state = state_of(lease, now)
     action, message = job_action(bool(job and job.active), job.operation if job else "", lease, state,
@@ -99,7 +99,7 @@ class LeaseKeeper:
 
     def _lease(self, ttl_s: float) -> Lease:
         if not 0 < ttl_s <= MAX_TTL_S:  # NOTE: a lease longer than any we write would read back as invalid
-            raise ValueError(f"lease of {ttl_s!r} s: longer than core.lease.MAX_TTL_S")
+            raise ValueError(f"lease of {ttl_s!r} s: longer than core.lease_rules.MAX_TTL_S")
         pid = os.getpid()
         return Lease(run_id=self.run_id, control_host=this_host(), pid=pid, started=self.started,
                      expires=self.wall() + ttl_s, dest=self.dest_uri, pid_start=pid_start(pid) or 0)

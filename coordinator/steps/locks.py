@@ -19,11 +19,9 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from coordinator.core import defaults
 from coordinator.core.errors import BadInput, Busy
 from coordinator.files.atomic import open_dir
 
-DEFAULT_LOCK_DIR = Path(os.environ.get(defaults.LOCK_DIR_ENV, defaults.LOCK_DIR))
 _HINT = "it must be a regular file, owned by you or root, in an owner-only directory"
 
 

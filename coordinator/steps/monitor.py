@@ -12,13 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from coordinator.core.model import EventSink
 from coordinator.core.params import CALL_BOUND_S, Deadlines, MigrationPolicy, on_deadline
 from coordinator.virt.errors import error_summary
 from coordinator.virt.guest import CallTimedOut, Guest, JobInfo, call_within
 
 log = logging.getLogger("migcoord")
-
-EventSink = Callable[[dict[str, Any]], None]
 
 
 class JobAborted(Exception):

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import replace
 
-from coordinator.core import domxml
+from coordinator.core.domain.secret_refs import secret_refs, unique_secret_refs
 from coordinator.core.errors import Blocked, SecretMismatch, SecretUnavailable
 from coordinator.core.model import SecretAction, SecretInfo, SecretPlan, SecretRef, SecretValue, Verdict
 from coordinator.core.secret_rules import (Comparison, CompareValues, GivenValue, SecretFacts, SecretPolicy,
@@ -141,7 +141,7 @@ class SecretProvisioner:
     def plan(self, refs: Iterable[SecretRef]) -> list[SecretPlan]:
         """Decide, per unique secret, what the destination needs. Reads only."""
         plans, seen = [], set()
-        for ref in domxml.unique_secret_refs(list(refs)):
+        for ref in unique_secret_refs(list(refs)):
             p = plan_secret(self.facts(ref), self.policy)
             if p.uuid in seen and p.uuid is not None:
                 continue
@@ -250,7 +250,7 @@ class SecretProvisioner:
 
     def rollback(self, dst_domains_xml: Iterable[str]) -> list[str]:
         """Undefine the secrets this run created that no destination domain references."""
-        still_used = {r.uuid for xml in dst_domains_xml for r in domxml.secret_refs(xml) if r.uuid}
+        still_used = {r.uuid for xml in dst_domains_xml for r in secret_refs(xml) if r.uuid}
         removed = []
         for uuid in reversed(self.created):
             if uuid in still_used:
@@ -273,7 +273,7 @@ def cleanup_source(src: Host, uuids: Iterable[str], src_domains_xml: Iterable[st
                    journal: Journal) -> list[str]:
     """Undefine source secrets that no remaining source domain references. Only ever called
     after a verified migration and only on the operator's explicit request."""
-    still_used = {r.uuid for xml in src_domains_xml for r in domxml.secret_refs(xml) if r.uuid}
+    still_used = {r.uuid for xml in src_domains_xml for r in secret_refs(xml) if r.uuid}
     removed = []
     for uuid in uuids:
         if uuid in still_used:

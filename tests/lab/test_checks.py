@@ -21,7 +21,7 @@ from coordinator.cli import invocation, render
 from coordinator.cli.main import build_parser
 from coordinator.core.errors import BadInput, MigcoordError
 from coordinator.core.params import MigrationPolicy
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 
 UNREACHABLE = "qemu+tcp://127.0.0.99/system"  # loopback address where nothing listens
 

@@ -20,7 +20,7 @@ import pytest
 from checks.context import build_context
 from checks.registry import REGISTRY, Registry, run_checks
 from coordinator.core.errors import BadInput, HostUnreachable
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 from coordinator.ssh.runner import SshConfig, SshRunner, runner_for
 from coordinator.core.secret_rules import SecretPolicy
 

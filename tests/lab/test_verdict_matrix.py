@@ -41,7 +41,7 @@ import pytest
 from coordinator.cli import cmd_check as command
 from coordinator.cli import invocation
 from coordinator.cli.main import build_parser
-from coordinator.core import domxml
+from coordinator.core.domain.secret_refs import union_refs, unique_secret_refs
 from coordinator.core.errors import MigcoordError
 from coordinator.core.params import MigrationPolicy, migration_flags
 
@@ -650,7 +650,7 @@ def _provision(lab: Lab, setup: Setup) -> None:
     src, dst = lab.conn("src"), lab.conn("dst")
     dom = src.lookupByName(setup.name)
     xmls = [dom.XMLDesc(0)] + ([dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)] if dom.isPersistent() else [])
-    for ref in domxml.unique_secret_refs(domxml.union_refs(*xmls)):
+    for ref in unique_secret_refs(union_refs(*xmls)):
         try:
             if ref.uuid:
                 s = src.secretLookupByUUIDString(ref.uuid)

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from checks.context import CheckContext, Memo, Target
-from coordinator.core import domdoc
-from coordinator.steps.options import MigrateOptions
+from coordinator.core.domain.document import read_document
+from coordinator.steps.parameters import MigrateOptions
 
 SRC, DST = "qemu+tls://hv1/system", "qemu+tls://hv2/system"
 
@@ -34,7 +34,7 @@ class StubGuest:
 def target(name: str, devices: str = "") -> Target:
     """A domain ``name`` whose definition has these ``<devices>`` (XML text; none by default)."""
     return Target(ident=name, guest=StubGuest(name),  # type: ignore[arg-type]
-                  doc=domdoc.read([f"<domain><name>{name}</name><devices>{devices}</devices></domain>"]))
+                  doc=read_document([f"<domain><name>{name}</name><devices>{devices}</devices></domain>"]))
 
 
 def context(names: Iterable[str | Target] = (), *, src: Any = None, dst: Any = None, src_uri: str = SRC,

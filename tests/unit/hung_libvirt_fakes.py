@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from checks.registry import Report
-from coordinator.core.lease import NAMESPACE
+from coordinator.core.lease_rules import NAMESPACE
 from coordinator.core.model import SecretInfo
 from coordinator.flows import migrate as flow
-from coordinator.steps.options import MigrateOptions, Runtime
+from coordinator.steps.parameters import MigrateOptions, Runtime
 from coordinator.virt.guest import GuestStatus, JobInfo
 
 SRC = "qemu+tls://hv1.invalid/system"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from checks.context import Memo, Target
-from coordinator.core import domdoc
+from coordinator.core.domain.document import read_document
 from coordinator.virt.guest import GuestStatus
 
 
@@ -58,7 +58,7 @@ class CountingGuest:
 
 def test_a_target_reads_status_and_job_once_for_every_destination_and_thread():
     g = CountingGuest()
-    t = Target(ident="vm1", guest=g, doc=domdoc.read(["<domain><name>vm1</name></domain>"]))  # type: ignore[arg-type]
+    t = Target(ident="vm1", guest=g, doc=read_document(["<domain><name>vm1</name></domain>"]))  # type: ignore[arg-type]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: (t.status, t.job()), range(40)))
     assert g.calls == {"status": 1, "job": 1} and t.name == "vm1"

@@ -7,7 +7,7 @@ from check_fakes import StubHost, context
 from checks.context import CheckContext
 from checks.hosts import host_reachable, host_same, hypervisor_version, libvirt_version, plaintext_transport
 from coordinator.core.secret_rules import SecretPolicy
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 
 SRC, DST = "qemu+ssh://hv1/system", "qemu+ssh://hv2/system"
 

@@ -9,7 +9,7 @@ from checks import ssh
 from checks.registry import REGISTRY
 from checks.ssh import (DiskFree, missing_features, parse_capabilities, parse_df, required_features,
                         tpm_state_dir)
-from coordinator.core.domfacts import TpmFacts
+from coordinator.core.domain.facts import TpmFacts
 
 SSH_IDS = ("SWTPM-MISSING", "SWTPM-CAPABILITIES", "SWTPM-VERSION-OLDER", "TPM-STATE-SPACE",
            "SECRET-AT-REST-UNENCRYPTED")

@@ -20,7 +20,7 @@ from coordinator.core.timings import PhaseRecorder
 from coordinator.files.atomic import check_target, open_append, write_atomic
 from coordinator.steps.journal import Journal
 from coordinator.steps.locks import domain_lock, exclusive
-from coordinator.steps.options import MigrateOptions, Runtime
+from coordinator.steps.parameters import MigrateOptions, Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib" / "ansible"

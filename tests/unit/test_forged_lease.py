@@ -11,7 +11,7 @@ import time
 import pytest
 
 from coordinator.core.errors import BadInput
-from coordinator.core.lease import (CLOCK_SKEW_S, MAX_TTL_S, NAMESPACE, JobAction, Lease, LeaseState,
+from coordinator.core.lease_rules import (CLOCK_SKEW_S, MAX_TTL_S, NAMESPACE, JobAction, Lease, LeaseState,
                                     attempt_ttl, format_lease, job_action, lease_state, parse_lease)
 from coordinator.core.params import MAX_DEADLINE_S, Deadlines, deadlines
 from coordinator.steps.lease import LeaseKeeper, decide, read_lease, this_host

@@ -17,7 +17,7 @@ from coordinator.core.errors import MigrationFailed, Unsettled
 from coordinator.core.params import (ABORT_BOUND_S, CALL_BOUND_S, CLEANUP_BOUND_S, TimeoutPolicy,
                                      exit_bound_s)
 from coordinator.flows import migrate as flow
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 
 # --timeout 1 --stall-timeout 1, and bounds of a fraction of a second
 SMALL = TimeoutPolicy(completion_s=1.0, stall_s=1.0, call_s=0.3, abort_s=0.5, cleanup_s=1.0)

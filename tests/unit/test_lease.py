@@ -1,9 +1,9 @@
-"""core.lease: the lease element, its state, and what a run may do about a domain's job (tables)."""
+"""core.lease_rules: the lease element, its state, and what a run may do about a domain's job (tables)."""
 from __future__ import annotations
 
 import pytest
 
-from coordinator.core.lease import (JobAction, Lease, LeaseState, format_lease, job_action, lease_state,
+from coordinator.core.lease_rules import (JobAction, Lease, LeaseState, format_lease, job_action, lease_state,
                                     parse_lease)
 
 DST = "qemu+tcp://dst/system"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from coordinator.core.errors import Busy
-from coordinator.core.lease import NAMESPACE, Lease, format_lease
+from coordinator.core.lease_rules import NAMESPACE, Lease, format_lease
 from coordinator.steps.lease import LeaseKeeper, read_lease
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from coordinator.core import migration_rules as r
-from coordinator.core.migration_rules import CpuTest, Disk, Outcome
+from coordinator.core.migration_rules import CpuTest, Disk, RulingOutcome
 
-OK, REFUSE, UNKNOWN = Outcome.OK, Outcome.REFUSE, Outcome.UNKNOWN
+OK, REFUSE, UNKNOWN = RulingOutcome.OK, RulingOutcome.REFUSE, RulingOutcome.UNKNOWN
 
 
 @pytest.mark.parametrize("mode, check, has_model, live, want", [
@@ -73,11 +73,11 @@ def test_cpu_ruling_full_check_and_the_hypervisor_bit(test, compare, unlisted, w
     (None, "x86_64", False),
 ])
 def test_x86_hypervisor_unlisted(cpu, arch, want):
-    """From a domain XML's <cpu> as domfacts reads it (the features from the one parse)."""
-    from coordinator.core import domfacts
+    """From a domain XML's <cpu> as core.domain.facts reads it (the features from the one parse)."""
+    from coordinator.core.domain.facts import parse_domain_facts
 
     xml = f"<domain type='kvm'><name>v</name><os><type arch='{arch}'>hvm</type></os>{cpu or ''}</domain>"
-    facts = domfacts.parse(xml)
+    facts = parse_domain_facts(xml)
     assert r.x86_hypervisor_unlisted(facts.cpu_features, facts.arch) is want
 
 
@@ -188,7 +188,7 @@ def test_a_disk_on_a_fuse_mount_of_unknown_kind_is_unknown_not_refused():
     d = r.Disk("vda", "file", "/mnt/gluster/a.qcow2")
     got = r.unsafe_ruling(d, copy_storage=False, fs_type="fuseblk", qemu_version=7_002_000,
                           libvirt_version=9_000_000)
-    assert got.outcome is r.Outcome.UNKNOWN and "GlusterFS" in got.reason
+    assert got.outcome is r.RulingOutcome.UNKNOWN and "GlusterFS" in got.reason
 
 
 def test_needs_active_object():

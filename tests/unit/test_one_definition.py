@@ -43,3 +43,22 @@ def test_a_libvirt_constant_is_defined_in_one_module(name, where):
 ])
 def test_a_libvirt_fact_is_spelled_in_one_module(text, where):
     assert _literals(text) == [where]
+
+
+# Names each command module defines for itself on purpose (its own exit-code table for --help).
+PER_COMMAND = {"EXIT_HELP"}
+
+
+def test_every_public_class_and_constant_is_defined_once():
+    """A type or constant defined in two modules drifts like the shared-FS list did (``EventSink`` once
+    lived in ``steps/monitor`` and ``steps/options``; the journal and lock defaults in ``cli/options`` too)."""
+    where: dict[str, list[str]] = {}
+    for path in PRODUCT:
+        for node in ast.parse(path.read_text()).body:
+            names = [node.name] if isinstance(node, ast.ClassDef) else \
+                [t.id for t in node.targets if isinstance(t, ast.Name)] if isinstance(node, ast.Assign) else \
+                [node.target.id] if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) else []
+            for name in names:
+                if not name.startswith("_") and name not in ("log", "T") and name not in PER_COMMAND:
+                    where.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    assert {n: w for n, w in where.items() if len(w) > 1} == {}

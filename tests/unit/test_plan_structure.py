@@ -13,7 +13,7 @@ import pytest
 from coordinator.core.evacuation import EvacuationPolicy
 from coordinator.core.model import SecretInfo
 from coordinator.flows.evacuate import plan_evacuation
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 from coordinator.virt.guest import GuestStatus, JobInfo
 
 SRC, DST, DST2 = "qemu+tls://hv1.example/system", "qemu+tls://hv2.example/system", "qemu+tls://hv3.example/system"
@@ -173,7 +173,7 @@ def test_a_pair_blocker_concerning_some_domains_applies_per_group_as_when_each_g
     from types import SimpleNamespace
 
     from checks.registry import Finding, Report
-    from coordinator.core.domfacts import TpmFacts
+    from coordinator.core.domain.facts import TpmFacts
     from coordinator.flows.evacuate import _blockers
 
     def target(name: str, tpm: bool) -> SimpleNamespace:

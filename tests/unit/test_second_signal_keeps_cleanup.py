@@ -19,7 +19,7 @@ import hung_libvirt_fakes as fakes
 from coordinator.core.errors import Interrupted
 from coordinator.core.params import TimeoutPolicy
 from coordinator.flows import migrate as flow
-from coordinator.steps.options import MigrateOptions
+from coordinator.steps.parameters import MigrateOptions
 
 OPTIONS = MigrateOptions(timeouts=TimeoutPolicy(call_s=2.0, abort_s=3.0, cleanup_s=3.0))
 

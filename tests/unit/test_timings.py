@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from coordinator.cli import timing
+from coordinator.cli import timings_output
 from coordinator.cli.main import main
 from coordinator.core.errors import BadInput
 from coordinator.core.model import MigrationResult
@@ -98,13 +98,13 @@ def test_process_age_from_proc_stat(comm):
 
 
 def test_startup_of_this_process_is_known_and_positive():
-    s = timing.startup_s()
+    s = timings_output.startup_s()
     assert s is not None and s > 0
 
 
 def test_render_one_line_per_key():
     d = Timings(phases={"connect": 0.5, "migration": 2.0}, flow_s=4.0, qemu_elapsed_s=1.5).with_startup(1.0).as_dict()
-    lines = timing.render(d).splitlines()
+    lines = timings_output.render(d).splitlines()
     assert lines[0] == "timings:"
     assert [ln.split()[0] for ln in lines[1:]] == list(KEYS)
     by = {ln.split()[0]: ln for ln in lines[1:]}
@@ -155,7 +155,7 @@ def test_the_flow_records_connect_and_hands_the_timings_to_an_error(tmp_path):
     """flows.migrate on a fake clock: the connection attempts (retried, on the injected sleep)
     are the "connect" phase; the error raised carries the timings."""
     from coordinator.core.errors import HostUnreachable
-    from coordinator.steps.options import MigrateOptions, Runtime
+    from coordinator.steps.parameters import MigrateOptions, Runtime
     from coordinator.steps.retry import RetryPolicy
 
     clock = FakeClock()

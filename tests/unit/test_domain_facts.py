@@ -1,9 +1,9 @@
-"""coordinator.core.domfacts: the facts of a domain XML and of domain capabilities (pure)."""
+"""coordinator.core.domain.facts: the facts of a domain XML and of domain capabilities (pure)."""
 from __future__ import annotations
 
 import pytest
 
-from coordinator.core import domfacts
+from coordinator.core.domain.facts import TpmFacts, host_model_cpu, parse_domain_facts, parse_tpm_caps, tpm_problems
 from coordinator.core.errors import BadInput
 
 DOM = """<domain type='kvm'>
@@ -30,13 +30,13 @@ DOM = """<domain type='kvm'>
 
 
 def test_parse_full_domain():
-    f = domfacts.parse(DOM)
+    f = parse_domain_facts(DOM)
     assert (f.name, f.uuid, f.virt_type, f.arch, f.machine) == (
         "vm1", "abcdef00-0000-4000-8000-000000000001", "kvm", "x86_64", "pc-q35-7.2")
     assert f.emulator == "/usr/bin/qemu-system-x86_64"
     assert f.memory_kib == 1536 * 1024
     assert (f.cpu_mode, f.cpu_model) == ("custom", "qemu64") and f.cpu_xml.startswith("<cpu")
-    assert f.tpms == (domfacts.TpmFacts("tpm-crb", "emulator", "2.0"),)
+    assert f.tpms == (TpmFacts("tpm-crb", "emulator", "2.0"),)
     assert f.networks == ("default", "lab-net") and f.bridges == ("br0",)
     assert f.pools == ("fast",)
     assert [(d.target, d.path) for d in f.local_disks] == [("vda", "/var/lib/libvirt/images/a.qcow2"),
@@ -53,7 +53,7 @@ def test_parse_full_domain():
      "</domstatus>", "host-passthrough", 1024 * 1024),
 ])
 def test_parse_table(xml, mode, mem):
-    f = domfacts.parse(xml)
+    f = parse_domain_facts(xml)
     assert (f.cpu_mode, f.memory_kib) == (mode, mem)
     assert f.tpms == () and f.networks == () and f.disks == ()
 
@@ -62,7 +62,7 @@ def test_parse_table(xml, mode, mem):
                                  "<domain><memory unit='parsec'>1</memory></domain>"])
 def test_parse_rejects_bad_input(xml):
     with pytest.raises(BadInput):
-        domfacts.parse(xml)
+        parse_domain_facts(xml)
 
 
 CAPS = """<domainCapabilities><devices><tpm supported='yes'>
@@ -71,7 +71,7 @@ CAPS = """<domainCapabilities><devices><tpm supported='yes'>
   <enum name='backendVersion'><value>1.2</value><value>2.0</value></enum>
 </tpm></devices><cpu><mode name='host-model' supported='yes'><model fallback='forbid'>kvm64</model>
 <vendor>Intel</vendor><feature policy='require' name='vme'/></mode></cpu></domainCapabilities>"""
-T = domfacts.TpmFacts
+T = TpmFacts
 
 
 @pytest.mark.parametrize("caps, tpms, problems", [
@@ -88,11 +88,11 @@ T = domfacts.TpmFacts
     ("<domainCapabilities/>", (T("tpm-crb", "emulator", "2.0"),), ["the destination offers no TPM devices"]),
 ])
 def test_tpm_problems(caps, tpms, problems):
-    got = domfacts.tpm_problems(tpms, domfacts.parse_tpm_caps(caps))
+    got = tpm_problems(tpms, parse_tpm_caps(caps))
     assert len(got) == len(problems) and all(g.startswith(p) for g, p in zip(got, problems, strict=True))
 
 
 def test_host_model_cpu():
-    ok, xml = domfacts.host_model_cpu(CAPS)
+    ok, xml = host_model_cpu(CAPS)
     assert ok and xml.startswith("<cpu mode=\"custom\"") and "kvm64" in xml and "vme" in xml
-    assert domfacts.host_model_cpu("<domainCapabilities/>") == (False, None)
+    assert host_model_cpu("<domainCapabilities/>") == (False, None)

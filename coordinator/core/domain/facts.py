@@ -1,6 +1,6 @@
 """Pure: the facts of a domain XML the pre-flight checks need. Stdlib ElementTree, no I/O.
 
-(``domxml.py`` owns secret discovery; this module owns everything else the checks read:
+(``secret_refs.py`` owns secret discovery; this module owns everything else the checks read:
 virt type, arch/machine/emulator, CPU, memory, TPMs, networks, bridges, pools, local disks.)
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from coordinator.core.domain_xml import domain_root
-from coordinator.core.errors import BadInput
+from .parse import domain_root
+from ..errors import BadInput
 
 # formatdomain "Memory Allocation": unit multipliers, to KiB.
 _UNITS_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024, "m": 1024,
@@ -77,14 +77,14 @@ def to_kib(value: str, unit: str | None) -> int:
     return int(int(value) * mult)
 
 
-def parse(domain_xml: str) -> DomainFacts:
+def parse_domain_facts(domain_xml: str) -> DomainFacts:
     """Facts of a domain XML (live or inactive, or a ``<domstatus>`` wrapper)."""
     return facts_of(domain_root(domain_xml))
 
 
 def facts_of(root: ET.Element) -> DomainFacts:
-    """Facts of a parsed ``<domain>`` element (``domain_xml.domain_root``): for callers that read
-    other things from the same document (``domdoc``), so it is parsed once."""
+    """Facts of a parsed ``<domain>`` element (``domain_root``): for callers that read
+    other things from the same document (``document``), so it is parsed once."""
     ostype = root.find("os/type")
     mem = root.find("currentMemory")
     if mem is None:

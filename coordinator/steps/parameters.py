@@ -13,18 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coordinator.core.model import EventSink
 from coordinator.core.params import MigrationPolicy, TimeoutPolicy
 from coordinator.steps.journal import Journal
 from coordinator.steps.keys import KeyRing
-from coordinator.steps.locks import DEFAULT_LOCK_DIR
+from coordinator.core.defaults import DEFAULT_LOCK_DIR
 from coordinator.core.secret_rules import SecretPolicy
 from coordinator.steps.retry import RetryPolicy
 from coordinator.virt.host import Host
 
 if TYPE_CHECKING:  # the SSH seam is loaded only when SSH is used
     from coordinator.ssh.runner import SshConfig
-
-EventSink = Callable[[dict[str, Any]], None]
 
 
 def _no_events(_event: dict[str, Any]) -> None:

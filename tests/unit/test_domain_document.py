@@ -1,13 +1,15 @@
-"""core.domdoc: a domain's definitions parsed once — facts, secret references and lease from one parse."""
+"""core.domain.document: a domain's definitions parsed once — facts, secret references and lease from one parse."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from coordinator.core import domdoc, domfacts, domxml
+from coordinator.core.domain.document import read_document
+from coordinator.core.domain.facts import parse_domain_facts
+from coordinator.core.domain.secret_refs import union_refs
 from coordinator.core.errors import BadInput
-from coordinator.core.lease import Lease, lease_in_domain
+from coordinator.core.lease_rules import Lease, lease_in_domain
 
 NS = "https://migcoord.invalid/lease/1"
 U1, U2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -25,16 +27,16 @@ def dom(name: str = "vm1", mem: int = 1024, secret: str = U1, metadata: str = ""
 
 def test_read_gives_what_the_separate_parsers_give():
     live, inactive = dom(mem=2048, metadata=LEASE, cpu="<cpu mode='host-model'/>"), dom(secret=U2)
-    d = domdoc.read([live, inactive])
+    d = read_document([live, inactive])
     assert d.xmls == (live, inactive)
-    assert d.facts == domfacts.parse(live) and d.defined == domfacts.parse(inactive)
-    assert list(d.refs) == domxml.union_refs(live, inactive)
+    assert d.facts == parse_domain_facts(live) and d.defined == parse_domain_facts(inactive)
+    assert list(d.refs) == union_refs(live, inactive)
     assert d.lease == Lease("r1", "ctl", 42, 1000.0, 2000.0, "qemu+tcp://dst/system", 7)
     assert d.name == "vm1" and d.facts.tpm_state == (("dir", "/shared/tpm"),)
 
 
 def test_one_definition_is_both_and_has_no_lease_without_metadata():
-    d = domdoc.read([dom()])
+    d = read_document([dom()])
     assert d.facts is d.defined and d.lease is None
 
 
@@ -48,7 +50,7 @@ def test_each_definition_is_parsed_once(monkeypatch):
 
     monkeypatch.setattr(ET, "fromstring", counting)
     live, inactive = dom(mem=2048, metadata=LEASE), dom()
-    domdoc.read([live, inactive])
+    read_document([live, inactive])
     assert parsed == [live, inactive]
 
 
@@ -56,7 +58,7 @@ def test_each_definition_is_parsed_once(monkeypatch):
                                                                          "</domain>"]])
 def test_bad_documents_are_bad_input(xmls):
     with pytest.raises(BadInput):
-        domdoc.read(xmls)
+        read_document(xmls)
 
 
 @pytest.mark.parametrize("metadata, found", [

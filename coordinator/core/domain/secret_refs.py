@@ -18,10 +18,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from .domain_xml import HINT_XML, domain_root
-from .errors import BadInput
-from .ids import canonical_uuid
-from .model import SecretKind, SecretRef
+from .parse import HINT_XML, domain_root
+from ..errors import BadInput
+from ..ids import canonical_uuid
+from ..model import SecretKind, SecretRef
 
 __all__ = ["secret_refs", "refs_of", "unique_secret_refs", "union_refs", "union_of", "domain_identity"]
 
@@ -49,8 +49,8 @@ def secret_refs(domain_xml: str) -> list[SecretRef]:
 
 
 def refs_of(dom: ET.Element) -> list[SecretRef]:
-    """``secret_refs`` of a parsed ``<domain>`` element (``domain_xml.domain_root``), for callers that
-    read other things from the same document (``domdoc``), so it is parsed once."""
+    """``secret_refs`` of a parsed ``<domain>`` element (``domain_root``), for callers that
+    read other things from the same document (``document``), so it is parsed once."""
     refs: list[SecretRef] = []
     # formatdomain "Operating system booting" / BIOS bootloader: <nvram type='network'> (8.5.0).
     for os_el, os_path in _kids(dom, "/domain", "os"):

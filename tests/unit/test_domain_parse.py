@@ -1,10 +1,10 @@
-"""coordinator.core.domain_xml.domain_root: the one place a domain document is parsed and
+"""coordinator.core.domain.parse.domain_root: the one place a domain document is parsed and
 ``<domstatus>`` unwrapped."""
 from __future__ import annotations
 
 import pytest
 
-from coordinator.core.domain_xml import domain_root
+from coordinator.core.domain.parse import domain_root
 from coordinator.core.errors import BadInput
 
 DOMAIN = "<domain type='kvm'><name>vm1</name></domain>"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .errors import BadInput
+from ..errors import BadInput
 
 HINT_XML = "pass the XML exactly as libvirt returns it (virsh dumpxml / virDomainGetXMLDesc)"
 

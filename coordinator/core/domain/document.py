@@ -1,17 +1,17 @@
 """Pure: a domain's definitions read once. Each XML document (the live and the inactive definition,
 or the one of a shut-off domain) is parsed once per run, and everything planning and the checks read
-from it comes from that one parse: the facts (``domfacts``), every secret it references (``domxml``)
+from it comes from that one parse: the facts (``facts``), every secret it references (``secret_refs``)
 and migcoord's ownership lease in its metadata (``lease``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .domain_xml import domain_root
-from .domfacts import DomainFacts, facts_of
-from .domxml import refs_of, union_of
-from .lease import Lease, lease_in_domain
-from .model import SecretRef
+from .parse import domain_root
+from .facts import DomainFacts, facts_of
+from .secret_refs import refs_of, union_of
+from ..lease_rules import Lease, lease_in_domain
+from ..model import SecretRef
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class DomainDoc:
     xmls: tuple[str, ...]        # as read: the live definition first when the domain runs
     facts: DomainFacts           # of the first definition (the live one of a running domain)
     defined: DomainFacts         # of the last one (the persistent definition when there are two)
-    refs: tuple[SecretRef, ...]  # ``domxml.union_refs`` of all of them
+    refs: tuple[SecretRef, ...]  # ``union_refs`` of all of them
     lease: Lease | None          # the migcoord lease in the first definition's metadata
 
     @property
@@ -27,8 +27,8 @@ class DomainDoc:
         return self.facts.name
 
 
-def read(xmls: Sequence[str]) -> DomainDoc:
-    """Parse each definition once. Raises ``BadInput`` as ``domxml.secret_refs`` and ``domfacts.parse`` do."""
+def read_document(xmls: Sequence[str]) -> DomainDoc:
+    """Parse each definition once. Raises ``BadInput`` as ``secret_refs`` and ``parse_domain_facts`` do."""
     if not xmls:
         raise ValueError("a domain has at least one definition")
     roots = [domain_root(x) for x in xmls]

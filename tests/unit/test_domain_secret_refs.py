@@ -1,10 +1,10 @@
-"""coordinator.core.domxml: every secret-reference location from libvirt's formatdomain /
+"""coordinator.core.domain.secret_refs: every secret-reference location from libvirt's formatdomain /
 formatstorageencryption docs, plus the things that look like secrets but are not."""
 from __future__ import annotations
 
 import pytest
 
-from coordinator.core.domxml import domain_identity, secret_refs, union_refs, unique_secret_refs
+from coordinator.core.domain.secret_refs import domain_identity, secret_refs, union_refs, unique_secret_refs
 from coordinator.core.errors import BadInput
 from coordinator.core.model import SecretKind, SecretRef
 
