@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .exit_codes import ExitCode, for_signal
+
 
 class MigcoordError(Exception):
     """Base class. ``exit_code`` is what ``migcoord`` exits with when this escapes."""
 
-    exit_code = 3
+    exit_code: int = ExitCode.FAILED
 
     def __init__(self, message: str, *, hint: str | None = None, **data: Any) -> None:
         super().__init__(message)
@@ -26,13 +28,13 @@ class MigcoordError(Exception):
 class BadInput(MigcoordError):
     """Usage error or unusable input (malformed XML, bad URI, unreadable key file): nothing changed."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class Blocked(MigcoordError):
     """A pre-flight condition forbids the migration; nothing was changed anywhere."""
 
-    exit_code = 1
+    exit_code = ExitCode.BLOCKED
 
 
 class SecretUnavailable(Blocked):
@@ -49,20 +51,20 @@ class Undecided(MigcoordError):
     without SSH). Nothing was changed anywhere; the hint says how to make it known, or pass
     ``--accept-unknown`` (``MigrateOptions.accept_unknown``) to go on anyway. Exit 6 ("UNKNOWN")."""
 
-    exit_code = 6
+    exit_code = ExitCode.UNKNOWN
 
 
 class HostUnreachable(MigcoordError):
     """A libvirt or SSH endpoint could not be reached (after retries where retrying is safe).
     Raised before anything changed (a failure mid-migration becomes MigrationFailed)."""
 
-    exit_code = 1
+    exit_code = ExitCode.BLOCKED
 
 
 class HostError(MigcoordError):
     """A libvirt call failed before anything was changed (or in a read-only command): nothing to undo."""
 
-    exit_code = 1
+    exit_code = ExitCode.BLOCKED
 
 
 class Interrupted(MigcoordError):
@@ -71,13 +73,13 @@ class Interrupted(MigcoordError):
 
     def __init__(self, message: str, *, signum: int = 2, hint: str | None = None, **data: Any) -> None:
         super().__init__(message, hint=hint, **data)
-        self.exit_code = 128 + signum
+        self.exit_code = for_signal(signum)
 
 
 class MigrationFailed(MigcoordError):
     """migrateToURI3 failed for good; the VM is still on the source (``data['outcome']``)."""
 
-    exit_code = 3
+    exit_code = ExitCode.FAILED
 
 
 class Unsettled(MigcoordError):
@@ -86,18 +88,18 @@ class Unsettled(MigcoordError):
     where the VM is believed to be and what to do (``migcoord abort``, virsh); the locks were released and
     this run's lease was left to mark the job. Exit 7, so automation never retries it blindly."""
 
-    exit_code = 7
+    exit_code = ExitCode.UNSETTLED
 
 
 class VerificationFailed(MigcoordError):
     """libvirt reported success but the VM is not where and how it should be. The migrate flow turns
     this into the "migrated-unverified" outcome (exit 5), never a failure: the VM has moved."""
 
-    exit_code = 5
+    exit_code = ExitCode.UNVERIFIED
 
 
 class Busy(MigcoordError):
     """Another migcoord run holds the lock for this domain or host: nothing was tried, try again
     later. Exit 75 (``EX_TEMPFAIL``), so cron and systemd can tell it from a blocking check (1)."""
 
-    exit_code = 75
+    exit_code = ExitCode.BUSY

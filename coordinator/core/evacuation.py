@@ -8,6 +8,7 @@ from typing import Any
 
 from coordinator.core.model import SecretPlan
 from coordinator.core.errors import BadInput
+from coordinator.core.exit_codes import ExitCode
 from coordinator.core.params import bounded_int, positive_seconds
 
 
@@ -135,12 +136,12 @@ def exit_code_for(outcomes: Sequence[Outcome]) -> int:
     """Pure: 0 all moved (or nothing to do); 5 all moved but some not verified; 1 nothing tried
     (all blocked/unplaceable); 3 nothing moved although migrations were tried; 4 partial."""
     if all(o.moved for o in outcomes):
-        return 5 if any(o.state == "migrated-unverified" for o in outcomes) else 0
+        return ExitCode.UNVERIFIED if any(o.state == "migrated-unverified" for o in outcomes) else ExitCode.OK
     if any(o.moved for o in outcomes):
-        return 4
+        return ExitCode.PARTIAL
     if any(o.state == "failed" for o in outcomes):
-        return 3
-    return 1
+        return ExitCode.FAILED
+    return ExitCode.BLOCKED
 
 
 @dataclass(frozen=True)
