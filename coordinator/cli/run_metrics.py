@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.core.errors import Busy, MigcoordError, Undecided
 from coordinator.core.exit_codes import ExitCode
 from coordinator.core.metrics import DomainMetrics, RunMetrics, render
-from coordinator.files.atomic import write_atomic
+from coordinator.files.atomic import check_target, write_atomic
 from coordinator.core.model import EventSink
 
 if TYPE_CHECKING:
@@ -61,6 +61,13 @@ def blocking_of(e: MigcoordError) -> tuple[str, ...]:
     if isinstance(e, Undecided) and e.data.get("check_ids"):  # nothing blocked: the decisive unknowns did
         return tuple(e.data["check_ids"])
     return (str(e.data["check_id"]),) if e.data.get("check_id") else ()
+
+
+def check(path: Path | None) -> None:
+    """Refuse a metrics path that could never be written (BadInput, exit 2) before the first connection:
+    found only at the end, the run's outcome would go unrecorded."""
+    if path is not None:
+        check_target(path, "metrics file")
 
 
 def write(path: Path | None, command: str, source: str, exit_code: int, collector: Collector,
