@@ -3,7 +3,7 @@ its secrets and domains, the findings. No I/O, never a value: a secret's value a
 fingerprint (``AuditedSecret.fingerprint``: a keyed digest made for this run, ``steps.provision``), or
 not at all, with the reason (``unknown``).
 
-Finding kinds (``Kind``), each with how to fix it by hand and what would break if done wrongly:
+AuditFinding kinds (``Kind``), each with how to fix it by hand and what would break if done wrongly:
 
 - ``orphan``: a secret no domain defined on its host references (by UUID, or by usage for a ``usage=``
   reference), persistent or transient, running or not, in its live or its inactive definition;
@@ -78,7 +78,7 @@ class AuditedDomain:
 
 
 @dataclass(frozen=True)
-class HostFacts:
+class AuditedHost:
     uri: str
     secrets: tuple[AuditedSecret, ...]
     domains: tuple[AuditedDomain, ...]
@@ -93,7 +93,7 @@ class HostFacts:
 
 
 @dataclass(frozen=True)
-class Finding:
+class AuditFinding:
     kind: Kind
     hosts: tuple[str, ...]            # the URIs it concerns (one for a per-host finding)
     uuid: str | None                  # None: a ``usage=`` reference that resolves to nothing
@@ -128,8 +128,8 @@ class Unknown:
 
 @dataclass(frozen=True)
 class AuditReport:
-    hosts: tuple[HostFacts, ...]
-    findings: tuple[Finding, ...]
+    hosts: tuple[AuditedHost, ...]
+    findings: tuple[AuditFinding, ...]
     unknowns: tuple[Unknown, ...] = field(default=())
 
     @property
@@ -160,13 +160,13 @@ def _ref_usage(ref: SecretRef) -> str:
     return f"{ref.usage_type}:{ref.usage_id}" if ref.usage_id else ref.usage_type
 
 
-def _users(host: HostFacts, secret: AuditedSecret) -> list[AuditedDomain]:
+def _users(host: AuditedHost, secret: AuditedSecret) -> list[AuditedDomain]:
     return [d for d in host.domains if any(resolves(r, secret) for r in d.refs)]
 
 
-def audit(hosts: Sequence[HostFacts]) -> AuditReport:
+def audit(hosts: Sequence[AuditedHost]) -> AuditReport:
     """The findings (sorted: per host in the order given, then across hosts) and the unknowns."""
-    findings: list[Finding] = []
+    findings: list[AuditFinding] = []
     for h in hosts:
         findings += _orphans(h, hosts) + _missing(h, hosts) + _ephemeral(h)
     found, unknowns = _values(hosts)
@@ -174,7 +174,7 @@ def audit(hosts: Sequence[HostFacts]) -> AuditReport:
     return AuditReport(tuple(hosts), tuple(findings), tuple(unknowns))
 
 
-def _orphans(h: HostFacts, hosts: Sequence[HostFacts]) -> list[Finding]:
+def _orphans(h: AuditedHost, hosts: Sequence[AuditedHost]) -> list[AuditFinding]:
     out = []
     for s in h.secrets:
         if s.is_marker or _users(h, s):
@@ -187,7 +187,7 @@ def _orphans(h: HostFacts, hosts: Sequence[HostFacts]) -> list[Finding]:
         detail = (f"no domain on this host references it; usage {s.usage} ({hint})"
                   + (f"; still used by {', '.join(elsewhere)}" if elsewhere else "")
                   + ("; ephemeral" if s.ephemeral else "") + ("; private" if s.private else ""))
-        out.append(Finding(
+        out.append(AuditFinding(
             Kind.ORPHAN, (h.uri,), s.uuid, s.usage, detail,
             fix=("confirm nothing outside libvirt needs it (a VM defined elsewhere or to be restored, a backup "
                  "of its vTPM state or disk, an image at the usage path); keep a copy of the value in your "
@@ -198,7 +198,7 @@ def _orphans(h: HostFacts, hosts: Sequence[HostFacts]) -> list[Finding]:
     return out
 
 
-def _missing(h: HostFacts, hosts: Sequence[HostFacts]) -> list[Finding]:
+def _missing(h: AuditedHost, hosts: Sequence[AuditedHost]) -> list[AuditFinding]:
     out = []
     for d in h.domains:
         seen: set[tuple[str, str]] = set()
@@ -212,7 +212,7 @@ def _missing(h: HostFacts, hosts: Sequence[HostFacts]) -> list[Finding]:
                    + (f" (held on {', '.join(holders)})" if holders else "") + ":",
                    _virsh(h.uri, "secret-define", "SECRET.xml"),
                    _virsh(h.uri, "secret-set-value", uuid, "--file", "KEYFILE", "--plain")]
-            out.append(Finding(
+            out.append(AuditFinding(
                 Kind.MISSING, (h.uri,), r.uuid, _ref_usage(r),
                 f"domain {d.name} ({'running' if d.active else 'shut off'}, "
                 f"{'persistent' if d.persistent else 'transient'}) references it at {r.location} ({r.kind}); "
@@ -224,13 +224,13 @@ def _missing(h: HostFacts, hosts: Sequence[HostFacts]) -> list[Finding]:
     return out
 
 
-def _ephemeral(h: HostFacts) -> list[Finding]:
+def _ephemeral(h: AuditedHost) -> list[AuditFinding]:
     out = []
     for s in h.secrets:
         users = [d.name for d in _users(h, s) if d.persistent]
         if not s.ephemeral or not users:
             continue
-        out.append(Finding(
+        out.append(AuditFinding(
             Kind.EPHEMERAL, (h.uri,), s.uuid, s.usage,
             f"ephemeral (held in memory only) but backs persistent domain(s) {', '.join(users)}: the next "
             "restart of libvirtd loses the value and they will not start",
@@ -244,8 +244,8 @@ def _ephemeral(h: HostFacts) -> list[Finding]:
     return out
 
 
-def _values(hosts: Sequence[HostFacts]) -> tuple[list[Finding], list[Unknown]]:
-    by_uuid: dict[str, list[tuple[HostFacts, AuditedSecret]]] = {}
+def _values(hosts: Sequence[AuditedHost]) -> tuple[list[AuditFinding], list[Unknown]]:
+    by_uuid: dict[str, list[tuple[AuditedHost, AuditedSecret]]] = {}
     for h in hosts:
         for s in h.secrets:
             by_uuid.setdefault(s.uuid, []).append((h, s))
@@ -261,7 +261,7 @@ def _values(hosts: Sequence[HostFacts]) -> tuple[list[Finding], list[Unknown]]:
             shown = "; ".join(f"value {i}: {', '.join(uris)}" + (" (no value set)" if fp == NO_VALUE else "")
                               for i, (fp, uris) in enumerate(groups.items(), 1))
             s0 = held[0][1]
-            findings.append(Finding(
+            findings.append(AuditFinding(
                 Kind.VALUE_DIFFERS, tuple(h.uri for h, _ in known), uuid, s0.usage,
                 f"the same UUID holds different values ({shown}): a migration between them fails late "
                 "(the destination's swtpm cannot decrypt the state)",
@@ -277,7 +277,7 @@ def _values(hosts: Sequence[HostFacts]) -> tuple[list[Finding], list[Unknown]]:
     return findings, unknowns
 
 
-def _usage_clashes(hosts: Sequence[HostFacts]) -> list[Finding]:
+def _usage_clashes(hosts: Sequence[AuditedHost]) -> list[AuditFinding]:
     by_usage: dict[tuple[str, str], dict[str, list[str]]] = {}
     for h in hosts:
         for s in h.secrets:
@@ -288,7 +288,7 @@ def _usage_clashes(hosts: Sequence[HostFacts]) -> list[Finding]:
         if len(uuids) < 2:
             continue
         shown = "; ".join(f"{u} on {', '.join(where)}" for u, where in uuids.items())
-        out.append(Finding(
+        out.append(AuditFinding(
             Kind.USAGE_CLASH, tuple(dict.fromkeys(uri for where in uuids.values() for uri in where)), None,
             f"{utype}:{uid}", f"one usage, different UUIDs ({shown}): libvirt refuses to define a second secret "
             "with this usage, so migrating a domain that needs the other UUID is refused there; a usage= "

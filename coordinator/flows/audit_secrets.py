@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from coordinator.core.domain.secret_refs import union_refs
 from coordinator.core.errors import BadInput, Blocked, SecretUnavailable
-from coordinator.core.secret_audit import NO_VALUE, AuditedDomain, AuditedSecret, AuditReport, HostFacts, audit
+from coordinator.core.secret_audit import NO_VALUE, AuditedDomain, AuditedSecret, AuditReport, AuditedHost, audit
 from coordinator.core.uris import distinct_hosts
 from coordinator.flows.boundary import libvirt_errors
 from coordinator.flows.validate import before_auditing
@@ -40,7 +40,7 @@ def audit_secrets(uris: Sequence[str], *, allow_plaintext: bool = False,
     return audit(facts)
 
 
-def host_facts(host: Host, run_key: bytes, *, allow_plaintext: bool) -> HostFacts:
+def host_facts(host: Host, run_key: bytes, *, allow_plaintext: bool) -> AuditedHost:
     try:
         check_transport(host.uri, allow_plaintext=allow_plaintext)
         unread = None
@@ -55,7 +55,7 @@ def host_facts(host: Host, run_key: bytes, *, allow_plaintext: bool) -> HostFact
         except BadInput as e:
             raise BadInput(f"domain {guest.name} on {host.uri}: {e.message}", hint=e.hint) from None
         domains.append(AuditedDomain(guest.name, persistent=persistent, active=active, refs=tuple(refs)))
-    return HostFacts(host.uri, secrets, tuple(domains), host_uuid=host.host_uuid(), values_read=unread is None,
+    return AuditedHost(host.uri, secrets, tuple(domains), host_uuid=host.host_uuid(), values_read=unread is None,
                      values_unread_reason=unread)
 
 
