@@ -6,7 +6,8 @@ not at all, with the reason (``unknown``).
 AuditFinding kinds (``Kind``), each with how to fix it by hand and what would break if done wrongly:
 
 - ``orphan``: a secret no domain defined on its host references (by UUID, or by usage for a ``usage=``
-  reference), persistent or transient, running or not, in its live or its inactive definition;
+  reference), persistent or transient, running or not, in its live or its inactive definition (only
+  domains are read: a storage pool's ``<auth>`` is not, so the fix says to confirm first);
 - ``missing``: a domain references a secret its host does not hold: it will not start there;
 - ``value-differs``: one UUID, different values on two hosts (compared by fingerprint; where a value
   could not be read — private, no value read over a plaintext transport — the comparison is an
@@ -181,17 +182,17 @@ def _orphans(h: AuditedHost, hosts: Sequence[AuditedHost]) -> list[AuditFinding]
             continue
         elsewhere = sorted(f"{d.name} on {o.uri}" for o in hosts if o is not h for d in o.domains
                            if any(r.uuid == s.uuid for r in d.refs))
-        hint = {"vtpm": "a vTPM's state key (usage names the VM)", "volume": "the passphrase of an encrypted "
+        hint = {"vtpm": "a vTPM's state key; the usage names its VM", "volume": "the passphrase of an encrypted "
                 "volume at that path", "ceph": "a Ceph client key", "iscsi": "an iSCSI CHAP secret",
                 "tls": "a TLS key passphrase"}.get(s.usage_type, "no usage: nothing says what it was for")
-        detail = (f"no domain on this host references it; usage {s.usage} ({hint})"
+        detail = (f"no domain on this host references it; usage {s.usage}: {hint}"
                   + (f"; still used by {', '.join(elsewhere)}" if elsewhere else "")
                   + ("; ephemeral" if s.ephemeral else "") + ("; private" if s.private else ""))
         out.append(AuditFinding(
             Kind.ORPHAN, (h.uri,), s.uuid, s.usage, detail,
-            fix=("confirm nothing outside libvirt needs it (a VM defined elsewhere or to be restored, a backup "
-                 "of its vTPM state or disk, an image at the usage path); keep a copy of the value in your "
-                 "vault, then:", _virsh(h.uri, "secret-undefine", s.uuid)),
+            fix=("confirm nothing else needs it (a storage pool's auth, a VM defined elsewhere or to be "
+                 "restored, a backup of its vTPM state or disk, an image at the usage path); keep a copy of "
+                 "the value in your vault, then:", _virsh(h.uri, "secret-undefine", s.uuid)),
             risk="undefining a secret that something still needs leaves what it encrypts (vTPM state, a LUKS "
                  "disk) unreadable for good; libvirt cannot tell, and migcoord never deletes it for you",
             domains=tuple(elsewhere)))
@@ -234,6 +235,8 @@ def _ephemeral(h: AuditedHost) -> list[AuditFinding]:
             Kind.EPHEMERAL, (h.uri,), s.uuid, s.usage,
             f"ephemeral (held in memory only) but backs persistent domain(s) {', '.join(users)}: the next "
             "restart of libvirtd loses the value and they will not start",
+            # NOTE: libvirt 9.0 (secretDefineXML of a defined ephemeral secret as ephemeral='no': the value is
+            # kept and saved), checked on the lab with virsh; an undefine would drop the value at once.
             fix=("redefine it as non-ephemeral with the same UUID and usage (libvirt keeps the value and from "
                  "then on stores it on the host's disk):",
                  f"{_virsh(h.uri, 'secret-dumpxml', s.uuid)} | sed \"s/ephemeral='yes'/ephemeral='no'/\" "
