@@ -187,9 +187,10 @@ def _abort_on_interrupt(st: RunState, aborter: JobAborter) -> None:
     aborter.ask("interrupted")
 
 
-def still_aborting(st: RunState, e: StillAborting, left: Sequence[str]) -> Unsettled:
-    """migrateToURI3 did not return within the abort bound: say where the VM is (asked within the
-    cleanup budget) and what to do. Nothing is rolled back — the job may still complete, and the VM
+def still_aborting(st: RunState, e: StillAborting, left: Sequence[str], *,
+                   job: str = "migrateToURI3 has not returned", adopted: bool = False) -> Unsettled:
+    """A job did not end within the abort bound (``job`` names it): say where the VM is (asked within
+    the cleanup budget) and what to do. Nothing is rolled back — the job may still complete, and the VM
     would need its secrets (``left``, this run's) on the destination — and the lease stays to mark the job."""
     st.start_cleanup()
     st.unsettled = True
@@ -198,10 +199,12 @@ def still_aborting(st: RunState, e: StillAborting, left: Sequence[str]) -> Unset
         where = st.bounded("the look-up of where the VM runs", safe_where, st.src, st.dst, uuid)
     except CallTimedOut:
         where = "not known"
-    st.rt.journal.record("migration-unsettled", uuid=uuid, error=e.reason, where=where, secrets_left=list(left))
+    extra = {"adopted": True} if adopted else {}
+    st.rt.journal.record("migration-unsettled", uuid=uuid, error=e.reason, where=where, secrets_left=list(left),
+                         **extra)
     kept = (f"; secret(s) {', '.join(left)} this run created on {dst} were left in place (the "
             "migration may still complete)") if left else ""
-    why = f"migrateToURI3 has not returned {st.bounds.abort_s:g} s after the abort was asked for ({e.reason})"
+    why = f"{job} {st.bounds.abort_s:g} s after the abort was asked for ({e.reason})"
     if where == "destination":
         return Unsettled(f"still aborting, but the VM is running on the destination {dst}: {why}{kept}; look "
                          f"with `virsh -c {dst} dominfo {name}` and `virsh -c {src} domjobinfo {name}`",
