@@ -59,8 +59,9 @@ def migrate(domain: str, source_uri: str, dest_uri: str, options: MigrateOptions
             runtime: Runtime | None = None) -> MigrationResult:
     """Migrate ``domain`` (name, UUID or id) from ``source_uri`` to ``dest_uri``.
 
-    Raises ``Blocked`` (nothing changed), ``BadInput``, ``MigrationFailed`` (VM still on the
-    source; secrets this run created on the destination were removed) or ``Busy``.
+    Raises ``Blocked`` (nothing changed), ``BadInput``, ``Undecided``, ``MigrationFailed`` (VM still on
+    the source; secrets this run created on the destination were removed), ``Interrupted``, ``Unsettled``
+    (a bound was hit and a job may still run: ``flows.attempt``, ``flows.adoption``) or ``Busy``.
 
     The result's ``timings`` say where the time went (``core.timings``, on ``runtime.clock``);
     an error carries them as ``data["timings"]`` (a dict, as ``Timings.as_dict`` gives).
