@@ -192,7 +192,7 @@ def test_a_library_dry_run_creates_no_lock_file(tmp_path, monkeypatch):
     seen = []
 
     def go(run):  # what a dry run does after the lock (plan and checks) needs real hosts: stop here
-        seen.append(run.options.dry_run)
+        seen.append(run.state.options.dry_run)
         return MigrationResult("vm1", UUID, SRC, DST, "dry-run", 0, 0.0)
 
     monkeypatch.setattr(flow._Run, "go", go)
