@@ -90,10 +90,13 @@ def storage_shared(ctx: CheckContext, t: Target) -> list[Result] | Result:
         return passed("offline migration: libvirt does not check storage" if not policy.live
                       else "--unsafe: libvirt does not check storage")
     assert ctx.source is not None
+    disks = _disks(ctx, t)
+    if not disks:  # NOTE: the versions below are asked only when a disk needs the rule
+        return _ruled([], "no disk")
     qemu = ctx.host_facts.hypervisor_version(ctx.source)
     lib = ctx.host_facts.lib_version(ctx.source)
     rulings = []
-    for d in _disks(ctx, t):
+    for d in disks:
         fs = _probe(ctx, "src", "stat -f -c %T {}", d.path) if d.actual_type == "file" and d.path else None
         rulings.append((d.target, migration_rules.unsafe_ruling(d, copy_storage=policy.copy_storage,
                                                                 fs_type=fs, qemu_version=qemu,

@@ -73,6 +73,7 @@ def run(args: EvacuateInvocation) -> int:
     options = opts.migrate_options(args, live=True, cleanup_source=False, dry_run=False)
     if args.report is not None:
         check_target(args.report, "report")  # before any connection: a bad path costs nothing
+    run_metrics.check(args.metrics_file)
     if args.dry_run:
         plan = plan_evacuation(args.src, args.dsts, ev, options)
         print(render.as_json(plan.as_dict()) if args.json else render.evacuation_plan(plan))

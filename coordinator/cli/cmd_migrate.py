@@ -51,6 +51,7 @@ def run(args: MigrateInvocation) -> int:
     metrics_file = None if args.dry_run else args.metrics_file  # a plan never replaces a real run's metrics
     runtime = Runtime(on_event=collector, lock_dir=args.lock_dir)
     started: float | None = None
+    run_metrics.check(metrics_file)
     try:
         if not args.dry_run:
             runtime = replace(runtime, journal=Journal(args.journal))

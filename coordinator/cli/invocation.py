@@ -148,6 +148,16 @@ class SecretsInvocation(Invocation, SecretArgs):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecretsAuditInvocation(Invocation):
+    """``secrets audit HOST...``."""
+
+    hosts: tuple[str, ...]  # URIs, aliases resolved, in the order given
+    allow_plaintext_secrets: bool
+    accept_unknown: bool
+    metrics_file: Path | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class CheckInvocation(Invocation, SecretArgs, SshArgs, Selection):
     domains: tuple[str, ...]
     src: str
@@ -185,6 +195,7 @@ class CompletionInvocation(Invocation):
 
 BY_COMMAND: Mapping[str, type[Invocation]] = {
     "migrate": MigrateInvocation, "evacuate": EvacuateInvocation, "secrets": SecretsInvocation,
+    "secrets-audit": SecretsAuditInvocation,
     "check": CheckInvocation, "abort": ControlInvocation, "complete": ControlInvocation,
     "maintenance": MaintenanceInvocation, "config": ConfigInvocation, "completion": CompletionInvocation,
 }
@@ -229,6 +240,8 @@ def _hosts(values: dict[str, Any], eff: Effective) -> None:
         values["src"] = eff.resolve_host(values["src"])
     if values.get("dst"):
         values["dst"] = eff.resolve_host(values["dst"])
+    if values.get("hosts"):
+        values["hosts"] = [eff.resolve_host(h) for h in values["hosts"]]
     if "dsts" in values:
         dsts = [eff.resolve_host(d) for d in (values["dsts"] or [])]
         for g in values["to_group"] or []:
@@ -243,5 +256,6 @@ def _hosts(values: dict[str, Any], eff: Effective) -> None:
     for dest in ("report", "metrics_file"):  # {source}: the source host; {command}: migrate | evacuate
         path = values.get(dest)
         if path is not None and ("{source}" in str(path) or "{command}" in str(path)):
-            host = uri_facts(values["src"]).host or "localhost"
+            first = values.get("src") or values["hosts"][0]  # secrets audit: the first host
+            host = uri_facts(first).host or "localhost"
             values[dest] = Path(str(path).replace("{source}", host).replace("{command}", values["command"]))

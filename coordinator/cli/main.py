@@ -30,6 +30,7 @@ EXIT_CODES = help_text()  # the --help epilog of migcoord, migrate and evacuate
 # Each takes its command's invocation (cli.invocation.BY_COMMAND) and returns the exit code.
 COMMANDS: dict[str, Callable[[Any], int]] = {
     "migrate": cmd_migrate.run, "evacuate": cmd_evacuate.run, "secrets": cmd_secrets.run,
+    "secrets-audit": cmd_secrets.run_audit,
     "check": cmd_check.run, "abort": cmd_control.run_abort, "complete": cmd_control.run_complete,
     "maintenance": cmd_maintenance.run, "config": cmd_config.run,
     "completion": lambda a: cmd_completion.run(a, build_parser())}
@@ -44,8 +45,27 @@ class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on ONE line (``migcoord: error: ...``, exit 2), like every other
     error of the tool; ``--help`` shows the usage. Subcommand parsers inherit this class."""
 
+    # A leading word that selects another form of this command (``secrets audit HOST...`` beside
+    # ``secrets DOMAIN --from --to``): word → that form's parser (``cli.settings`` walks them too).
+    word_forms: dict[str, argparse.ArgumentParser]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.word_forms = {}
+
     def error(self, message: str) -> NoReturn:
         self.exit(ExitCode.USAGE, f"migcoord: error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """A word form when the first argument is its word; ``-- WORD ...`` is this parser's positional
+        WORD (a domain named "audit": ``migcoord secrets -- audit --from SRC --to DST``)."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv and argv[0] in self.word_forms:
+            return self.word_forms[argv[0]].parse_known_args(argv[1:], namespace)
+        if len(argv) >= 2 and argv[0] == "--" and argv[1] in self.word_forms:
+            argv = [*argv[2:], "--", argv[1]]  # the options first: argparse takes all after "--" as positional
+        return super().parse_known_args(argv, namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:

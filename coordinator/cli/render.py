@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from coordinator.core.evacuation import EvacuationPlan, EvacuationReport
     from coordinator.core.maintenance import Maintenance
     from coordinator.core.model import MigrationResult, SecretPlan
+    from coordinator.core.secret_audit import AuditReport
     from coordinator.flows.control import ControlResult
 
 
@@ -135,6 +136,35 @@ def secret_plans(plans: Sequence[SecretPlan]) -> str:
     rows += [(p.uuid or "-", str(p.ref.kind), f"{p.ref.usage_type}:{p.usage_id or p.ref.usage_id or ''}".rstrip(":"),
               p.source_status, p.dest_status, str(p.action)) for p in plans]
     return "\n".join([table(rows), *(f"{p.uuid}: {p.reason}" for p in plans if p.reason)])
+
+
+def secret_audit(report: AuditReport, exit_code: int) -> str:
+    """``secrets audit``: the hosts read, one row per finding, each finding's fix and risk, the unknowns,
+    and the verdict as the last line."""
+    from coordinator.core.exit_codes import ExitCode  # NOTE: core, loaded with every parser anyway
+
+    out = [table([("HOST", "SECRETS", "DOMAINS", "VALUES")] + [
+        (h.uri, str(len(h.secrets)), str(len(h.domains)), "read" if h.values_read else "not read (plaintext)")
+        for h in report.hosts])]
+    if report.findings:
+        rows = [("#", "FINDING", "HOST", "SECRET", "USAGE", "DOMAINS")]
+        rows += [(str(i), str(f.kind), ", ".join(f.hosts), f.uuid or "-", f.usage, ", ".join(f.domains) or "-")
+                 for i, f in enumerate(report.findings, 1)]
+        out += ["", table(rows)]
+        for i, f in enumerate(report.findings, 1):
+            out += ["", f"{i}. {f.kind}: {f.detail}", *(f"   fix: {line}" for line in f.fix), f"   risk: {f.risk}"]
+    if report.unknowns:
+        out += ["", *(f"unknown {u.uuid}: {u.detail}" for u in report.unknowns)]
+    counts = ", ".join(f"{n} {k}" for k, n in report.counts().items() if n)
+    out.append("")
+    if report.findings:
+        out.append(f"FINDINGS: {counts} (nothing was changed)")
+    elif report.unknowns:
+        out.append(f"{'UNKNOWN' if exit_code == ExitCode.UNKNOWN else 'CLEAN with unknowns'}: no finding, but "
+                   f"{len(report.unknowns)} shared secret value(s) could not be compared")
+    else:
+        out.append(f"CLEAN: no finding on {len(report.hosts)} host(s)")
+    return "\n".join(out)
 
 
 def check_report(report: Report, *, accept_unknown: bool = False) -> str:

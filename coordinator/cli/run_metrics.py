@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from coordinator.core.errors import Busy, MigcoordError, Undecided
 from coordinator.core.exit_codes import ExitCode
-from coordinator.core.metrics import DomainMetrics, RunMetrics, render
-from coordinator.files.atomic import write_atomic
+from coordinator.core.metrics import AuditMetrics, DomainMetrics, RunMetrics, render
+from coordinator.files.atomic import check_target, write_atomic
 from coordinator.core.model import EventSink
 
 if TYPE_CHECKING:
     from coordinator.core.evacuation import EvacuationReport
     from coordinator.core.model import MigrationResult
+    from coordinator.core.secret_audit import AuditReport
 
 log = logging.getLogger("migcoord")
 
@@ -63,14 +64,39 @@ def blocking_of(e: MigcoordError) -> tuple[str, ...]:
     return (str(e.data["check_id"]),) if e.data.get("check_id") else ()
 
 
+def check(path: Path | None) -> None:
+    """Refuse a metrics path that could never be written (BadInput, exit 2) before the first connection:
+    found only at the end, the run's outcome would go unrecorded."""
+    if path is not None:
+        check_target(path, "metrics file")
+
+
 def write(path: Path | None, command: str, source: str, exit_code: int, collector: Collector,
           domains: Sequence[DomainMetrics], *, quiet_errors: bool = False) -> None:
     """Write the file; with ``quiet_errors`` (the run already failed) a failure to write is logged,
     not raised, so it never hides the run's own error."""
     if path is None:
         return
-    data = render(RunMetrics(command=command, source=source, exit_code=exit_code, finished_at=time.time(),
-                             duration_s=collector.elapsed(), domains=domains)).encode()
+    _write(path, RunMetrics(command=command, source=source, exit_code=exit_code, finished_at=time.time(),
+                            duration_s=collector.elapsed(), domains=domains), quiet_errors=quiet_errors)
+
+
+def write_audit(path: Path | None, hosts: Sequence[str], exit_code: int, duration_s: float,
+                report: AuditReport | None, *, quiet_errors: bool = False) -> None:
+    """``secrets audit``'s file (``report`` None: the audit failed, every count 0); ``source`` is the hosts
+    given, comma-separated."""
+    if path is None:
+        return
+    from coordinator.core.secret_audit import Kind
+
+    audit = AuditMetrics(findings=report.counts() if report else {str(k): 0 for k in Kind},
+                         unknown=len(report.unknowns) if report else 0, hosts=len(report.hosts) if report else 0)
+    _write(path, RunMetrics(command="secrets-audit", source=",".join(hosts), exit_code=exit_code,
+                            finished_at=time.time(), duration_s=duration_s, audit=audit), quiet_errors=quiet_errors)
+
+
+def _write(path: Path, run: RunMetrics, *, quiet_errors: bool) -> None:
+    data = render(run).encode()
     try:
         write_atomic(path, data, mode=0o644, what="metrics file")  # node_exporter reads it; no secret in it
     except (MigcoordError, OSError) as e:

@@ -23,6 +23,8 @@ def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
         if isinstance(a, argparse._SubParsersAction):
             for sub in a.choices.values():
                 yield from _actions(sub)
+                for form in getattr(sub, "word_forms", {}).values():  # ``secrets audit``
+                    yield from _actions(form)
 
 
 def given_dests(build: Callable[[], argparse.ArgumentParser], argv: Sequence[str]) -> set[str]:

@@ -12,6 +12,13 @@ Metric names (all gauges; labels ``command`` and ``source`` on every one):
 - ``migcoord_domain_result`` ``{domain, destination, result, blocking_checks}`` — 1 per domain;
   ``blocking_checks`` is the comma-separated ids of the checks that blocked it ("" when none)
 - ``migcoord_domain_duration_seconds`` ``{domain}`` and ``migcoord_domain_bytes_moved`` ``{domain}``
+
+``secrets audit`` (``RunMetrics.audit`` set) writes the first three, then instead of the domain metrics:
+
+- ``migcoord_secret_audit_findings`` ``{kind="orphan|missing|value-differs|ephemeral|usage-clash"}`` —
+  findings per kind (every kind listed; all 0 on a clean fleet, and when the audit failed)
+- ``migcoord_secret_audit_unknown`` — secrets whose value could not be compared between hosts
+- ``migcoord_secret_audit_hosts`` — hosts audited (0 when the audit failed)
 """
 from __future__ import annotations
 
@@ -41,12 +48,20 @@ class DomainMetrics:
 
 @dataclass(frozen=True)
 class RunMetrics:
-    command: str               # migrate | evacuate
+    command: str               # migrate | evacuate | secrets-audit
     source: str                # source URI
     exit_code: int
     finished_at: float         # Unix time
     duration_s: float
     domains: Sequence[DomainMetrics] = ()
+    audit: AuditMetrics | None = None  # secrets audit: its metrics replace the domain ones
+
+
+@dataclass(frozen=True)
+class AuditMetrics:
+    findings: Mapping[str, int]   # kind → count (core.secret_audit.AuditReport.counts)
+    unknown: int = 0
+    hosts: int = 0
 
 
 def _escape(v: str) -> str:
@@ -77,6 +92,13 @@ def render(run: RunMetrics) -> str:
            "3 failed, 4 partial, 5 moved but unverified, 6 refused: a fact that decides success is unknown, "
            "75 another run held the lock).", [({}, run.exit_code)])
     metric("migcoord_last_run_duration_seconds", "Wall time of the last run.", [({}, run.duration_s)])
+    if run.audit is not None:
+        metric("migcoord_secret_audit_findings", "Findings of the last secrets audit per kind.",
+               [({"kind": k}, n) for k, n in run.audit.findings.items()])
+        metric("migcoord_secret_audit_unknown", "Secrets whose value the last audit could not compare.",
+               [({}, run.audit.unknown)])
+        metric("migcoord_secret_audit_hosts", "Hosts the last secrets audit read.", [({}, run.audit.hosts)])
+        return "\n".join(out) + "\n"
     counts = {r: sum(d.result == r for d in run.domains) for r in RESULTS}
     metric("migcoord_domains", "Domains of the last run per result.",
            [({"result": r}, n) for r, n in counts.items()])

@@ -23,13 +23,9 @@ import stat
 from pathlib import Path
 
 from coordinator.core.errors import BadInput
+from coordinator.files.opening import shown
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-def _show(path: Path | str) -> str:
-    text = str(path)
-    return text if len(text) <= 160 else f"{text[:80]}...({len(text)} characters)"
 
 
 def _trusted(st: os.stat_result) -> bool:
@@ -68,21 +64,21 @@ def _through_link(fd: int, name: str, e: OSError, last: bool, walked: Path, what
         st = None
     if st is not None and stat.S_ISLNK(st.st_mode) and e.errno in (errno.ELOOP, errno.ENOTDIR):
         if last:
-            raise BadInput(f"{what} {_show(target)}: directory {_show(walked)} is a symbolic link; refusing to "
+            raise BadInput(f"{what} {shown(target)}: directory {shown(walked)} is a symbolic link; refusing to "
                            "write through it", hint="give the real directory") from None
         if not _trusted(st):
-            raise BadInput(f"{what} {_show(target)}: {_show(walked)} is a symbolic link owned by uid {st.st_uid}, "
+            raise BadInput(f"{what} {shown(target)}: {shown(walked)} is a symbolic link owned by uid {st.st_uid}, "
                            "not by root or you; refusing to follow it", hint="give the real directory") from None
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=fd)
         except OSError as e2:
             e = e2
     if e.errno == errno.ENOENT:
-        raise BadInput(f"{what} {_show(target)}: directory {_show(walked)} does not exist",
+        raise BadInput(f"{what} {shown(target)}: directory {shown(walked)} does not exist",
                        hint="create it first") from None
     if e.errno == errno.ENOTDIR:
-        raise BadInput(f"{what} {_show(target)}: {_show(walked)} is not a directory") from None
-    raise BadInput(f"{what} {_show(target)}: directory {_show(walked)} cannot be used: {e.strerror}") from None
+        raise BadInput(f"{what} {shown(target)}: {shown(walked)} is not a directory") from None
+    raise BadInput(f"{what} {shown(target)}: directory {shown(walked)} cannot be used: {e.strerror}") from None
 
 
 def _check_name(dfd: int, name: str, path: Path, what: str) -> None:
@@ -91,18 +87,18 @@ def _check_name(dfd: int, name: str, path: Path, what: str) -> None:
     except FileNotFoundError:
         return
     except OSError as e:
-        raise BadInput(f"{what} {_show(path)} cannot be used: {e.strerror}") from None
+        raise BadInput(f"{what} {shown(path)} cannot be used: {e.strerror}") from None
     if stat.S_ISLNK(st.st_mode):
-        raise BadInput(f"{what} {_show(path)} is a symbolic link; refusing to write through or replace it",
+        raise BadInput(f"{what} {shown(path)} is a symbolic link; refusing to write through or replace it",
                        hint="give the real path")
     if stat.S_ISDIR(st.st_mode):
-        raise BadInput(f"{what} {_show(path)} is a directory")
+        raise BadInput(f"{what} {shown(path)} is a directory")
 
 
 def _split(path: Path | str, what: str) -> tuple[Path, str]:
     p = Path(path)
     if p.name in ("", ".", ".."):
-        raise BadInput(f"{what} {_show(p)} is a directory", hint="name a file")
+        raise BadInput(f"{what} {shown(p)} is a directory", hint="name a file")
     return p.parent, p.name
 
 
@@ -154,9 +150,9 @@ def open_append(path: Path | str, what: str = "journal") -> int:
                      | os.O_NONBLOCK, 0o600, dir_fd=dfd)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise BadInput(f"{what} {_show(path)} is a symbolic link; refusing to write through it",
+            raise BadInput(f"{what} {shown(path)} is a symbolic link; refusing to write through it",
                            hint="give the real path") from None
-        raise BadInput(f"{what} {_show(path)} cannot be opened for writing: {e.strerror}") from None
+        raise BadInput(f"{what} {shown(path)} cannot be opened for writing: {e.strerror}") from None
     finally:
         os.close(dfd)
     st = os.fstat(fd)
@@ -166,10 +162,10 @@ def open_append(path: Path | str, what: str = "journal") -> int:
             problem = f"is owned by uid {st.st_uid}, not by you or root; refusing to add to it"
         elif st.st_mode & 0o022:
             problem = (f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); refusing to add "
-                       f"to it (fix: chmod go-w {_show(path)})")
+                       f"to it (fix: chmod go-w {shown(path)})")
     elif not stat.S_ISCHR(st.st_mode):  # a file, or a device such as /dev/null
         problem = "is not a regular file"
     if problem:
         os.close(fd)
-        raise BadInput(f"{what} {_show(path)} {problem}")
+        raise BadInput(f"{what} {shown(path)} {problem}")
     return fd

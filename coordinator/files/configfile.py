@@ -9,47 +9,24 @@ is one clear error); validation is ``core.config``'s.
 """
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 from coordinator.core.errors import BadInput
+from coordinator.files.opening import READ_FLAGS, open_error
 
 MAX_BYTES = 1 << 20
-_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-
-
-def _open_error(path: Path, e: OSError) -> BadInput:
-    if e.errno == errno.ENOENT:
-        return BadInput(f"{path}: no such file", hint="check --config or MIGCOORD_CONFIG")
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return BadInput(f"{path}: cannot be read ({e.strerror})", hint="run as its owner or root")
-    if e.errno == errno.ELOOP:
-        try:
-            is_link = stat.S_ISLNK(os.lstat(path).st_mode)
-        except OSError:
-            is_link = False
-        if is_link:
-            return BadInput(f"{path}: is a symbolic link; refusing to follow it for the settings file",
-                            hint="give the file itself: --config $(readlink -f PATH)")
-        return BadInput(f"{path}: too many levels of symbolic links")
-    if e.errno == errno.ENAMETOOLONG:
-        return BadInput(f"settings file path is too long ({len(str(path))} characters)")
-    if e.errno == errno.ENOTDIR:
-        return BadInput(f"{path}: a component of the path is not a directory")
-    if e.errno == errno.EISDIR:
-        return BadInput(f"{path}: not a regular file (a directory)")
-    return BadInput(f"{path}: cannot be opened ({e.strerror or e})")
 
 
 def _read(path: Path) -> bytes:
     """The file's bytes, checked on its descriptor."""
     try:
-        fd = os.open(path, _FLAGS)
+        fd = os.open(path, READ_FLAGS)
     except OSError as e:
-        raise _open_error(path, e) from None
+        raise open_error("settings file", path, e, missing_hint="check --config or MIGCOORD_CONFIG",
+                         link_hint="give the file itself: --config $(readlink -f PATH)") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -16,61 +16,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from coordinator.core.errors import BadInput
+from coordinator.files.opening import READ_FLAGS, open_error, shown
 
-_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-
-
-def _show(path: Path | str) -> str:
-    text = str(path)
-    return text if len(text) <= 160 else f"{text[:80]}...({len(text)} characters)"
-
-
-def _is_link(path: Path | str, dir_fd: int | None) -> bool:
-    try:
-        return stat.S_ISLNK(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-
-
-def _open_error(what: str, path: Path | str, e: OSError, dir_fd: int | None = None) -> BadInput:
-    """One line per cause: the operator's path is named, never followed further."""
-    shown = _show(path)
-    if e.errno == errno.ENOENT:
-        return BadInput(f"{what} {shown} does not exist", hint="check the path")
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return BadInput(f"{what} {shown} cannot be read", hint="run as its owner or root")
-    if e.errno == errno.ELOOP:
-        if _is_link(path, dir_fd):
-            return BadInput(f"{what} {shown} is a symbolic link; give the file itself",
-                            hint="symbolic links are not followed for key material")
-        return BadInput(f"{what} {shown}: too many levels of symbolic links")
-    if e.errno == errno.ENAMETOOLONG:
-        return BadInput(f"{what} path is too long ({len(str(path))} characters)")
-    if e.errno == errno.ENOTDIR:
-        return BadInput(f"{what} {shown}: a component of the path is not a directory")
-    return BadInput(f"{what} {shown} cannot be opened: {e.strerror or e}")
 
 
 def _check_owner(what: str, path: Path | str, st: os.stat_result) -> None:
     if st.st_mode & 0o077:
-        raise BadInput(f"{what} {_show(path)} has loose permissions {stat.S_IMODE(st.st_mode):04o}",
+        raise BadInput(f"{what} {shown(path)} has loose permissions {stat.S_IMODE(st.st_mode):04o}",
                        hint=f"make it owner-only: chmod {'700' if stat.S_ISDIR(st.st_mode) else '600'} "
-                            f"{_show(path)}")
+                            f"{shown(path)}")
     if st.st_uid not in (os.geteuid(), 0):
-        raise BadInput(f"{what} {_show(path)} is owned by uid {st.st_uid}, not by you or root")
+        raise BadInput(f"{what} {shown(path)} is owned by uid {st.st_uid}, not by you or root")
 
 
 def open_key_file(path: Path | str, *, dir_fd: int | None = None, what: str = "key file") -> int:
     """A descriptor of ``path`` once it is known to be an owner-only regular file owned by us or
     root (checked on the descriptor). The caller closes it. BadInput otherwise."""
     try:
-        fd = os.open(path, _FLAGS, dir_fd=dir_fd)
+        fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
     except OSError as e:
-        raise _open_error(what, path, e, dir_fd) from None
+        raise open_error(what, path, e, dir_fd=dir_fd,
+                         link_hint="symbolic links are not followed for key material") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise BadInput(f"{what} {_show(path)} is not a regular file")
+            raise BadInput(f"{what} {shown(path)} is not a regular file")
         _check_owner(what, path, st)
     except BaseException:
         os.close(fd)
@@ -99,7 +69,7 @@ def read_key_file(path: Path | str, limit: int, *, dir_fd: int | None = None,
         os.close(fd)
     if len(buf) > limit:
         buf[:] = bytes(len(buf))
-        raise BadInput(f"{what} {_show(path)} is larger than {limit} bytes")
+        raise BadInput(f"{what} {shown(path)} is larger than {limit} bytes")
     return buf
 
 
@@ -111,8 +81,8 @@ def key_dir(path: Path | str) -> Iterator[int]:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
         if e.errno == errno.ENOTDIR:
-            raise BadInput(f"secret directory {_show(path)} is not a directory") from None
-        raise _open_error("secret directory", path, e) from None
+            raise BadInput(f"secret directory {shown(path)} is not a directory") from None
+        raise open_error("secret directory", path, e) from None
     try:
         _check_owner("secret directory", path, os.fstat(fd))
         yield fd

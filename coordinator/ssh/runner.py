@@ -32,7 +32,7 @@ from collections.abc import Mapping
 
 
 from coordinator.core.config import HostSsh
-from coordinator.core.errors import BadInput, HostUnreachable
+from coordinator.core.errors import BadInput, HostUnreachable, MigcoordError
 from coordinator.core.params import bounded_int, positive_seconds
 from coordinator.core.uris import runs_commands, ssh_target
 from coordinator.files.keyfile import read_key_file
@@ -294,12 +294,31 @@ class SshRunner:
                                   f"{r.port}: {_describe(e)}", host=self.host) from None
 
     def _connect(self) -> paramiko.SSHClient:
-        cfg, r = self.config, self.route
-        kh = r.known_hosts
+        """A client connected and authenticated, host key checked against known_hosts only."""
+        r = self.route
+        client, unknown_host_key = self._new_client()
+        first, rest, agent = self._keys()
+        try:
+            sock = self._sock()
+            try:
+                client.connect(r.hostname, port=r.port, username=r.user, sock=sock, pkey=first, look_for_keys=False,
+                               allow_agent=agent and not rest, **_connect_kwargs(self.config.connect_timeout))
+            except paramiko.AuthenticationException:
+                if not rest or not _offer(client, r.user, rest, agent):
+                    raise
+        except (unknown_host_key, OSError, EOFError, paramiko.SSHException) as e:
+            # NOTE: SSHException covers BadHostKey- and AuthenticationException too (_refusal tells them apart)
+            client.close()
+            raise self._refusal(e, unknown_host_key) from None
+        return client
+
+    def _new_client(self) -> tuple[paramiko.SSHClient, type[Exception]]:
+        """A client that knows only the known_hosts file's keys and refuses any other (RejectPolicy)."""
+        kh, port, hostname = self.route.known_hosts, self.route.port, self.route.hostname
         if not kh.is_file():
             raise BadInput(f"known_hosts file {kh} does not exist",
-                           hint=f"create it with the host keys of the hosts to reach (ssh-keyscan -p {r.port} "
-                                f"{r.hostname} >> {kh}, after verifying the fingerprint)")
+                           hint=f"create it with the host keys of the hosts to reach (ssh-keyscan -p {port} "
+                                f"{hostname} >> {kh}, after verifying the fingerprint)")
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(str(kh))
@@ -307,50 +326,39 @@ class SshRunner:
             raise BadInput(f"cannot read known_hosts file {kh}: {e}") from None
         unknown_host_key, reject = _reject_types()
         client.set_missing_host_key_policy(reject())
-        t = cfg.connect_timeout
-        first, rest, agent = self._keys()
-        try:
-            sock = self._sock()
-            try:
-                client.connect(r.hostname, port=r.port, username=r.user, sock=sock, pkey=first, look_for_keys=False,
-                               allow_agent=agent and not rest, **_connect_kwargs(t))
-            except paramiko.AuthenticationException:
-                if not rest or not _offer(client, r.user, rest, agent):
-                    raise
-        except unknown_host_key as e:
-            client.close()
+        return client, unknown_host_key
+
+    def _refusal(self, e: BaseException, unknown_host_key: type[Exception]) -> MigcoordError:
+        """The one line a failed connection becomes: ours to fix (BadInput) or the host's (HostUnreachable)."""
+        r, kh = self.route, self.route.known_hosts
+        if isinstance(e, unknown_host_key):
+            key = e.key  # type: ignore[attr-defined]
             hostport = r.hostname if r.port == 22 else f"[{r.hostname}]:{r.port}"
-            raise BadInput(
+            return BadInput(
                 f"SSH host key of {r.hostname} port {r.port} is not in {kh}: refused "
-                f"(offered {e.key.get_name()} {fingerprint(e.key)})",
+                f"(offered {key.get_name()} {fingerprint(key)})",
                 hint=f"verify that fingerprint out of band, then add the key: "
                      f"ssh-keyscan -p {r.port} {r.hostname} >> {kh}",
-                host=self.host, port=r.port, known_hosts=str(kh), hostport=hostport) from None
-        except paramiko.BadHostKeyException as e:
-            client.close()
-            raise BadInput(
+                host=self.host, port=r.port, known_hosts=str(kh), hostport=hostport)
+        if isinstance(e, paramiko.BadHostKeyException):
+            return BadInput(
                 f"SSH host key of {r.hostname} port {r.port} does not match {kh} "
                 f"(offered {e.key.get_name()} {fingerprint(e.key)}, expected {fingerprint(e.expected_key)}): "
                 "refused, possible man-in-the-middle",
                 hint=f"if the host was really re-keyed, remove the old entry (ssh-keygen -R {r.hostname} -f {kh}) "
                      "and add the verified new one",
-                host=self.host, port=r.port, known_hosts=str(kh)) from None
-        except paramiko.AuthenticationException:
-            client.close()
-            raise BadInput(f"SSH authentication as {self.where} with {self._offered()} failed",
-                           hint="check the user and that the key is authorised on the host",
-                           host=self.host, port=r.port) from None
-        except (OSError, EOFError, paramiko.SSHException) as e:
-            # NOTE: OSError covers refused/unroutable (NoValidConnectionsError) and socket timeouts;
-            # SSHException here is a banner/handshake failure or timeout: the host is not usable.
-            client.close()
-            if "No authentication methods available" in str(e):  # nothing to offer: ours to fix
-                raise BadInput(f"SSH to {self.where}: no key to offer (no usable key file, no agent key)",
-                               hint="give --ssh-key, or an IdentityFile, or load a key into ssh-agent",
-                               host=self.host, port=r.port) from None
-            raise HostUnreachable(f"SSH to {self.where} failed: {_describe(e)}", host=self.host,
-                                  port=r.port) from None
-        return client
+                host=self.host, port=r.port, known_hosts=str(kh))
+        if isinstance(e, paramiko.AuthenticationException):
+            return BadInput(f"SSH authentication as {self.where} with {self._offered()} failed",
+                            hint="check the user and that the key is authorised on the host",
+                            host=self.host, port=r.port)
+        # NOTE: OSError covers refused/unroutable (NoValidConnectionsError) and socket timeouts;
+        # SSHException here is a banner/handshake failure or timeout: the host is not usable.
+        if "No authentication methods available" in str(e):  # nothing to offer: ours to fix
+            return BadInput(f"SSH to {self.where}: no key to offer (no usable key file, no agent key)",
+                            hint="give --ssh-key, or an IdentityFile, or load a key into ssh-agent",
+                            host=self.host, port=r.port)
+        return HostUnreachable(f"SSH to {self.where} failed: {_describe(e)}", host=self.host, port=r.port)
 
     # -- commands ---------------------------------------------------------
     def run(self, fmt: str, *args: str, timeout: float | None = None) -> CommandResult:

@@ -33,6 +33,13 @@ def digest(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def fingerprint(run_key: bytes, data: bytes | bytearray | memoryview) -> str:
+    """A value's fingerprint for comparing hosts within one run (``secrets audit``): HMAC-SHA256 under a
+    random key of that run, 16 hex digits. Unlike a plain digest it cannot be checked against guessed
+    passphrases after the run, nor matched with another run's output."""
+    return hmac.new(run_key, data, hashlib.sha256).hexdigest()[:16]
+
+
 def same_value(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> bool:
     return hmac.compare_digest(digest(a), digest(b))
 

@@ -243,6 +243,18 @@ class Host:
     def secret_uuids(self) -> list[str]:
         return [s.lower() for s in self._conn.listSecrets()]
 
+    def secret_infos(self) -> list[SecretInfo]:
+        """Every secret's definition: virConnectListAllSecrets, then virSecretGetXMLDesc per secret (never
+        the value). A secret undefined between the two calls is left out."""
+        out = []
+        for sec in self._conn.listAllSecrets(0):
+            try:
+                out.append(parse_secret_xml(sec.XMLDesc(0)))
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                    raise
+        return out
+
     def secret_usages(self) -> dict[tuple[str, str], str]:
         """(usage type, usage id) → UUID of every secret with a usage: virConnectListAllSecrets, one round
         trip (the usage type and id travel with each virSecret object; reading them asks nothing more)."""

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from labkit.console import die, log
+from labkit.stacks import system_mounts
 from labkit.state import LAB_DIR, PORT, SSH_PORT, Host, State, host_uri, migration_port_min
 
 # Directories every host gets a private copy of (bind-mounted inside its namespace).
@@ -172,8 +173,7 @@ def start_host(name: str, h: Host) -> None:
     mounts = []
     if rel:
         (rel / LAB_DIR.relative_to("/")).mkdir(parents=True, exist_ok=True)
-        mounts += [f"mount -t proc proc {at}/proc", f"mount --rbind /sys {at}/sys",
-                   f"mount --rbind /dev {at}/dev", f"mount --bind {LAB_DIR} {at}{LAB_DIR}"]
+        mounts += [*system_mounts(at), f"mount --bind {LAB_DIR} {at}{LAB_DIR}"]
     for d in PRIVATE_DIRS:
         Path(at + d).mkdir(parents=True, exist_ok=True)
         mounts.append(f"mount --bind {root / d.lstrip('/')} {at}{d}")

@@ -119,11 +119,16 @@ def chroot_run(root: Path, *cmd: str, env: dict[str, str] | None = None) -> None
         die(f"in the {root.name} root, {' '.join(cmd[:3])} failed:\n{(r.stdout or '')[-2000:]}")
 
 
+def system_mounts(root: Path | str) -> list[str]:
+    """The mount commands that give a root this machine's /proc, /sys and /dev (run inside a private mount
+    namespace: no mount outlives it). Shared by ``chroot_command`` and the lab hosts' start."""
+    return [f"mount -t proc proc {root}/proc", f"mount --rbind /sys {root}/sys", f"mount --rbind /dev {root}/dev"]
+
+
 def chroot_command(root: Path, cmd: list[str]) -> list[str]:
     """``cmd`` to run chrooted into ``root`` with this machine's /proc, /sys and /dev, in a private
     mount namespace of its own (no mount outlives it)."""
-    script = (f"mount -t proc proc {root}/proc && mount --rbind /sys {root}/sys && "
-              f"mount --rbind /dev {root}/dev && exec chroot {root} \"$@\"")
+    script = " && ".join(system_mounts(root)) + f" && exec chroot {root} \"$@\""
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", *cmd]
 
 

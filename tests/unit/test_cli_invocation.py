@@ -14,6 +14,7 @@ ARGV = {
     "migrate": ["migrate", "vm", "--from", U1, "--to", U2],
     "evacuate": ["evacuate", "--from", U1, "--to", U2],
     "secrets": ["secrets", "vm", "--from", U1, "--to", U2],
+    "secrets-audit": ["secrets", "audit", U1, U2],
     "check": ["check", "vm", "--from", U1, "--to", U2],
     "abort": ["abort", "vm", "--from", U1],
     "complete": ["complete", "vm", "--from", U1],
@@ -31,7 +32,9 @@ def _build(argv: list[str]) -> tuple[argparse.Namespace, invocation.Invocation]:
 
 def test_every_command_has_an_invocation_type():
     subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == set(invocation.BY_COMMAND) == set(ARGV)
+    forms = {f.get_default("command") for p in subs.choices.values() for f in getattr(p, "word_forms", {}).values()}
+    assert forms == {"secrets-audit"}  # `secrets audit HOST...`: a word form of `secrets`
+    assert set(subs.choices) | forms == set(invocation.BY_COMMAND) == set(ARGV)
 
 
 @pytest.mark.parametrize("command", sorted(ARGV))

@@ -184,7 +184,7 @@ def test_bad_config_exits_2(tmp_path, capsys, text, mode, message):
 
 def test_missing_named_config_exits_2(tmp_path, capsys):
     rc, err = _show(capsys, "--config", str(tmp_path / "nope.toml"))
-    assert rc == 2 and "no such file" in err
+    assert rc == 2 and "settings file" in err and "does not exist" in err
 
 
 def _args(cfgfile, *argv):

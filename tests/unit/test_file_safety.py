@@ -192,7 +192,7 @@ def test_a_library_dry_run_creates_no_lock_file(tmp_path, monkeypatch):
     seen = []
 
     def go(run):  # what a dry run does after the lock (plan and checks) needs real hosts: stop here
-        seen.append(run.options.dry_run)
+        seen.append(run.state.options.dry_run)
         return MigrationResult("vm1", UUID, SRC, DST, "dry-run", 0, 0.0)
 
     monkeypatch.setattr(flow._Run, "go", go)
@@ -229,3 +229,17 @@ def test_ansible_check_mode_creates_no_lock_file(tmp_path):
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out.get("result", {}).get("state") == "dry-run", p.stdout + p.stderr
     assert not locks.exists() and not (tmp_path / "j").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["migrate", "vm1", "--from", "qemu+tls://127.0.0.1:1/system", "--to", "qemu+tls://127.0.0.2:1/system"],
+    ["evacuate", "--from", "qemu+tls://127.0.0.1:1/system", "--to", "qemu+tls://127.0.0.2:1/system"],
+])
+def test_a_metrics_file_that_cannot_be_written_is_exit_2_before_connecting(tmp_path, capsys, command):
+    """Found only at the end, the run's outcome would go unrecorded: refused first, nothing created."""
+    (tmp_path / "f").write_text("")
+    rc = main([*command, "--metrics-file", str(tmp_path / "f" / "m.prom"), "--lock-dir", str(tmp_path / "locks"),
+               "--journal", str(tmp_path / "j" / "journal.jsonl")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "metrics file" in err and "not a directory" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "locks").exists() and not (tmp_path / "j").exists()

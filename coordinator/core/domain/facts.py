@@ -86,19 +86,48 @@ def facts_of(root: ET.Element) -> DomainFacts:
     """Facts of a parsed ``<domain>`` element (``domain_root``): for callers that read
     other things from the same document (``document``), so it is parsed once."""
     ostype = root.find("os/type")
+    cpu = root.find("cpu")
+    networks, bridges = _interfaces(root)
+    return DomainFacts(
+        name=root.findtext("name") or "", uuid=(root.findtext("uuid") or "").lower(),
+        virt_type=root.get("type", "kvm"), arch=ostype.get("arch") if ostype is not None else None,
+        machine=ostype.get("machine") if ostype is not None else None,
+        emulator=root.findtext("devices/emulator"), memory_kib=_memory_kib(root), cpu_mode=_cpu_mode(cpu),
+        cpu_xml=ET.tostring(cpu, encoding="unicode") if cpu is not None else None,
+        cpu_model=cpu.findtext("model") if cpu is not None else None,
+        cpu_check=cpu.get("check") if cpu is not None else None, tpms=_tpms(root),
+        networks=networks, bridges=bridges, disks=tuple(_disk(d) for d in root.findall("devices/disk")),
+        tpm_state=tuple((src.get("type", "dir"), src.get("path", ""))
+                        for src in root.findall("devices/tpm/backend/source") if src.get("path")),
+        cpu_features=tuple(x.get("name", "") for x in cpu.iter("feature")) if cpu is not None else None)
+
+
+def _memory_kib(root: ET.Element) -> int:
+    """What the guest holds now (``currentMemory``), else its maximum (``memory``)."""
     mem = root.find("currentMemory")
     if mem is None:
         mem = root.find("memory")
-    memory_kib = to_kib((mem.text or "0").strip(), mem.get("unit")) if mem is not None else 0
-    cpu = root.find("cpu")
-    cpu_mode = None
-    if cpu is not None:
-        cpu_mode = cpu.get("mode") or ("custom" if cpu.find("model") is not None else None)
+    return to_kib((mem.text or "0").strip(), mem.get("unit")) if mem is not None else 0
+
+
+def _cpu_mode(cpu: ET.Element | None) -> str | None:
+    """libvirt's default mode is custom when a model is named."""
+    if cpu is None:
+        return None
+    return cpu.get("mode") or ("custom" if cpu.find("model") is not None else None)
+
+
+def _tpms(root: ET.Element) -> tuple[TpmFacts, ...]:
     tpms = []
     for t in root.findall("devices/tpm"):
         b = t.find("backend")
         tpms.append(TpmFacts(model=t.get("model", "tpm-tis"), backend=b.get("type", "") if b is not None else "",
                              version=b.get("version") if b is not None else None))
+    return tuple(tpms)
+
+
+def _interfaces(root: ET.Element) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The libvirt networks and host bridges the guest's interfaces use, each once, in order."""
     networks: list[str] = []
     bridges: list[str] = []
     for i in root.findall("devices/interface"):
@@ -109,33 +138,21 @@ def facts_of(root: ET.Element) -> DomainFacts:
             networks.append(src.get("network", ""))
         elif i.get("type") == "bridge" and src.get("bridge"):
             bridges.append(src.get("bridge", ""))
-    disks = []
-    for d in root.findall("devices/disk"):
-        src = d.find("source")
-        dtype = d.get("type", "file")
-        path = None
-        if src is not None:
-            path = src.get({"file": "file", "block": "dev", "dir": "dir"}.get(dtype, "file"))
-        target = d.find("target")
-        disks.append(DiskFacts(target=target.get("dev") if target is not None else None,
-                               type=dtype, device=d.get("device", "disk"), path=path,
-                               pool=src.get("pool") if src is not None and dtype == "volume" else None,
-                               volume=src.get("volume") if src is not None and dtype == "volume" else None,
-                               readonly=d.find("readonly") is not None, shareable=d.find("shareable") is not None,
-                               cache=next((x.get("cache") for x in d.findall("driver")), None)))
-    tpm_state = tuple((src.get("type", "dir"), src.get("path", ""))
-                      for src in root.findall("devices/tpm/backend/source") if src.get("path"))
-    return DomainFacts(
-        name=root.findtext("name") or "", uuid=(root.findtext("uuid") or "").lower(),
-        virt_type=root.get("type", "kvm"), arch=ostype.get("arch") if ostype is not None else None,
-        machine=ostype.get("machine") if ostype is not None else None,
-        emulator=root.findtext("devices/emulator"), memory_kib=memory_kib, cpu_mode=cpu_mode,
-        cpu_xml=ET.tostring(cpu, encoding="unicode") if cpu is not None else None,
-        cpu_model=cpu.findtext("model") if cpu is not None else None,
-        cpu_check=cpu.get("check") if cpu is not None else None, tpms=tuple(tpms),
-        networks=tuple(dict.fromkeys(networks)), bridges=tuple(dict.fromkeys(bridges)), disks=tuple(disks),
-        tpm_state=tpm_state,
-        cpu_features=tuple(x.get("name", "") for x in cpu.iter("feature")) if cpu is not None else None)
+    return tuple(dict.fromkeys(networks)), tuple(dict.fromkeys(bridges))
+
+
+def _disk(d: ET.Element) -> DiskFacts:
+    src = d.find("source")
+    dtype = d.get("type", "file")
+    path = src.get({"file": "file", "block": "dev", "dir": "dir"}.get(dtype, "file")) if src is not None else None
+    target = d.find("target")
+    volume = src is not None and dtype == "volume"
+    return DiskFacts(target=target.get("dev") if target is not None else None,
+                     type=dtype, device=d.get("device", "disk"), path=path,
+                     pool=src.get("pool") if volume and src is not None else None,
+                     volume=src.get("volume") if volume and src is not None else None,
+                     readonly=d.find("readonly") is not None, shareable=d.find("shareable") is not None,
+                     cache=next((x.get("cache") for x in d.findall("driver")), None))
 
 
 @dataclass(frozen=True)
