@@ -24,11 +24,6 @@ OUT = Path(os.environ.get("MIGCOORD_ANSIBLE_OUTPUT_DIR", "/nonexistent"))
 pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-core not installed (test extra)")
 
 
-def snapshot(lab) -> dict:
-    return {h: (sorted((d.name(), d.state()[0]) for d in lab.conn(h).listAllDomains(0)),
-                sorted(lab.secret_uuids(h))) for h in lab.env["hosts"]}
-
-
 def inventory(lab, tmp_path: Path) -> Path:
     p = tmp_path / "inventory.ini"
     p.write_text(f"""[hypervisors]
@@ -68,12 +63,12 @@ def test_drain_playbook_check_mode_changes_nothing_then_drains_one_host_at_a_tim
                                  "migcoord_lock_dir": str(tmp_path / "locks")}))
     extra.chmod(0o600)
     inv = inventory(lab, tmp_path)
-    before = snapshot(lab)
+    before = lab.snapshot()
 
     dry = playbook(tmp_path, "-i", str(inv), str(DRAIN), "-e", f"@{extra}", "--check", "-v")
 
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert snapshot(lab) == before and not (tmp_path / "journal.jsonl").exists()  # nothing changed anywhere
+    assert lab.snapshot() == before and not (tmp_path / "journal.jsonl").exists()  # nothing changed anywhere
     assert f"{name}-a -> {lab.uri('dst2')}" in dry.stdout and f"{name}-b -> {lab.uri('dst2')}" in dry.stdout
     assert dry.stdout.index("hv1") < dry.stdout.index("hv2")  # one host at a time, in order
 

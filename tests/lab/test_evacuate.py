@@ -3,38 +3,19 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import libvirt
 import pytest
 
-from labkit.client import ROOT, assert_no_value
-
-# NOTE: the dirty-memory guest boots from a read-only image in the lab's shared directory; without SSH
-# whether it exists on the destination is unknown (STORAGE-ON-DEST, a decisive unknown since issue 19.4):
-# these runs accept it, as the image is there.
-ACCEPT = ("--accept-unknown",)
-
-
-
-def snapshot(lab) -> dict:
-    return {h: (sorted((d.name(), d.state()[0]) for d in lab.conn(h).listAllDomains(0)),
-                sorted(lab.secret_uuids(h))) for h in lab.env["hosts"]}
+from labkit.client import ACCEPT_SHARED_IMAGE, assert_no_value
 
 
 def evac_args(lab, *extra: str) -> list[str]:
     return ["evacuate", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--to", lab.uri("dst2"), *extra]
 
 
-def run(args: list[str], tmp_path, **kw) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "coordinator", *args, "--journal", str(tmp_path / "journal.jsonl"),
-           "--lock-dir", str(tmp_path / "locks")]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, **kw)
-
-
-def test_evacuation_places_by_checks_and_capacity_and_reports_partial(clean, name, tmp_path):
+def test_evacuation_places_by_checks_and_capacity_and_reports_partial(clean, name, migcoord, tmp_path):
     lab = clean
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)
@@ -49,24 +30,24 @@ def test_evacuation_places_by_checks_and_capacity_and_reports_partial(clean, nam
     (keys / "tmp").rename(keys / vms["private"]["secret"])  # --secret-dir: files named by UUID
     common = ["--secret-dir", str(keys), "--unsafe", "--parallel", "2",
               "--max-memory", f"{lab.uri('dst')}=1400", "--max-memory", f"{lab.uri('dst2')}=600"]
-    before = snapshot(lab)
+    before = lab.snapshot()
 
     # Without SSH, whether the LUKS image exists on a destination is unknown, and it decides success
     # (STORAGE-ON-DEST): the domain is placed nowhere, named as unknown; the others are still planned.
-    dry = run(evac_args(lab, *common, "--dry-run", "--json"), tmp_path)
-    assert dry.returncode == 1, dry.stderr
+    dry = migcoord(*evac_args(lab, *common, "--dry-run", "--json"), timeout=300)
+    assert dry.returncode == 1, dry.stderr_text
     undecided = json.loads(dry.stdout)
     l1 = {d["domain"]: d for d in undecided["domains"]}[f"{name}-l1"]
     assert l1["destination"] is None and "STORAGE-ON-DEST (unknown)" in l1["reason"], l1
     assert set(undecided["undecided"][f"{name}-l1"]) == {lab.uri("dst"), lab.uri("dst2")}
     assert {d["domain"] for d in undecided["domains"] if d["destination"]} >= {f"{name}-r1", f"{name}-big"}
-    assert snapshot(lab) == before
+    assert lab.snapshot() == before
     common.append("--accept-unknown")  # the shared image is there: go on with that unknown from here on
 
-    dry = run(evac_args(lab, *common, "--dry-run", "--json"), tmp_path)
+    dry = migcoord(*evac_args(lab, *common, "--dry-run", "--json"), timeout=300)
 
-    assert dry.returncode == 1, dry.stderr  # one domain cannot be placed
-    assert snapshot(lab) == before  # the dry run changed nothing
+    assert dry.returncode == 1, dry.stderr_text  # one domain cannot be placed
+    assert lab.snapshot() == before  # the dry run changed nothing
     plan = {d["domain"]: d for d in json.loads(dry.stdout)["domains"]}
     where = {n: d["destination"] for n, d in plan.items()}
     # Biggest first into the most room left: big → dst (dst2 caps at 600 MiB), then the 128 MiB
@@ -77,9 +58,9 @@ def test_evacuation_places_by_checks_and_capacity_and_reports_partial(clean, nam
     assert "SECRET-NO-VALUE-SOURCE" in plan[f"{name}-u1"]["reason"]
     assert [s["action"] for s in plan[f"{name}-l1"]["secrets"]] == ["provision", "provision"]
 
-    r = run(evac_args(lab, *common, "--json", "--report", str(tmp_path / "report.json")), tmp_path)
+    r = migcoord(*evac_args(lab, *common, "--json", "--report", str(tmp_path / "report.json")), timeout=300)
 
-    assert r.returncode == 4, r.stderr  # partial
+    assert r.returncode == 4, r.stderr_text  # partial
     report = json.loads(r.stdout)
     assert report == json.loads((tmp_path / "report.json").read_text())
     states = {o["domain"]: (o["state"], o["destination"]) for o in report["outcomes"]}
@@ -89,39 +70,32 @@ def test_evacuation_places_by_checks_and_capacity_and_reports_partial(clean, nam
         assert lab.where(vm) == {host: "running"}, vm
         if dest:
             assert states[vm] == ("migrated", dest)
-    for kind, vm in vms.items():
-        assert_no_value(lab.stored_value("src", vm["secret"]), r.stdout.encode(), r.stderr.encode(),
-                        (tmp_path / "journal.jsonl").read_bytes(), (tmp_path / "report.json").read_bytes(),
-                        dry.stdout.encode())
+    for vm in vms.values():
+        assert_no_value(lab.stored_value("src", vm["secret"]), r.stdout, r.stderr, migcoord.journal.read_bytes(),
+                        (tmp_path / "report.json").read_bytes(), dry.stdout)
     assert lab.digest("dst2", vms["luks"]["disk_secret"]) == lab.digest("src", vms["luks"]["disk_secret"])
 
 
-def test_overlapping_evacuation_is_refused(clean, name, tmp_path):
+def test_overlapping_evacuation_is_refused(clean, name, migcoord):
     lab = clean
     lab.vm(f"{name}-slow", on="src", dirty_memory=True)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", *evac_args(lab, "--bandwidth", "1", *ACCEPT, "--timeout", "6"),
-         "--journal", str(tmp_path / "j1"), "--lock-dir", str(tmp_path / "locks")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = migcoord.background(*evac_args(lab, "--bandwidth", "1", *ACCEPT_SHARED_IMAGE, "--timeout", "6"))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (tmp_path / "j1").exists():
+    while time.monotonic() < deadline and not migcoord.bg_journal.exists():
         time.sleep(0.1)  # the journal's first line is written under the host lock
-    second = run(evac_args(lab), tmp_path)
+    second = migcoord(*evac_args(lab), timeout=300)  # the same lock directory as the first run
     assert second.returncode == 75  # EX_TEMPFAIL: another run holds the lock
-    assert "another migcoord evacuation of " + lab.uri("src") + " is running" in second.stderr
+    assert "another migcoord evacuation of " + lab.uri("src") + " is running" in second.stderr_text
     first.communicate(timeout=120)
     assert lab.where(f"{name}-slow") == {"src": "running"}  # the first one timed out: still on src
 
 
-def test_evacuation_killed_half_way_is_finished_by_a_rerun(clean, name, tmp_path):
+def test_evacuation_killed_half_way_is_finished_by_a_rerun(clean, name, migcoord):
     lab = clean
     names = [f"{name}-{i}" for i in range(3)]
     for n in names:
         lab.vm(n, on="src")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", *evac_args(lab, "--parallel", "1"),
-         "--journal", str(tmp_path / "j1"), "--lock-dir", str(tmp_path / "locks")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = migcoord.background(*evac_args(lab, "--parallel", "1"))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any("src" not in lab.where(n) for n in names):
         time.sleep(0.1)
@@ -129,21 +103,21 @@ def test_evacuation_killed_half_way_is_finished_by_a_rerun(clean, name, tmp_path
     proc.wait(timeout=10)
     assert any("src" in lab.where(n) for n in names), "the run finished before it was killed"
 
-    r = run(evac_args(lab), tmp_path)
+    r = migcoord(*evac_args(lab), timeout=300)
 
-    assert r.returncode == 0, r.stderr + r.stdout
+    assert r.returncode == 0, r.stderr_text + r.stdout_text
     for n in names:
         where = lab.where(n)
         assert len(where) == 1 and set(where.values()) == {"running"} and "src" not in where, (n, where)
 
 
-def test_max_duration_starts_nothing_new_after_the_deadline(clean, name, tmp_path):
+def test_max_duration_starts_nothing_new_after_the_deadline(clean, name, migcoord):
     lab = clean
     names = [f"{name}-{i}" for i in range(3)]
     for n in names:
         lab.vm(n, on="src")
-    r = run(evac_args(lab, "--parallel", "1", "--max-duration", "0.5", "--json"), tmp_path)
-    assert r.returncode == 4, r.stderr
+    r = migcoord(*evac_args(lab, "--parallel", "1", "--max-duration", "0.5", "--json"), timeout=300)
+    assert r.returncode == 4, r.stderr_text
     states = {o["domain"]: o["state"] for o in json.loads(r.stdout)["outcomes"]}
     assert sorted(states.values()) == ["migrated", "not-started", "not-started"]
     for n, state in states.items():
@@ -151,7 +125,7 @@ def test_max_duration_starts_nothing_new_after_the_deadline(clean, name, tmp_pat
         assert lab.where(n) in expected, (n, state)
 
 
-def test_evacuation_killed_during_secret_provisioning_is_finished_by_a_rerun(clean, name, tmp_path):
+def test_evacuation_killed_during_secret_provisioning_is_finished_by_a_rerun(clean, name, migcoord):
     """SIGKILL while the first domain's secrets are being provisioned (stopped right after the
     journal says the first one was defined, and proven still before any migration attempt): the
     re-run takes over the dead run's lease (owner gone), finds the half-provisioned secrets, and
@@ -159,11 +133,8 @@ def test_evacuation_killed_during_secret_provisioning_is_finished_by_a_rerun(cle
     lab = clean
     two = lab.vm(f"{name}-luks", on="src", luks_disk="shared", memory=192)  # biggest: goes first
     lab.vm(f"{name}-plain", on="src")
-    journal = tmp_path / "j1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", *evac_args(lab, "--parallel", "1", "--unsafe", "--accept-unknown"),
-         "--journal", str(journal), "--lock-dir", str(tmp_path / "locks")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = migcoord.bg_journal
+    proc = migcoord.background(*evac_args(lab, "--parallel", "1", "--unsafe", "--accept-unknown"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if journal.exists() and b'"event": "secret-defined"' in journal.read_bytes():
@@ -172,16 +143,16 @@ def test_evacuation_killed_during_secret_provisioning_is_finished_by_a_rerun(cle
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+    events = [e["event"] for e in migcoord.events(journal)]
     assert "secret-defined" in events, events
     assert "migration-attempt" not in events, f"stopped too late: {events}"
     assert lab.where(two["name"]) == {"src": "running"}
     on_dst = {h for h in ("dst", "dst2") if lab.secret_uuids(h) & {two["secret"], two["disk_secret"]}}
     assert len(on_dst) == 1  # the dead run left secrets on the destination it had chosen
 
-    r = run(evac_args(lab, "--unsafe", "--accept-unknown", "--json"), tmp_path)
+    r = migcoord(*evac_args(lab, "--unsafe", "--accept-unknown", "--json"), timeout=300)
 
-    assert r.returncode == 0, r.stderr + r.stdout
+    assert r.returncode == 0, r.stderr_text + r.stdout_text
     for n in (f"{name}-luks", f"{name}-plain"):
         where = lab.where(n)
         assert len(where) == 1 and set(where.values()) == {"running"} and "src" not in where, (n, where)
@@ -190,7 +161,7 @@ def test_evacuation_killed_during_secret_provisioning_is_finished_by_a_rerun(cle
         assert lab.digest(host, sid) == lab.digest("src", sid)
 
 
-def test_evacuation_killed_mid_migration_rerun_adopts_its_own_job(clean, name, tmp_path):
+def test_evacuation_killed_mid_migration_rerun_adopts_its_own_job(clean, name, migcoord):
     """Deterministic version of the kill-half-way case: a busy guest keeps the killed run's
     peer-to-peer migration in flight, so the re-run must find it. It is the re-run's own (a
     migcoord lease whose owner is gone): adopted — placed onto the lease's destination, watched
@@ -198,24 +169,17 @@ def test_evacuation_killed_mid_migration_rerun_adopts_its_own_job(clean, name, t
     lab = clean
     n = f"{name}-busy"
     lab.vm(n, on="src", dirty_memory=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", *evac_args(lab, "--bandwidth", "1", *ACCEPT),
-         "--journal", str(tmp_path / "j1"), "--lock-dir", str(tmp_path / "locks")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    dom = lab.conn("src").lookupByName(n)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and dom.jobStats(0).get("type", 0) == 0:
-        time.sleep(0.1)
+    proc = migcoord.background(*evac_args(lab, "--bandwidth", "1", *ACCEPT_SHARED_IMAGE))
+    lab.wait_for_job(n, timeout=90)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    assert dom.jobStats(0).get("type", 0) != 0, "the killed run's migration should still be in flight"
-    first_dest = [json.loads(line) for line in (tmp_path / "j1").read_text().splitlines()
-                  if '"migration-start"' in line][0]["dest"]
+    assert lab.job_active("src", n), "the killed run's migration should still be in flight"
+    first_dest = [e for e in migcoord.events(migcoord.bg_journal) if e["event"] == "migration-start"][0]["dest"]
 
-    r = run(evac_args(lab, "--timeout", "8", *ACCEPT, "--json"), tmp_path)
+    r = migcoord(*evac_args(lab, "--timeout", "8", *ACCEPT_SHARED_IMAGE, "--json"), timeout=300)
 
-    assert r.returncode == 0, r.stderr + r.stdout
-    events = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert r.returncode == 0, r.stderr_text + r.stdout_text
+    events = migcoord.events()
     assert [e for e in events if e["event"] == "stale-job-adopted"], [e["event"] for e in events]
     host = {lab.uri("dst"): "dst", lab.uri("dst2"): "dst2"}[first_dest]
     assert lab.where(n) == {host: "running"}  # where the dead run was taking it

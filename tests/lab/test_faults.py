@@ -8,43 +8,17 @@ limit such a guest still migrates in seconds.
 """
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 import time
 
-import libvirt
 import pytest
 
-from labkit.client import ROOT, run_lab
-
-# NOTE: the dirty-memory guest boots from a read-only image in the lab's shared directory; without SSH
-# whether it exists on the destination is unknown (STORAGE-ON-DEST, a decisive unknown since issue 19.4):
-# these runs accept it, as the image is there.
-ACCEPT = ("--accept-unknown",)
-
+from labkit.client import ACCEPT_SHARED_IMAGE, run_lab
 
 
 def on_exactly_one_host(lab, name: str, host: str) -> None:
     assert lab.where(name) == {host: "running"}
     assert lab.tpm_state_present(host, name)
-
-
-def wait_for_migration_job(lab, name: str, timeout: float = 30) -> None:
-    dom = lab.conn("src").lookupByName(name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if dom.jobStats(0).get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the migration job never started")
-
-
-def background(migcoord_args: list[str], tmp_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "coordinator", *migcoord_args,
-                             "--journal", str(tmp_path / "bg.jsonl"), "--lock-dir", str(tmp_path / "locks")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.fixture
@@ -58,22 +32,23 @@ def test_completion_timeout_aborts_the_job_and_vm_stays_on_source(clean, name, m
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
     t0 = time.monotonic()
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
-                 "--bandwidth", "1", *ACCEPT, "--timeout", "4")
+                 "--bandwidth", "1", *ACCEPT_SHARED_IMAGE, "--timeout", "4")
     assert r.returncode == 3
     assert "did not complete within 4s" in r.stderr_text and "still on" in r.stderr_text
     assert time.monotonic() - t0 < 30
     on_exactly_one_host(lab, name, "src")
     assert sid not in lab.secret_uuids("dst")  # rolled back
-    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())]
+    events = [e["event"] for e in migcoord.events()]
     assert "migration-failed" in events and "secret-undefined" in events
 
 
-def test_dst_libvirtd_killed_during_migration_then_rerun_succeeds(clean, name, migcoord, tmp_path, restore_dst):
+def test_dst_libvirtd_killed_during_migration_then_rerun_succeeds(clean, name, migcoord, restore_dst):
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
     args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst")]
-    proc = background(args + ["--bandwidth", "1", *ACCEPT, "--retries", "2", "--retry-max-seconds", "5"], tmp_path)
-    wait_for_migration_job(lab, name)
+    proc = migcoord.background(*args, "--bandwidth", "1", *ACCEPT_SHARED_IMAGE, "--retries", "2",
+                               "--retry-max-seconds", "5")
+    lab.wait_for_job(name, timeout=30)
     run_lab("kill", "dst")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err.decode()
@@ -81,7 +56,7 @@ def test_dst_libvirtd_killed_during_migration_then_rerun_succeeds(clean, name, m
     on_exactly_one_host(lab, name, "src")
 
     lab.restart_down_hosts()
-    r = migcoord(*args, *ACCEPT)
+    r = migcoord(*args, *ACCEPT_SHARED_IMAGE)
     assert r.returncode == 0, r.stderr_text
     on_exactly_one_host(lab, name, "dst")
 
@@ -98,43 +73,42 @@ def test_dst_down_at_start_retries_then_fails_within_bound(clean, name, migcoord
     assert "cannot connect to " + lab.uri("dst") in r.stderr_text
     assert r.stderr_text.count("retrying in") == 2  # 3 attempts
     assert elapsed < 30
-    waits = [e for e in map(json.loads, migcoord.journal.read_text().splitlines()) if e["event"] == "retry-wait"]
+    waits = [e for e in migcoord.events() if e["event"] == "retry-wait"]
     assert [w["attempt"] for w in waits] == [1, 2]
     on_exactly_one_host(lab, name, "src")
 
 
-def test_migcoord_killed_mid_migration_rerun_converges(clean, name, migcoord, tmp_path):
+def test_migcoord_killed_mid_migration_rerun_converges(clean, name, migcoord):
     lab = clean
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
     args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst")]
-    proc = background(args + ["--bandwidth", "1", *ACCEPT], tmp_path)
-    wait_for_migration_job(lab, name)
+    proc = migcoord.background(*args, "--bandwidth", "1", *ACCEPT_SHARED_IMAGE)
+    lab.wait_for_job(name, timeout=30)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     # Peer-to-peer: the source daemon carries on without its client. The re-run adopts that
     # job, aborts it when it overruns the deadline, then migrates properly.
-    r = migcoord(*args, *ACCEPT, "--timeout", "5")
+    r = migcoord(*args, *ACCEPT_SHARED_IMAGE, "--timeout", "5")
     assert r.returncode == 0, r.stderr_text
     on_exactly_one_host(lab, name, "dst")
     assert lab.digest("dst", sid) == lab.digest("src", sid)
-    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())
+    events = [e["event"] for e in migcoord.events()
               if not e["event"].startswith("lease-")]  # the ownership lease (test_safety.py)
     # Either the adopted job finished by itself or it was aborted and migrated afresh.
     assert "stale-job-adopted" in events
     assert events[-1] in ("migration-done", "already-on-destination")
 
 
-def test_concurrent_runs_on_one_domain_second_refuses(clean, name, tmp_path, migcoord):
+def test_concurrent_runs_on_one_domain_second_refuses(clean, name, migcoord):
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
-    args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT,
+    args = ["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT_SHARED_IMAGE,
             "--timeout", "8"]
-    first = background(args, tmp_path)
-    wait_for_migration_job(lab, name)
-    second = subprocess.run([sys.executable, "-m", "coordinator", *args, "--journal", str(tmp_path / "j2"),
-                             "--lock-dir", str(tmp_path / "locks")], cwd=ROOT, capture_output=True, text=True)
+    first = migcoord.background(*args)
+    lab.wait_for_job(name, timeout=30)
+    second = migcoord(*args)  # the same lock directory as the first run
     assert second.returncode == 75  # EX_TEMPFAIL: another run holds the lock
-    assert "another migcoord run is already working on domain" in second.stderr
+    assert "another migcoord run is already working on domain" in second.stderr_text
     first.communicate(timeout=60)
     assert first.returncode == 3  # the first one hit its own deadline
     on_exactly_one_host(lab, name, "src")
@@ -160,7 +134,7 @@ def test_stalled_migration_is_aborted_and_vm_stays_on_source(clean, name, migcoo
     # then its 512 KiB dirty set, rewritten faster than it is sent, never converges: a stall.
     lab.vm(name, on="src", dirty_memory=True, memory=32)
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
-                 "--bandwidth", "1", *ACCEPT, "--stall-timeout", "3", "--timeout", "120")
+                 "--bandwidth", "1", *ACCEPT_SHARED_IMAGE, "--stall-timeout", "3", "--timeout", "120")
     assert r.returncode == 3
     assert "made no progress for 3s" in r.stderr_text
     on_exactly_one_host(lab, name, "src")
@@ -170,7 +144,7 @@ def test_deadline_switches_to_postcopy_when_allowed(clean, name, migcoord):
     lab = clean
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"),
-                 "--bandwidth", "1", *ACCEPT, "--postcopy", "--timeout", "3")
+                 "--bandwidth", "1", *ACCEPT_SHARED_IMAGE, "--postcopy", "--timeout", "3")
     assert r.returncode == 0, r.stderr_text
     assert '"event": "postcopy-switch"' in r.stderr_text
     on_exactly_one_host(lab, name, "dst")

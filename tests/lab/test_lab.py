@@ -11,11 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from labkit.client import LAB, run_lab
-
 
 # The solo lab's address follows the session lab's (127.0.0.61 beside the default .11), so
 # test runs with their own MIGCOORD_LAB_FIRST_ADDR can run side by side.
@@ -53,8 +53,8 @@ def test_up_is_idempotent_recovers_from_a_crash_and_down_leaves_nothing(solo_env
     r = lab(solo_env, "up", "--hosts", "solo")
     assert r.returncode == 0 and "already up" in r.stderr
     assert lab(solo_env, "vm", "guest", "--on", "solo").returncode == 0
-    state = json.loads(open(os.path.join(solo_env["MIGCOORD_LAB_DIR"], "state.json")).read())
-    host = state["hosts"]["solo"]
+    state_file = Path(solo_env["MIGCOORD_LAB_DIR"]) / "state.json"
+    host = json.loads(state_file.read_text())["hosts"]["solo"]
     assert host["addr"] == f"127.0.0.{SOLO_ADDR}"
     members = ns_members(host["mntns"])
     assert len(members) >= 3  # libvirtd, QEMU, swtpm
@@ -67,7 +67,7 @@ def test_up_is_idempotent_recovers_from_a_crash_and_down_leaves_nothing(solo_env
     status = lab(solo_env, "status")
     assert "up" in status.stdout
 
-    new = json.loads(open(os.path.join(solo_env["MIGCOORD_LAB_DIR"], "state.json")).read())["hosts"]["solo"]
+    new = json.loads(state_file.read_text())["hosts"]["solo"]
     assert lab(solo_env, "down").returncode == 0
     assert ns_members(new["mntns"]) == [] and ns_members(host["mntns"]) == []
     assert not os.path.exists(solo_env["MIGCOORD_LAB_DIR"])

@@ -4,13 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from labkit.client import assert_no_value
-
-# NOTE: the dirty-memory guest boots from a read-only image in the lab's shared directory; without SSH
-# whether it exists on the destination is unknown (STORAGE-ON-DEST, a decisive unknown since issue 19.4):
-# these runs accept it, as the image is there.
-ACCEPT = ("--accept-unknown",)
-
+from labkit.client import ACCEPT_SHARED_IMAGE, assert_no_value
 
 
 def test_missing_secret_is_provisioned_and_vm_migrates(clean, name, migcoord):
@@ -34,8 +28,8 @@ def test_missing_secret_is_provisioned_and_vm_migrates(clean, name, migcoord):
     assert sid in lab.secret_uuids("src")
     value = lab.stored_value("src", sid)
     assert_no_value(value, r.stdout, r.stderr, migcoord.journal.read_bytes())
-    events = [json.loads(line)["event"] for line in migcoord.journal.read_text().splitlines()]
-    events = [e for e in events if not e.startswith("lease-")]  # the ownership lease (test_safety.py)
+    # the ownership lease's events left out (test_safety.py)
+    events = [e["event"] for e in migcoord.events() if not e["event"].startswith("lease-")]
     assert events[:3] == ["migration-start", "secret-defined", "secret-value-set"]
     assert events[-1] == "migration-done"
     assert oct(os.stat(migcoord.journal).st_mode & 0o777) == "0o600"
@@ -54,7 +48,7 @@ def test_secret_already_on_destination_is_reused_not_redefined(clean, name, migc
     assert "reuse [match]" in r.stdout_text
     after = lab.secret_file("dst", sid).stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    events = [json.loads(line)["event"] for line in migcoord.journal.read_text().splitlines()]
+    events = [e["event"] for e in migcoord.events()]
     assert "secret-defined" not in events and "secret-reused" in events
     assert lab.where(name) == {"dst": "running"}
 
@@ -108,21 +102,15 @@ def test_unknown_domain_and_bad_uri_are_usage_errors(clean, migcoord):
     assert len(r.stderr_text.strip().splitlines()) == 1 and "--to" not in r.stderr_text
 
 
-def test_tty_gets_a_progress_bar(clean, name):
+def test_tty_gets_a_progress_bar(clean, name, migcoord):
     """On a terminal, stderr shows a progress bar (percent, MiB, rate, ETA), not JSON events."""
     import pty
-    import subprocess
-    import sys
-
-    from labkit.client import ROOT
 
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "coordinator", "migrate", name, "--from", lab.uri("src"),
-                             "--to", lab.uri("dst"), "--bandwidth", "2", "--timeout", "3", *ACCEPT,
-                             "--journal", "/dev/null", "--lock-dir", str(lab.dir / "test-locks")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=follower)
+    proc = migcoord.background("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "2",
+                               "--timeout", "3", *ACCEPT_SHARED_IMAGE, stderr=follower)
     os.close(follower)
     proc.communicate(timeout=120)
     out = b""

@@ -2,16 +2,16 @@
 and its ownership (a lease in the source domain's metadata) is visible to every coordinator."""
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import libvirt
 import pytest
 
-from labkit.client import ROOT
+from labkit.client import ACCEPT_SHARED_IMAGE
 
 NS = "https://migcoord.invalid/lease/1"
 
@@ -39,25 +39,6 @@ def put_lease(lab, host: str, name: str, *, run: str, ctl: str, pid: int, expire
                     libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
 
 
-def job_active(lab, host: str, name: str) -> bool:
-    return lab.conn(host).lookupByName(name).jobStats(0).get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE
-
-
-def wait_job(lab, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if job_active(lab, "src", name):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the migration job never started")
-
-
-# NOTE: the dirty-memory guest boots from a read-only image in the lab's shared directory; without SSH
-# whether it exists on the destination is unknown (STORAGE-ON-DEST, a decisive unknown since issue 19.4):
-# these runs accept it, as the image is there.
-ACCEPT = ("--accept-unknown",)
-
-
 def copy_secret(lab, uuid: str, usage_id: str, to: str = "dst") -> None:
     lab.define_secret(to, uuid, "vtpm", usage_id, lab.stored_value("src", uuid))
 
@@ -75,8 +56,7 @@ def assert_clean_error(stderr: str) -> None:
 
 # ------------------------------------------------------------------ 1. failures that tell the truth
 
-def test_usage_held_by_another_secret_on_destination_is_found_before_anything_changes(clean, name, migcoord,
-                                                                                    tmp_path):
+def test_usage_held_by_another_secret_on_destination_is_found_before_anything_changes(clean, name, migcoord):
     """Two secrets to provision (vTPM + LUKS disk); the destination already has a DIFFERENT secret (another
     UUID) with the second one's usage, which libvirt does not allow (virSecretDefineXML: "a secret with UUID
     ... already defined for use with ..."). This used to be met part-way through provisioning (the first
@@ -110,7 +90,7 @@ def test_usage_held_by_another_secret_on_destination_is_found_before_anything_ch
     assert stranger in err and "already defined" in err
     assert lab.secret_uuids("dst") == {stranger} and lab.digest("dst", stranger) == stranger_digest
     assert lab.where(name) == {"src": "running"}
-    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())]
+    events = [e["event"] for e in migcoord.events()]
     assert "blocked" in events and "secret-defined" not in events and "migration-start" not in events
     assert first not in lab.secret_uuids("dst") and second not in lab.secret_uuids("dst")
     assert lease_xml(lab, "src", name) == {"live": None, "config": None}  # no lease was taken
@@ -133,7 +113,7 @@ def test_verification_failure_after_the_move_is_exit_5_not_bad_input(clean, name
     assert out["state"] == "migrated-unverified" and out["warnings"]
     assert "verification could not finish" in out["warnings"][0]
     assert lab.where(name) == {"dst": "running"}
-    events = [e["event"] for e in map(json.loads, migcoord.journal.read_text().splitlines())]
+    events = [e["event"] for e in migcoord.events()]
     assert events[-1] in ("migration-unverified", "lease-released")
 
 
@@ -167,7 +147,7 @@ def test_already_on_destination_needs_the_same_uuid(clean, name, migcoord):
 
 # ------------------------------------------------------------------ 2. ownership visible to every coordinator
 
-def test_foreign_migration_is_never_adopted_by_a_dry_run_or_a_run(clean, name, migcoord, tmp_path):
+def test_foreign_migration_is_never_adopted_by_a_dry_run_or_a_run(clean, name, migcoord):
     """Issue #11 (a): a `virsh migrate --p2p` in flight. A dry run and a real run both refuse with
     DOMAIN-JOB-ACTIVE naming the operation, and the job is still running afterwards."""
     lab = clean
@@ -177,7 +157,7 @@ def test_foreign_migration_is_never_adopted_by_a_dry_run_or_a_run(clean, name, m
                               "--undefinesource", "--bandwidth", "1", name, lab.uri("dst")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_job(lab, name)
+        lab.wait_for_job(name)
         for extra in (["--dry-run"], []):
             r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--timeout", "5",
                          *extra)
@@ -186,28 +166,24 @@ def test_foreign_migration_is_never_adopted_by_a_dry_run_or_a_run(clean, name, m
             assert "DOMAIN-JOB-ACTIVE" in r.stderr_text and "migration-out job" in r.stderr_text
             assert "not started by migcoord" in r.stderr_text
             assert_clean_error(r.stderr_text)
-            assert job_active(lab, "src", name), "migcoord touched a job that is not its own"
+            assert lab.job_active("src", name), "migcoord touched a job that is not its own"
         chk = migcoord("check", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json")
         assert chk.returncode == 1
-        assert job_active(lab, "src", name)
+        assert lab.job_active("src", name)
     finally:
         # The test started that job; it ends it.
-        try:
+        with contextlib.suppress(libvirt.libvirtError):
             lab.conn("src").lookupByName(name).abortJob()
-        except libvirt.libvirtError:
-            pass
         virsh.communicate(timeout=120)
     assert lab.where(name) == {"src": "running"}
 
 
-def test_lease_is_in_the_source_metadata_while_running_and_cleared_after(clean, name, tmp_path):
+def test_lease_is_in_the_source_metadata_while_running_and_cleared_after(clean, name, migcoord):
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
-    proc = subprocess.Popen([sys.executable, "-m", "coordinator", "migrate", name, "--from", lab.uri("src"),
-                             "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT, "--timeout", "8",
-                             "--journal", str(tmp_path / "j"), "--lock-dir", str(tmp_path / "locks")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_job(lab, name)
+    proc = migcoord.background("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                               *ACCEPT_SHARED_IMAGE, "--timeout", "8")
+    lab.wait_for_job(name)
     held = lease_xml(lab, "src", name)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 3, err.decode()  # it hit its own deadline: aborted, still on src
@@ -240,19 +216,13 @@ def test_live_lease_of_another_coordinator_blocks_an_expired_one_does_not(clean,
 
 # ------------------------------------------------------------------ 4. signals
 
-def background(args: list[str], tmp_path, journal: str = "bg.jsonl") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "coordinator", *args, "--journal", str(tmp_path / journal),
-                             "--lock-dir", str(tmp_path / "locks")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_during_migrate_aborts_rolls_back_and_exits(clean, name, tmp_path, sig, code):
+def test_signal_during_migrate_aborts_rolls_back_and_exits(clean, name, migcoord, sig, code):
     lab = clean
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
-    proc = background(["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT],
-                      tmp_path)
-    wait_job(lab, name)
+    proc = migcoord.background("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                               *ACCEPT_SHARED_IMAGE)
+    lab.wait_for_job(name)
     assert sid in lab.secret_uuids("dst")  # provisioned by this run, before the job started
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
@@ -260,10 +230,10 @@ def test_signal_during_migrate_aborts_rolls_back_and_exits(clean, name, tmp_path
     assert "Traceback" not in err.decode()
     assert "interrupted" in err.decode() and "still on" in err.decode()
     assert lab.where(name) == {"src": "running"} and lab.tpm_state_present("src", name)
-    assert not job_active(lab, "src", name)
+    assert not lab.job_active("src", name)
     assert sid not in lab.secret_uuids("dst")  # rolled back
     assert lease_xml(lab, "src", name) == {"live": None, "config": None}
-    events = [e["event"] for e in map(json.loads, (tmp_path / "bg.jsonl").read_text().splitlines())]
+    events = [e["event"] for e in migcoord.events(migcoord.bg_journal)]
     assert "migration-interrupted" in events and "secret-undefined" in events
 
 
@@ -271,27 +241,15 @@ def evac(lab, *extra: str) -> list[str]:
     return ["evacuate", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--to", lab.uri("dst2"), *extra]
 
 
-def first_with_job(lab, names: list[str], timeout: float = 90) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for n in names:
-            try:
-                if job_active(lab, "src", n):
-                    return n
-            except libvirt.libvirtError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError("no migration job started")
-
-
-def test_sigterm_during_evacuation_aborts_running_starts_nothing_writes_report(clean, name, tmp_path):
+def test_sigterm_during_evacuation_aborts_running_starts_nothing_writes_report(clean, name, migcoord, tmp_path):
     lab = clean
     names = [f"{name}-{i}" for i in range(2)]
     for n in names:
         lab.vm(n, on="src", dirty_memory=True)
     report = tmp_path / "report.json"
-    proc = background(evac(lab, "--parallel", "1", "--bandwidth", "1", *ACCEPT, "--report", str(report)), tmp_path)
-    running = first_with_job(lab, names)
+    proc = migcoord.background(*evac(lab, "--parallel", "1", "--bandwidth", "1", *ACCEPT_SHARED_IMAGE,
+                                     "--report", str(report)))
+    running = lab.wait_for_job(*names, timeout=90)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 143, err.decode()
@@ -308,18 +266,19 @@ def test_sigterm_during_evacuation_aborts_running_starts_nothing_writes_report(c
     assert not lab.secret_uuids("dst") and not lab.secret_uuids("dst2")  # rolled back
 
 
-def test_sigint_during_evacuation_with_on_interrupt_finish_lets_the_running_one_finish(clean, name, tmp_path):
+def test_sigint_during_evacuation_with_on_interrupt_finish_lets_the_running_one_finish(clean, name, migcoord,
+                                                                                       tmp_path):
     lab = clean
     names = [f"{name}-{i}" for i in range(2)]
     for n in names:
         lab.vm(n, on="src", dirty_memory=True)
     report = tmp_path / "report.json"
-    proc = background(evac(lab, "--parallel", "1", "--bandwidth", "1", *ACCEPT, "--on-interrupt", "finish",
-                           "--report", str(report)), tmp_path)
-    running = first_with_job(lab, names)
+    proc = migcoord.background(*evac(lab, "--parallel", "1", "--bandwidth", "1", *ACCEPT_SHARED_IMAGE,
+                                     "--on-interrupt", "finish", "--report", str(report)))
+    running = lab.wait_for_job(*names, timeout=90)
     proc.send_signal(signal.SIGINT)
     time.sleep(1)
-    assert proc.poll() is None and job_active(lab, "src", running)  # still migrating: not aborted
+    assert proc.poll() is None and lab.job_active("src", running)  # still migrating: not aborted
     # The test lets it converge (its own job control, as an operator would): lift the bandwidth cap
     # and allow a long final pause (the busy guest alone does not converge reliably on a loaded machine).
     dom = lab.conn("src").lookupByName(running)
@@ -336,14 +295,14 @@ def test_sigint_during_evacuation_with_on_interrupt_finish_lets_the_running_one_
 
 # ------------------------------------------------------------------ 5. operator control
 
-def test_abort_command_aborts_the_migration_and_refuses_when_there_is_none(clean, name, migcoord, tmp_path):
+def test_abort_command_aborts_the_migration_and_refuses_when_there_is_none(clean, name, migcoord):
     lab = clean
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
     none = migcoord("abort", name, "--from", lab.uri("src"))
     assert none.returncode == 1 and "no job is in progress" in none.stderr_text
-    proc = background(["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT],
-                      tmp_path)
-    wait_job(lab, name)
+    proc = migcoord.background("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                               *ACCEPT_SHARED_IMAGE)
+    lab.wait_for_job(name)
     r = migcoord("abort", name, "--from", lab.uri("src"), "--json")
     assert r.returncode == 0, r.stderr_text
     out = json.loads(r.stdout_text)
@@ -354,12 +313,12 @@ def test_abort_command_aborts_the_migration_and_refuses_when_there_is_none(clean
     assert sid not in lab.secret_uuids("dst")
 
 
-def test_complete_switches_to_postcopy_when_allowed(clean, name, migcoord, tmp_path):
+def test_complete_switches_to_postcopy_when_allowed(clean, name, migcoord):
     lab = clean
     sid = lab.vm(name, on="src", dirty_memory=True)["secret"]
-    proc = background(["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT,
-                       "--postcopy", "--timeout", "600"], tmp_path)
-    wait_job(lab, name)
+    proc = migcoord.background("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                               *ACCEPT_SHARED_IMAGE, "--postcopy", "--timeout", "600")
+    lab.wait_for_job(name)
     deadline = time.monotonic() + 60  # post-copy needs the RAM transfer to have begun
     while time.monotonic() < deadline and not lab.conn("src").lookupByName(name).jobStats(0).get("data_total"):
         time.sleep(0.2)
@@ -372,12 +331,12 @@ def test_complete_switches_to_postcopy_when_allowed(clean, name, migcoord, tmp_p
     assert lab.digest("dst", sid) == lab.digest("src", sid)
 
 
-def test_complete_suspends_when_postcopy_is_not_allowed(clean, name, migcoord, tmp_path):
+def test_complete_suspends_when_postcopy_is_not_allowed(clean, name, migcoord):
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
-    proc = background(["migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT,
-                       "--timeout", "600"], tmp_path)
-    wait_job(lab, name)
+    proc = migcoord.background("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                               *ACCEPT_SHARED_IMAGE, "--timeout", "600")
+    lab.wait_for_job(name)
     r = migcoord("complete", name, "--from", lab.uri("src"))
     assert r.returncode == 0, r.stderr_text
     assert "guest suspended so the migration converges" in r.stdout_text
@@ -392,8 +351,8 @@ def test_on_deadline_suspend_makes_a_busy_guest_converge(clean, name, migcoord):
     leave room for what is left of it: 80 s does, whenever the suspension comes."""
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
-    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT,
-                 "--timeout", "80", "--on-deadline", "suspend", timeout=400)
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                 *ACCEPT_SHARED_IMAGE, "--timeout", "80", "--on-deadline", "suspend", timeout=400)
     assert r.returncode == 0, r.stderr_text
     assert '"event": "suspend"' in r.stderr_text
     assert lab.where(name) == {"dst": "running"}
@@ -404,8 +363,8 @@ def test_max_downtime_lets_a_busy_guest_converge(clean, name, migcoord):
     fault tests rely on that); allowing 10 s of downtime lets it finish."""
     lab = clean
     lab.vm(name, on="src", dirty_memory=True)
-    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT,
-                 "--max-downtime", "10000", "--timeout", "120")
+    r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                 *ACCEPT_SHARED_IMAGE, "--max-downtime", "10000", "--timeout", "120")
     assert r.returncode == 0, r.stderr_text
     assert '"event": "max-downtime"' in r.stderr_text and '"ms": 10000' in r.stderr_text
     assert lab.where(name) == {"dst": "running"}
@@ -452,20 +411,18 @@ def test_two_concurrent_evacuations_respect_draining_hosts_and_inbound_memory(cl
     a_vms = [f"{name}-a{i}" for i in range(2)]
     for n in a_vms:
         lab.vm(n, on="src")
-    b = background(["evacuate", "--from", lab.uri("dst2"), "--to", lab.uri("dst"), "--bandwidth", "1", *ACCEPT,
-                    "--timeout", "300"], tmp_path, journal="b.jsonl")
+    b = migcoord.background("evacuate", "--from", lab.uri("dst2"), "--to", lab.uri("dst"), "--bandwidth", "1",
+                            *ACCEPT_SHARED_IMAGE, "--timeout", "300", journal_path=tmp_path / "b.jsonl")
     try:
+        lab.wait_for_job(big, host="dst2", timeout=90)
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not job_active(lab, "dst2", big):
-            time.sleep(0.1)
-        assert job_active(lab, "dst2", big)
         while time.monotonic() < deadline and lab.domain_state("dst", big) is None:
             time.sleep(0.1)  # the incoming domain appears on dst once libvirt has prepared it
         assert marker(lab, "dst2") is not None  # B marked its source at the start
 
-        a = background(["evacuate", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--to", lab.uri("dst2"),
-                        "--parallel", "1", "--max-memory", f"{lab.uri('dst')}=700", "--json"],
-                       tmp_path, journal="a.jsonl")
+        a = migcoord.background("evacuate", "--from", lab.uri("src"), "--to", lab.uri("dst"), "--to", lab.uri("dst2"),
+                                "--parallel", "1", "--max-memory", f"{lab.uri('dst')}=700", "--json",
+                                journal_path=tmp_path / "a.jsonl")
         out, err = a.communicate(timeout=300)
         assert a.returncode == 4, err.decode()
         report = json.loads(out)
@@ -476,9 +433,8 @@ def test_two_concurrent_evacuations_respect_draining_hosts_and_inbound_memory(cl
         unplaceable = next(d for d in report["plan"]["domains"] if d["destination"] is None)
         assert "no destination has room" in unplaceable["reason"]
         assert marker(lab, "src") is not None  # A marked its own source
-        assert job_active(lab, "dst2", big)  # A left B's migration alone
+        assert lab.job_active("dst2", big)  # A left B's migration alone
     finally:
-        subprocess.run([sys.executable, "-m", "coordinator", "abort", big, "--from", lab.uri("dst2")], cwd=ROOT,
-                       capture_output=True, timeout=60)
+        migcoord("abort", big, "--from", lab.uri("dst2"), timeout=60)
         b.communicate(timeout=180)
     assert lab.where(big) == {"dst2": "running"}

@@ -4,18 +4,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 
 import pytest
 
-from labkit.client import ROOT, assert_no_value
-
-
-def _events(migcoord) -> list[dict]:
-    if not migcoord.journal.exists():
-        return []
-    return [json.loads(line) for line in migcoord.journal.read_text().splitlines()]
+from labkit.client import assert_no_value
 
 
 def test_vtpm_and_luks_disk_secrets_are_both_provisioned(clean, name, migcoord):
@@ -23,8 +16,9 @@ def test_vtpm_and_luks_disk_secrets_are_both_provisioned(clean, name, migcoord):
     vm = lab.vm(name, on="src", luks_disk="shared")
     vtpm, disk = vm["secret"], vm["disk_secret"]
 
+    # NOTE: without SSH whether the shared image exists on the destination is unknown: accepted
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe", "--json",
-                 "--accept-unknown")  # NOTE: without SSH whether the shared image exists on the destination is unknown: accepted
+                 "--accept-unknown")
 
     assert r.returncode == 0, r.stderr_text
     got = {(s["uuid"], s["kind"], s["usage_type"], s["action"]) for s in json.loads(r.stdout_text)["secrets"]}
@@ -48,8 +42,9 @@ def test_usage_referenced_disk_secret_is_resolved_and_provisioned(clean, name, m
     assert disk_plan[0]["uuid"] == vm["disk_secret"]  # usage → UUID on the source
     assert disk_plan[0]["usage_id"].endswith(f"{name}.luks") and disk_plan[0]["action"] == "provision"
 
+    # NOTE: without SSH whether the shared image exists on the destination is unknown: accepted
     r = migcoord("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--unsafe",
-                 "--accept-unknown")  # NOTE: without SSH whether the shared image exists on the destination is unknown: accepted
+                 "--accept-unknown")
     assert r.returncode == 0, r.stderr_text
     assert lab.digest("dst", vm["disk_secret"]) == lab.digest("src", vm["disk_secret"])
     assert lab.where(name) == {"dst": "running"}
@@ -66,7 +61,7 @@ def test_wrong_value_on_destination_blocks_before_migration(clean, name, migcoor
     assert r.returncode == 1
     msg = r.stderr_text.strip().splitlines()[-1]
     assert sid in msg and lab.uri("src") in msg and lab.uri("dst") in msg and "different value" in msg
-    events = [e["event"] for e in _events(migcoord)]
+    events = [e["event"] for e in migcoord.events()]
     assert "migration-attempt" not in events and "migration-start" not in events
     assert lab.digest("dst", sid) == dst_digest  # untouched
     assert lab.where(name) == {"src": "running"}
@@ -169,13 +164,13 @@ def test_private_destination_copy_is_unverifiable_and_reset_on_request(clean, na
     assert "UNKNOWN" in err and "SECRET-UNVERIFIABLE" in err and "nothing was changed" in err
     assert "--reset-secret-values" in err and "--accept-unknown" in err
     assert (lab.secret_xml("dst", sid), lab.digest("dst", sid)) == before and lab.where(name) == {"src": "running"}
-    assert [e["event"] for e in _events(migcoord)][-1:] == ["undecided"]
+    assert [e["event"] for e in migcoord.events()][-1:] == ["undecided"]
 
     r = migcoord("migrate", name, *base, "--reset-secret-values")
     assert r.returncode == 0, r.stderr_text
     assert lab.digest("dst", sid) == lab.digest("src", sid)
     assert "private='yes'" in lab.secret_xml("dst", sid)
-    assert "secret-value-reset" in [e["event"] for e in _events(migcoord)]
+    assert "secret-value-reset" in [e["event"] for e in migcoord.events()]
     assert lab.where(name) == {"dst": "running"}
 
 
@@ -207,7 +202,7 @@ def test_rollback_after_permanent_failure_removes_only_what_the_run_created(clea
     assert disk in lab.secret_uuids("dst")      # was there before → kept
     assert {vtpm, disk} <= lab.secret_uuids("src")  # source never touched
     assert lab.where(name) == {"src": "running"}
-    events = [(e["event"], e.get("uuid")) for e in _events(migcoord)]
+    events = [(e["event"], e.get("uuid")) for e in migcoord.events()]
     assert ("secret-undefined", vtpm) in events and ("secret-undefined", disk) not in events
     assert ("migration-attempt", lab.conn("src").lookupByName(name).UUIDString()) in events
 
@@ -225,28 +220,24 @@ def test_secrets_command_table(clean, name, migcoord):
     assert lab.secret_uuids("dst") == set()  # read-only
 
 
-def test_plaintext_remote_transport_is_refused_unless_allowed(clean, name, tmp_path):
+def test_plaintext_remote_transport_is_refused_unless_allowed(clean, name, migcoord):
     """Host names (not literal loopback addresses) over qemu+tcp count as a plaintext network.
     The CLI runs in a mount namespace whose /etc/hosts maps src/dst to the lab's loopback
     addresses, so even the allowed case never leaves this machine."""
     lab = clean
     lab.vm(name, on="src")
 
-    def run(*extra: str) -> subprocess.CompletedProcess:
-        cli = [sys.executable, "-m", "coordinator", "migrate", name, "--from", "qemu+tcp://src/system",
-               "--to", "qemu+tcp://dst/system", "--journal", str(tmp_path / "j"),
-               "--lock-dir", str(tmp_path / "locks"), *extra]
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                               f'mount --bind {lab.dir / "hosts"} /etc/hosts && exec "$@"', "sh", *cli],
-                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+    def run(*extra: str):
+        return migcoord("migrate", name, "--from", "qemu+tcp://src/system", "--to", "qemu+tcp://dst/system",
+                        *extra, names=True, timeout=120)
 
     r = run()
-    assert r.returncode == 1, r.stderr
-    assert "unencrypted" in r.stderr and "--allow-plaintext-secrets" in r.stderr
+    assert r.returncode == 1, r.stderr_text
+    assert "unencrypted" in r.stderr_text and "--allow-plaintext-secrets" in r.stderr_text
     assert lab.secret_uuids("dst") == set() and lab.where(name) == {"src": "running"}
 
     r = run("--allow-plaintext-secrets")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr_text
     assert lab.where(name) == {"dst": "running"}
 
 
@@ -277,7 +268,7 @@ def test_cleanup_source_secrets_removes_only_unshared_source_copies(clean, name,
     assert lab.where(f"{name}-b") == {"dst": "running"}
 
 
-def test_value_never_appears_in_any_process_argv(clean, name, tmp_path):
+def test_value_never_appears_in_any_process_argv(clean, name, migcoord, tmp_path):
     """While migcoord provisions and migrates, no process on the machine (migcoord, libvirtd,
     QEMU, swtpm, the key helper) carries the value, raw, hex or base64, in its command line."""
     import base64 as b64
@@ -288,11 +279,8 @@ def test_value_never_appears_in_any_process_argv(clean, name, tmp_path):
     sid = lab.vm(name, on="src", secret="private", keyfile=keyfile)["secret"]
     value = keyfile.read_bytes()
     forms = [value, value.hex().encode(), b64.b64encode(value)]
-    proc = subprocess.Popen([sys.executable, "-m", "coordinator", "migrate", name, "--from", lab.uri("src"),
-                             "--to", lab.uri("dst"), "--secret-command",
-                             f"{_helper_script(tmp_path, keyfile)} --uuid {{uuid}}",
-                             "--journal", str(tmp_path / "j"), "--lock-dir", str(tmp_path / "locks")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = migcoord.background("migrate", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--secret-command",
+                               f"{_helper_script(tmp_path, keyfile)} --uuid {{uuid}}")
     seen = 0
     while proc.poll() is None:
         for pid in filter(str.isdigit, os.listdir("/proc")):

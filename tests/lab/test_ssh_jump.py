@@ -8,14 +8,12 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from coordinator.core.errors import BadInput
 from coordinator.ssh.runner import SshConfig, SshRunner
-from labkit.client import ROOT
 
 
 @pytest.fixture
@@ -64,14 +62,13 @@ def test_host_keys_stay_strict_through_the_jump(jump_setup, lab, tmp_path):
     assert only_jump.read_bytes() == kh.read_bytes()  # never written
 
 
-def test_ssh_checks_go_through_the_jump_host(jump_setup, clean, name):
+def test_ssh_checks_go_through_the_jump_host(jump_setup, clean, name, migcoord):
     cfg, kh = jump_setup
     lab = clean
     lab.vm(name, on="src")
-    r = subprocess.run([sys.executable, "-m", "coordinator", "check", name, "--from", lab.uri("src"),
-                        "--to", lab.uri("dst"), "--json", "--ssh", "--ssh-config", str(cfg),
-                        "--ssh-known-hosts", str(kh)], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr + r.stdout
+    r = migcoord("check", name, "--from", lab.uri("src"), "--to", lab.uri("dst"), "--json", "--ssh",
+                 "--ssh-config", str(cfg), "--ssh-known-hosts", str(kh))
+    assert r.returncode == 0, r.stderr_text + r.stdout_text
     rep = json.loads(r.stdout)
     ssh = {(f["check_id"], f["status"]) for f in rep["findings"] if f["transport"] == "ssh"}
     assert ("SWTPM-MISSING", "pass") in ssh and ("TPM-STATE-SPACE", "pass") in ssh

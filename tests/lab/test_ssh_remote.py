@@ -144,7 +144,7 @@ def test_changed_host_key_refused(lab, cfg, tmp_path):
     assert _digest(kh) == before
 
 
-def test_unreachable_host(cfg):
+def test_unreachable_ssh_host_fails_within_the_connect_timeout(cfg):
     t0 = time.monotonic()
     with pytest.raises(HostUnreachable, match="127.0.0.98"):
         SshRunner("127.0.0.98", cfg).run("hostname")
@@ -206,11 +206,11 @@ def checkctx(clean, cfg, name, ssh_checks):
     """A real CheckContext for a real vTPM domain on src, with SSH runners for both hosts."""
     made = []
 
-    def make(secret_policy: SecretPolicy = SecretPolicy()):
+    def make(secret_policy: SecretPolicy | None = None):
         if not made:
             clean.vm(name, on="src", secret="readable", no_start=True)
         ctx = build_context(clean.uri("src"), clean.uri("dst"), [name],
-                            MigrateOptions(secret_policy=secret_policy, ssh=cfg))
+                            MigrateOptions(secret_policy=secret_policy or SecretPolicy(), ssh=cfg))
         made.append(ctx)
         return ctx
     yield make
@@ -280,8 +280,8 @@ def test_tpm_state_space_low_on_dst(lab, checkctx):
     created = not state.exists()
     state.mkdir(parents=True, exist_ok=True)
     try:
-        with in_dst_namespace(lab, (["mount", "-t", "tmpfs", "-o", "size=1m", "migcoord-tiny", "/var/lib/libvirt/swtpm"],
-                                    ["umount", "/var/lib/libvirt/swtpm"])):
+        tiny = ["mount", "-t", "tmpfs", "-o", "size=1m", "migcoord-tiny", "/var/lib/libvirt/swtpm"]
+        with in_dst_namespace(lab, (tiny, ["umount", "/var/lib/libvirt/swtpm"])):
             report = ssh_report(ctx)
     finally:
         if created:

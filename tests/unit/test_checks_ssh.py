@@ -32,7 +32,7 @@ CAPS_OLD = '{ "type": "swtpm", "features": [ "cmdarg-seccomp", "cmdarg-key-fd" ]
     (CAPS_090, ("1.2",), False, ("tpm-1.2",)),
     (CAPS_OLD, ("2.0",), False, ("tpm-2.0", "cmdarg-pwd-fd")),
 ])
-def test_capabilities(text, tpm_versions, shared, missing):
+def test_swtpm_features_the_guest_needs_that_are_missing_are_named(text, tpm_versions, shared, missing):
     caps = parse_capabilities(text)
     assert missing_features(caps, required_features(tpm_versions, shared)) == missing
 

@@ -99,7 +99,7 @@ FILE = FileConfig(F, {"migration.bandwidth": 100, "migration.tls": True})
     ({"MIGCOORD_JOURNAL": "/tmp/j"}, {}, "paths.journal", "/tmp/j", "env:MIGCOORD_JOURNAL"),  # kept names
     ({"MIGCOORD_LOGGING_LEVEL": "INFO"}, {}, "logging.level", "info", "env:MIGCOORD_LOGGING_LEVEL"),
 ])
-def test_precedence(env, cli, key, value, origin):
+def test_command_line_beats_environment_beats_file_beats_default(env, cli, key, value, origin):
     s = merge(FILE, env, cli).setting(key)
     assert (s.value, s.origin) == (value, origin)
 

@@ -25,7 +25,7 @@ def plan(verdict: Verdict, kind: SecretKind = SecretKind.VTPM) -> SecretPlan:
     ("Secret not found: no secret with matching uuid 'x' [VIR_ERR_NO_SECRET/VIR_FROM_SECRET]", False),
     ("Unsafe migration: Migration without shared storage is unsafe", False),
 ])
-def test_is_generic(error, generic):
+def test_only_the_generic_late_failure_messages_count_as_generic(error, generic):
     assert is_generic(error) is generic
 
 

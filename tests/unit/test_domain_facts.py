@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.core.domain.facts import TpmFacts, host_model_cpu, parse_domain_facts, parse_tpm_caps, tpm_problems
+from coordinator.core.domain.facts import TpmFacts, parse_domain_facts, parse_tpm_caps, tpm_problems
 from coordinator.core.errors import BadInput
 
 DOM = """<domain type='kvm'>
@@ -39,8 +39,13 @@ def test_parse_full_domain():
     assert f.tpms == (TpmFacts("tpm-crb", "emulator", "2.0"),)
     assert f.networks == ("default", "lab-net") and f.bridges == ("br0",)
     assert f.pools == ("fast",)
-    assert [(d.target, d.path) for d in f.local_disks] == [("vda", "/var/lib/libvirt/images/a.qcow2"),
-                                                          ("vdb", "/dev/sdb")]
+    assert [(d.target, d.type, d.device, d.path, d.pool, d.volume, d.readonly) for d in f.disks] == [
+        ("vda", "file", "disk", "/var/lib/libvirt/images/a.qcow2", None, None, False),
+        ("vdb", "block", "disk", "/dev/sdb", None, None, False),
+        ("sda", "file", "cdrom", "/iso/x.iso", None, None, True),
+        ("vdc", "volume", "disk", None, "fast", "v1", False),
+        ("vdd", "volume", "disk", None, "fast", "v2", False),
+        ("vde", "network", "disk", None, None, None, False)]
 
 
 @pytest.mark.parametrize("xml, mode, mem", [
@@ -91,8 +96,3 @@ def test_tpm_problems(caps, tpms, problems):
     got = tpm_problems(tpms, parse_tpm_caps(caps))
     assert len(got) == len(problems) and all(g.startswith(p) for g, p in zip(got, problems, strict=True))
 
-
-def test_host_model_cpu():
-    ok, xml = host_model_cpu(CAPS)
-    assert ok and xml.startswith("<cpu mode=\"custom\"") and "kvm64" in xml and "vme" in xml
-    assert host_model_cpu("<domainCapabilities/>") == (False, None)

@@ -31,7 +31,8 @@ def cand(name: str, mib: int, live: bool = True) -> Candidate:
     pytest.param([cand("x", 5000)], {A: 1000 * MiB, B: 1000 * MiB}, {}, {}, {"x"}, id="fits-nowhere"),
     pytest.param([], {A: 1000 * MiB}, {}, {}, set(), id="nothing-to-do"),
 ])
-def test_place(domains, capacity, blockers, where, unplaceable):
+def test_placement_biggest_first_into_the_most_room_never_onto_a_blocked_destination(domains, capacity, blockers,
+                                                                                     where, unplaceable):
     p = place(domains, capacity, blockers)
     assert p.destination == where
     assert set(p.unplaceable) == unplaceable
@@ -56,7 +57,7 @@ def test_unplaceable_reasons_name_the_cause():
     (["migrated", "migrated-unverified"], 5),         # all moved, one with a warning
     (["migrated-unverified", "failed"], 4),
 ])
-def test_exit_code(states, code):
+def test_evacuation_exit_code_says_all_moved_partial_blocked_failed_or_unverified(states, code):
     assert exit_code_for([Outcome(f"d{i}", s) for i, s in enumerate(states)]) == code
 
 
@@ -70,7 +71,7 @@ def test_policy_rejects_nonsense(kw):
     ("migrated", True), ("already-on-destination", True), ("failed", False), ("blocked", False),
     ("unplaceable", False), ("not-started", False), ("migrated-unverified", True), ("interrupted", False),
 ])
-def test_outcome_moved(state, moved):
+def test_only_outcomes_on_a_destination_count_as_moved(state, moved):
     assert Outcome("d", state).moved is moved
 
 

@@ -46,7 +46,7 @@ def test_systemd_unit_parses_with_its_environment():
     assert not re.search(r"\$[A-Za-z_]", exec_start), exec_start
     env = dict(ln.split("=", 1)[1].split("=", 1) for ln in unit.splitlines() if ln.startswith("Environment="))
     for k, v in env.items():
-        exec_start = exec_start.replace("${%s}" % k, shlex.quote(v))
+        exec_start = exec_start.replace(f"${{{k}}}", shlex.quote(v))
     args = _parse(exec_start.replace("%i", "hv1"))
     assert args.command == "evacuate" and args.src == "qemu+ssh://hv1.example.net/system" and len(args.dsts) == 2
     assert "[Timer]" in (EXAMPLES / "migcoord-evacuate@.timer").read_text()

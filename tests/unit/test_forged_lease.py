@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from lease_fakes import MetadataGuest, RecordingJournal
 
 from coordinator.core.errors import BadInput
 from coordinator.core.lease_rules import (CLOCK_SKEW_S, MAX_TTL_S, NAMESPACE, JobAction, Lease, LeaseState,
@@ -124,45 +125,21 @@ def test_an_invalid_lease_is_never_adopted_even_when_its_owner_looks_dead():
 
 # -- the keeper: an invalid lease is no claim, and never ours ---------------------------------------
 
-class FakeGuest:
-    name = "vm1"
-    uuid = "6dd3e4a5-1d76-44ce-961f-f119f5aad935"
-
-    def __init__(self, element: str | None = None) -> None:
-        self.element = element
-
-    def metadata(self, namespace: str) -> str | None:
-        return self.element
-
-    def set_metadata(self, namespace: str, prefix: str, element: str | None) -> None:
-        self.element = element
-
-
-class Journal:
-    run_id = "run-a"
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def record(self, event: str, **_: object) -> None:
-        self.events.append(event)
-
-
 def test_a_forged_everlasting_lease_is_replaced_by_a_real_run_and_journalled():
-    g, j = FakeGuest(element(expires="100000000000", started=f"{time.time():.3f}")), Journal()
+    g, j = MetadataGuest(element(expires="100000000000", started=f"{time.time():.3f}")), RecordingJournal()
     k = LeaseKeeper("run-a", DST, time.time, j)
     k.take(g, 600)
     assert k.held and read_lease(g).run_id == "run-a" and "lease-invalid-replaced" in j.events
 
 
 def test_an_invalid_lease_is_never_released_as_ours():
-    g = FakeGuest(element(run="run-a", pid="0"))
-    assert not LeaseKeeper("run-a", DST, time.time, Journal()).release(g, "src")
+    g = MetadataGuest(element(run="run-a", pid="0"))
+    assert not LeaseKeeper("run-a", DST, time.time, RecordingJournal()).release(g, "src")
     assert g.element is not None
 
 
 def test_our_own_longest_lease_reads_back_valid_and_a_longer_one_is_never_written():
-    g, k = FakeGuest(), LeaseKeeper("run-a", DST, time.time, Journal())
+    g, k = MetadataGuest(), LeaseKeeper("run-a", DST, time.time, RecordingJournal())
     k.take(g, 600)
     k.extend(g, MAX_TTL_S)
     assert decide(None, read_lease(g), DST, time.time()).state is not LeaseState.INVALID

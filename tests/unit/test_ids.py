@@ -17,7 +17,7 @@ U = "6dd3e4a5-1d76-44ce-961f-f119f5aad935"
     pytest.param(f"  {U}\n", id="surrounding-whitespace"),
     pytest.param(f"\t{U.upper().replace('-', '')} ", id="plain-upper-whitespace"),
 ])
-def test_canonical_uuid(raw):
+def test_uuid_spellings_become_the_canonical_form(raw):
     assert looks_like_uuid(raw)
     assert canonical_uuid(raw) == U
 
@@ -35,7 +35,7 @@ def test_canonical_uuid(raw):
     pytest.param(U[:18] + " " + U[19:], id="inner-space"),
     pytest.param("VTPM_example", id="a-usage-name"),
 ])
-def test_bad_uuid(raw):
+def test_anything_but_a_uuid_is_refused_naming_it(raw):
     assert not looks_like_uuid(raw)
     with pytest.raises(BadInput) as ei:
         canonical_uuid(raw)

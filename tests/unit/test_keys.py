@@ -296,7 +296,7 @@ def test_secret_command_timeout_kills_the_process_group_and_keeps_no_partial_val
     for _ in range(50):  # SIGKILL is delivered asynchronously; the reaper is init
         try:
             os.kill(grandchild, 0)
-            stat = open(f"/proc/{grandchild}/stat").read().split()[2]
+            stat = Path(f"/proc/{grandchild}/stat").read_text().split()[2]
             if stat == "Z":
                 break
         except (ProcessLookupError, FileNotFoundError):

@@ -139,10 +139,26 @@ def test_every_module_has_a_layer():
         _entry(m)
 
 
-def test_the_public_facade_names_real_objects():
+def _type_checking_imports(path: Path) -> dict[str, str]:
+    """name → module of each ``from MODULE import name`` under the module's ``if TYPE_CHECKING:``."""
+    out: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module, ast.dump(imp)
+                out.update({a.asname or a.name: imp.module for a in imp.names})
+    return out
+
+
+def test_each_public_name_comes_from_the_module_the_facade_names_and_type_checkers_see_the_same():
+    import importlib
+
     import coordinator
-    for name in coordinator.__all__:
-        assert getattr(coordinator, name) is not None, name
+    exports = coordinator._EXPORTS  # the facade's own table: public name → the module it is imported from
+    assert sorted(coordinator.__all__) == sorted([*exports, "__version__"])
+    for name, module in exports.items():
+        assert getattr(coordinator, name) is getattr(importlib.import_module(module), name), name
+    assert _type_checking_imports(ROOT / "coordinator" / "__init__.py") == exports
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -8,37 +8,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from lease_fakes import MetadataGuest, RecordingJournal
 
 from coordinator.core.errors import Busy
 from coordinator.core.lease_rules import NAMESPACE, Lease, format_lease
 from coordinator.steps.lease import LeaseKeeper, read_lease
-
-
-class FakeGuest:
-    name = "vm1"
-    uuid = "6dd3e4a5-1d76-44ce-961f-f119f5aad935"
-
-    def __init__(self, element: str | None = None) -> None:
-        self.element = element
-        self.writes = 0
-
-    def metadata(self, namespace: str) -> str | None:
-        assert namespace == NAMESPACE
-        return self.element
-
-    def set_metadata(self, namespace: str, prefix: str, element: str | None) -> None:
-        self.element = element
-        self.writes += 1
-
-
-class Journal:
-    run_id = "run-a"
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def record(self, event: str, **_: object) -> None:
-        self.events.append(event)
 
 
 def other(expires: float, host: str = "elsewhere.example") -> str:
@@ -47,30 +21,30 @@ def other(expires: float, host: str = "elsewhere.example") -> str:
 
 
 def keeper(settle=lambda: None) -> LeaseKeeper:
-    return LeaseKeeper("run-a", "qemu+tls://hv2/system", time.time, Journal(), settle=settle)
+    return LeaseKeeper("run-a", "qemu+tls://hv2/system", time.time, RecordingJournal(), settle=settle)
 
 
 def test_free_domain_is_taken_and_read_back():
-    g, k = FakeGuest(), keeper()
+    g, k = MetadataGuest(), keeper()
     k.take(g, 600)
     assert k.held and read_lease(g).run_id == "run-a" and g.writes == 1
 
 
 def test_a_live_lease_written_since_the_run_looked_is_never_overwritten():
-    g = FakeGuest(other(time.time() + 600))
+    g = MetadataGuest(other(time.time() + 600))
     with pytest.raises(Busy, match="while this run was checking"):
         keeper().take(g, 600)
     assert g.writes == 0 and read_lease(g).run_id == "run-b"
 
 
 def test_an_expired_lease_is_taken_over():
-    g, k = FakeGuest(other(time.time() - 1)), keeper()
+    g, k = MetadataGuest(other(time.time() - 1)), keeper()
     k.take(g, 600)
     assert read_lease(g).run_id == "run-a"
 
 
 def test_a_writer_inside_the_settle_window_wins_and_this_run_backs_off():
-    g = FakeGuest()
+    g = MetadataGuest()
     k = keeper(settle=lambda: g.set_metadata(NAMESPACE, "mc", other(time.time() + 600)))
     with pytest.raises(Busy, match="at the same moment"):
         k.take(g, 600)

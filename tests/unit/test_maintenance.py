@@ -8,7 +8,7 @@ from coordinator.core.maintenance import Maintenance, format_marker, parse_marke
 M = Maintenance(since=1800000000.0, control_host="ctl", run_id="r1", reason="firmware")
 
 
-def test_round_trip():
+def test_a_written_marker_reads_back_the_same():
     assert parse_marker(format_marker(M)) == M
 
 

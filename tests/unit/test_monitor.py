@@ -75,7 +75,7 @@ def run(policy: MigrationPolicy, polls: list[tuple[float, int, int]]) -> list[st
     pytest.param(POSTCOPY, [(10, 0, 0), (20, 0, 0), (31, 0, 0)], ["continue", "continue", "abort"],
                  id="never-started"),
 ])
-def test_consecutive_polls(policy, polls, actions):
+def test_deadline_actions_over_consecutive_polls(policy, polls, actions):
     assert run(policy, polls) == actions
 
 

@@ -103,7 +103,7 @@ def test_parse_hop(hop, expected):
 
 
 @pytest.mark.parametrize("hop", ["", "ops@", "h:port"])
-def test_bad_hops(hop):
+def test_malformed_jump_hops_are_bad_input(hop):
     with pytest.raises(BadInput):
         openssh.parse_hop(hop)
 

@@ -99,7 +99,7 @@ GiB = 2**30
     pytest.param(4 * GiB, {"per_gib_s": 10.0, "minimum_s": 5.0}, 40.0, 150.0, id="custom-scale"),
     pytest.param(4 * GiB, {"completion_s": 3.0, "stall_s": 2.0}, 3.0, 2.0, id="explicit-wins"),
 ])
-def test_deadlines(memory, kw, completion, stall):
+def test_deadlines_scale_with_memory_from_a_minimum_and_explicit_ones_win(memory, kw, completion, stall):
     kw = {"minimum_s": 100.0, **kw}
     d = deadlines(memory, **kw)
     assert (d.completion_s, d.stall_s) == (completion, stall)

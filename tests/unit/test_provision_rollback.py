@@ -45,8 +45,8 @@ class Host:
         self.secrets.pop(uuid, None)
 
 
-SRC = {A: SecretInfo(A, "vtpm", "vm-vtpm", False, False, "<secret><uuid>%s</uuid></secret>" % A),
-       B: SecretInfo(B, "volume", "/img.luks", False, False, "<secret><uuid>%s</uuid></secret>" % B)}
+SRC = {A: SecretInfo(A, "vtpm", "vm-vtpm", False, False, f"<secret><uuid>{A}</uuid></secret>"),
+       B: SecretInfo(B, "volume", "/img.luks", False, False, f"<secret><uuid>{B}</uuid></secret>")}
 
 
 def test_second_definition_refused_removes_the_first_and_nothing_else():

@@ -23,7 +23,7 @@ def lverr(code: int, domain: int, msg: str = "msg") -> libvirt.libvirtError:
     (lverr(libvirt.VIR_ERR_NO_SECRET, libvirt.VIR_FROM_SECRET), False),
     (ValueError("x"), False),
 ])
-def test_retryable(exc, expected):
+def test_only_transient_errors_are_retried(exc, expected):
     assert retryable(exc) is expected
 
 

@@ -54,7 +54,7 @@ def test_local_runner_result():
     assert LocalRunner().run("true").ok
 
 
-def test_runner_for(tmp_path: Path):
+def test_local_uris_run_here_remote_ones_over_ssh_only_when_configured(tmp_path: Path):
     cfg = SshConfig(user="ops", port=2022, known_hosts=tmp_path / "kh")
     assert isinstance(runner_for("qemu:///system", cfg), LocalRunner)
     assert isinstance(runner_for("qemu:///system", None), LocalRunner)

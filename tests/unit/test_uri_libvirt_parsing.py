@@ -100,7 +100,7 @@ def test_percent_in_the_host_is_decoded_and_never_loopback(uri, host):
     f = uri_facts(uri)
     assert f.host == host
     assert not f.is_loopback
-    assert f.plaintext_remote
+    assert f.risk is not None
     with pytest.raises(Blocked, match="tcp is plaintext"):
         from coordinator.core.uris import check_transport
         check_transport(uri, allow_plaintext=False, ssh_client=lambda f: None)
@@ -115,7 +115,7 @@ def test_percent_in_the_host_is_decoded_and_never_loopback(uri, host):
 ])
 def test_held_loopback_spellings_stay_unexempt_but_name_this_machine(uri):
     f = uri_facts(uri)
-    assert not f.is_loopback and f.plaintext_remote
+    assert not f.is_loopback and f.risk is not None
     assert f.may_be_this_machine
 
 

@@ -32,7 +32,7 @@ def test_uri_facts(uri, transport, host, loopback, plaintext):
     f = uri_facts(uri)
     assert (f.uri, f.driver, f.transport, f.host) == (uri, "qemu", transport, host)
     assert f.is_loopback is loopback
-    assert f.plaintext_remote is plaintext
+    assert (f.risk is not None) is plaintext  # a reason the channel would expose secret bytes
 
 
 @pytest.mark.parametrize("uri", ["nonsense", "", "/system"])
@@ -127,7 +127,7 @@ def test_same_host_message(src_uuid, dst_uuid, same):
     ("qemu+tcp://h.invalid/system", "plaintext"),
 ])
 def test_unprotected_channels_are_refused(uri, reason):
-    assert uri_facts(uri).plaintext_remote
+    assert uri_facts(uri).risk is not None
     with pytest.raises(Blocked, match="SECRET|unencrypted") as ei:
         check_transport("qemu:///system", uri, allow_plaintext=False)
     assert reason.split("=")[0].lower() in str(ei.value).lower()
@@ -146,7 +146,7 @@ def test_unprotected_channels_are_refused(uri, reason):
     "qemu+tcp://127.0.0.101/system?no_verify=1",
 ])
 def test_protected_or_local_channels_pass(uri):
-    assert not uri_facts(uri).plaintext_remote
+    assert uri_facts(uri).risk is None
     check_transport(uri, allow_plaintext=False)
 
 
@@ -206,7 +206,7 @@ def test_two_spellings_of_one_host_are_refused():
     ("qemu+tcp://hv2.example/system", False, False),    # remote without SSH: nowhere
     ("qemu+tcp://hv2.example/system", True, True),      # remote with SSH: over SSH
 ])
-def test_runs_commands(uri, ssh, want):
+def test_commands_run_here_or_over_ssh_and_nowhere_on_a_remote_host_without_it(uri, ssh, want):
     from coordinator.core.uris import runs_commands
 
     assert runs_commands(uri, ssh) is want

@@ -46,5 +46,5 @@ def test_parse_version(text, expected):
     ((0, 9), (0, 9, 1), True),
     ((1, 0), (0, 99, 99), False),
 ])
-def test_older(dst, src, is_older):
+def test_older_compares_numerically_and_pads_the_shorter_version(dst, src, is_older):
     assert older(dst, src) is is_older
