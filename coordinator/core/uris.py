@@ -344,11 +344,6 @@ class UriFacts:
         (the URI alone: for an OpenSSH transport, ``transport_risk`` adds the client's config)."""
         return self.judged(self.is_loopback or self.transport == "unix")
 
-    @property
-    def plaintext_remote(self) -> bool:
-        """True when secret bytes sent over this connection would cross a network unprotected."""
-        return self.risk is not None
-
 
 def uri_facts(uri: str) -> UriFacts:
     """What libvirt makes of ``uri`` (``virURIParse`` + ``virURIParseParams``, libvirt 9.0/11.3 with

@@ -200,16 +200,3 @@ def tpm_problems(tpms: tuple[TpmFacts, ...], caps: TpmCaps) -> list[str]:
             out.append(f"TPM version {t.version or '2.0'} not offered "
                        f"(has {', '.join(sorted(caps.versions)) or 'none'})")
     return out
-
-
-@functools.lru_cache(maxsize=32)
-def host_model_cpu(domcaps_xml: str) -> tuple[bool, str | None]:
-    """(host-model supported, a <cpu mode='custom'> XML of it) from domain capabilities."""
-    root = ET.fromstring(domcaps_xml)
-    mode = root.find("cpu/mode[@name='host-model']")
-    if mode is None or mode.get("supported") != "yes":
-        return False, None
-    cpu = ET.Element("cpu", {"mode": "custom", "match": "exact"})
-    for child in mode:
-        cpu.append(child)
-    return True, ET.tostring(cpu, encoding="unicode")
