@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import json
 import secrets as pysecrets
-import subprocess
-import sys
 import uuid as uuidlib
 
-import libvirt
-
-from labkit.client import ROOT, Lab, assert_no_value
+from labkit.client import Lab, assert_no_value
 from labkit.guests import VM_XML
 
 
@@ -34,27 +30,7 @@ def _domain(lab: Lab, host: str, name: str, secret_uuid: str) -> None:
                                            uuid=secret_uuid, disks="", cpu=lab.env["cpu"]["xml"]))
 
 
-def _snapshot(lab: Lab) -> dict:
-    """Every secret (definition and stored value) and every domain (inactive XML) on every host."""
-    out = {}
-    for h in lab.env["hosts"]:
-        c = lab.conn(h)
-        out[h] = ({s.UUIDString(): (s.XMLDesc(0), lab.stored_value(h, s.UUIDString())) for s in c.listAllSecrets(0)},
-                  {d.name(): d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for d in c.listAllDomains(0)})
-    return out
-
-
-def _cli(lab: Lab, *args: str, names: bool = False) -> subprocess.CompletedProcess:
-    """The real CLI; ``names``: in a mount namespace with the lab's /etc/hosts, so qemu+tcp://src/system
-    is a host NAME, which the transport rule counts as a plaintext remote connection."""
-    cmd = [sys.executable, "-m", "coordinator", *args]
-    if names:
-        cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-               f'mount --bind {lab.dir / "hosts"} /etc/hosts && exec "$@"', "sh", *cmd]
-    return subprocess.run(cmd, capture_output=True, cwd=ROOT, timeout=60)
-
-
-def test_every_finding_kind_is_reported_and_nothing_changes(clean, name, tmp_path):
+def test_every_finding_kind_is_reported_and_nothing_changes(clean, name, migcoord, tmp_path):
     lab = clean
     src, dst, dst2 = (lab.uri(h) for h in ("src", "dst", "dst2"))
     values = {k: pysecrets.token_bytes(32) for k in ("a", "a-other", "orphan", "disk", "eph", "clash", "b")}
@@ -73,10 +49,10 @@ def test_every_finding_kind_is_reported_and_nothing_changes(clean, name, tmp_pat
     eph = _secret(lab, "dst2", "vtpm", f"{name}-c-vtpm", values["eph"], ephemeral=True)
     _domain(lab, "dst2", f"{name}-c", eph)
     clash = _secret(lab, "dst2", "vtpm", f"{name}-a-vtpm", values["clash"])
-    before = _snapshot(lab)
+    before = lab.snapshot()
     metrics = tmp_path / "audit.prom"
 
-    r = _cli(lab, "secrets", "audit", src, dst, dst2, "--json", "--metrics-file", str(metrics))
+    r = migcoord("secrets", "audit", src, dst, dst2, "--json", "--metrics-file", str(metrics), timeout=60)
 
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
@@ -102,19 +78,19 @@ def test_every_finding_kind_is_reported_and_nothing_changes(clean, name, tmp_pat
     assert 'migcoord_secret_audit_findings{command="secrets-audit",' in prom and "migcoord_last_run_exit_code" in prom
     assert 'kind="orphan"} 4' in prom
 
-    t = _cli(lab, "secrets", "audit", src, dst, dst2)  # the table
+    t = migcoord("secrets", "audit", src, dst, dst2, timeout=60)  # the table
     assert t.returncode == 1
     table = t.stdout.decode()
     assert table.splitlines()[0].split() == ["HOST", "SECRETS", "DOMAINS", "VALUES"]
     assert "value-differs" in table and "usage-clash" in table and "   fix: virsh -c" in table
     assert table.rstrip().splitlines()[-1].startswith("FINDINGS: 4 orphan, 1 missing")
 
-    assert _snapshot(lab) == before  # nothing changed anywhere
+    assert lab.snapshot() == before  # nothing changed anywhere
     for v in values.values():
         assert_no_value(v, r.stdout, r.stderr, t.stdout, t.stderr, prom.encode())
 
 
-def test_a_clean_fleet_is_clean_and_a_private_copy_is_unknown_not_different(clean, name):
+def test_a_clean_fleet_is_clean_and_a_private_copy_is_unknown_not_different(clean, name, migcoord):
     lab = clean
     src, dst = lab.uri("src"), lab.uri("dst")
     value = pysecrets.token_bytes(32)
@@ -122,7 +98,7 @@ def test_a_clean_fleet_is_clean_and_a_private_copy_is_unknown_not_different(clea
     _domain(lab, "src", f"{name}-r", readable)
     _secret(lab, "dst", "vtpm", f"{name}-r", value, uuid=readable)  # the same value: no finding
     _domain(lab, "dst", f"{name}-r", readable)
-    r = _cli(lab, "secrets", "audit", src, dst)
+    r = migcoord("secrets", "audit", src, dst, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.decode().rstrip().endswith("CLEAN: no finding on 2 host(s)")
 
@@ -130,48 +106,48 @@ def test_a_clean_fleet_is_clean_and_a_private_copy_is_unknown_not_different(clea
     _domain(lab, "src", f"{name}-p", private)
     _secret(lab, "dst", "vtpm", f"{name}-p", b"another value", uuid=private, private=True)
     _domain(lab, "dst", f"{name}-p", private)
-    before = _snapshot(lab)
-    r = _cli(lab, "secrets", "audit", src, dst, "--json")
+    before = lab.snapshot()
+    r = migcoord("secrets", "audit", src, dst, "--json", timeout=60)
     assert r.returncode == 6, r.stderr  # UNKNOWN: never "differs" for a value that cannot be read
     doc = json.loads(r.stdout)
     assert doc["findings"] == []
     assert [(u["uuid"], u["hosts"]) for u in doc["unknown"]] == [(private, [src, dst])]
     assert "private" in doc["unknown"][0]["reasons"][src]
-    assert _cli(lab, "secrets", "audit", src, dst, "--accept-unknown").returncode == 0
-    assert _snapshot(lab) == before
+    assert migcoord("secrets", "audit", src, dst, "--accept-unknown", timeout=60).returncode == 0
+    assert lab.snapshot() == before
     assert_no_value(value, r.stdout, r.stderr)
 
 
-def test_over_plaintext_no_value_is_read_unless_allowed(clean, name):
+def test_over_plaintext_no_value_is_read_unless_allowed(clean, name, migcoord):
     lab = clean
     sid = _secret(lab, "src", "vtpm", f"{name}-v", b"the source value 0123456789abcdef")
     _domain(lab, "src", name, sid)
     _secret(lab, "dst", "vtpm", f"{name}-v", b"another value 0123456789abcdef!!", uuid=sid)
     _domain(lab, "dst", name, sid)
-    before = _snapshot(lab)
+    before = lab.snapshot()
     hosts = ("qemu+tcp://src/system", "qemu+tcp://dst/system")
 
-    r = _cli(lab, "secrets", "audit", *hosts, "--json", names=True)
+    r = migcoord("secrets", "audit", *hosts, "--json", names=True, timeout=60)
     assert r.returncode == 6, r.stderr
     doc = json.loads(r.stdout)
     assert doc["findings"] == [] and [h["values_read"] for h in doc["hosts"]] == [False, False]
     assert "--allow-plaintext-secrets" in doc["unknown"][0]["reasons"]["qemu+tcp://src/system"]
 
-    r = _cli(lab, "secrets", "audit", *hosts, "--json", "--allow-plaintext-secrets", names=True)
+    r = migcoord("secrets", "audit", *hosts, "--json", "--allow-plaintext-secrets", names=True, timeout=60)
     assert r.returncode == 1, r.stderr
     assert [f["kind"] for f in json.loads(r.stdout)["findings"]] == ["value-differs"]
-    assert _snapshot(lab) == before
+    assert lab.snapshot() == before
     for v in (b"the source value 0123456789abcdef", b"another value 0123456789abcdef!!"):
         assert_no_value(v, r.stdout, r.stderr)
 
 
 def test_bad_input_is_one_line_and_a_domain_named_audit_stays_reachable(clean, migcoord):
     lab = clean
-    r = _cli(lab, "secrets", "audit", lab.uri("src"), "qemu+tcp://[bad/system")
+    r = migcoord("secrets", "audit", lab.uri("src"), "qemu+tcp://[bad/system", timeout=60)
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1 and "[bad" in r.stderr.decode()
-    r = _cli(lab, "secrets", "audit", lab.uri("src"), "qemu+tcp://127.0.0.254:1/system")
+    r = migcoord("secrets", "audit", lab.uri("src"), "qemu+tcp://127.0.0.254:1/system", timeout=60)
     assert r.returncode == 1 and r.stderr.decode().count("\n") == 1 and "cannot connect" in r.stderr.decode()
-    r = _cli(lab, "secrets", "audit", lab.uri("src"), lab.uri("src").replace("/system", ":16509/system"))
+    r = migcoord("secrets", "audit", lab.uri("src"), lab.uri("src").replace("/system", ":16509/system"), timeout=60)
     assert r.returncode == 2 and "same host" in r.stderr.decode()  # two spellings of one host
 
     sid = _secret(lab, "src", "vtpm", "audit-vtpm", pysecrets.token_bytes(32))
