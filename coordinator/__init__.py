@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from coordinator.core.release import __version__
 
-# public name → the module that defines it (one line per name, checked by tests/unit/test_layers.py)
+# public name → the module it is imported from (its definition or the flow that re-exports it; checked by
+# tests/unit/test_layers.py)
 _EXPORTS = {
     "BadInput": "coordinator.core.errors", "Blocked": "coordinator.core.errors", "Busy": "coordinator.core.errors",
     "HostUnreachable": "coordinator.core.errors", "MigcoordError": "coordinator.core.errors",

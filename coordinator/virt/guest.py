@@ -17,10 +17,6 @@ _JOB_OPERATIONS = {getattr(libvirt, f"VIR_DOMAIN_JOB_OPERATION_{n}"): n.lower().
                              "SNAPSHOT_REVERT", "DUMP", "BACKUP", "SNAPSHOT_DELETE")
                    if hasattr(libvirt, f"VIR_DOMAIN_JOB_OPERATION_{n}")}
 
-_JOB_TYPES = {libvirt.VIR_DOMAIN_JOB_NONE: "none", libvirt.VIR_DOMAIN_JOB_BOUNDED: "bounded",
-              libvirt.VIR_DOMAIN_JOB_UNBOUNDED: "unbounded", libvirt.VIR_DOMAIN_JOB_COMPLETED: "completed",
-              libvirt.VIR_DOMAIN_JOB_FAILED: "failed", libvirt.VIR_DOMAIN_JOB_CANCELLED: "cancelled"}
-
 _STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
                 libvirt.VIR_DOMAIN_SHUTOFF: "shutoff", libvirt.VIR_DOMAIN_CRASHED: "crashed",
                 libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended", libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
@@ -190,21 +186,6 @@ class Guest:
             return {}
         keys = ("data_processed", "memory_processed", "disk_processed", "time_elapsed", "downtime")
         return {k: int(s[k]) for k in keys if k in s}
-
-    def job_type(self, active: bool | None = None) -> str:
-        """virDomainGetJobStats(0) "type": "none" | "bounded" | "unbounded" | ... . An inactive domain
-        has no job (libvirt refuses the call with VIR_ERR_OPERATION_INVALID; we answer "none").
-        ``active``: what the caller already knows, to save a virDomainIsActive."""
-        if not (self._dom.isActive() if active is None else active):
-            return "none"
-        try:
-            t = self._dom.jobStats(0).get("type", libvirt.VIR_DOMAIN_JOB_NONE)
-        except libvirt.libvirtError as e:
-            # NOTE: the domain can stop between isActive() and jobStats(); that is "no job".
-            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
-                return "none"
-            raise
-        return _JOB_TYPES.get(t, str(t))
 
     def memory_bytes(self) -> int:
         """Current guest memory (virDomainGetInfo, KiB) — what a migration has to copy."""

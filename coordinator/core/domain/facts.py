@@ -63,12 +63,6 @@ class DomainFacts:
     def pools(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(d.pool for d in self.disks if d.pool))
 
-    @property
-    def local_disks(self) -> tuple[DiskFacts, ...]:
-        """Writable file/block disks with a source path: storage libvirt must find on the destination."""
-        return tuple(d for d in self.disks if d.type in ("file", "block") and d.path and d.device != "cdrom"
-                     and not d.readonly)
-
 
 def to_kib(value: str, unit: str | None) -> int:
     mult = _UNITS_KIB.get((unit or "KiB").lower())
